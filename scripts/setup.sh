@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Prepares this machine for bottle: a Docker engine that answers, gVisor
+# registered as runtime "runsc", the offline images, the Claude Code binary
+# and bin/bottle-rpc. Every step is skipped when its result is already there,
+# so a second run takes seconds. Runs as root on Debian.
+#
+#   BOTTLE_NO_GVISOR=1   do not build or register runsc (bottles use runc)
+#   BOTTLE_CACHE=DIR     where build contexts and downloads go (~/.cache/bottle)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${BOTTLE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bottle}
+gvisor_version=v0.0.0-20260701204157-69c2d17aea96
+claude_version=$(cat "$repo/images/claude/VERSION")
+base_image=bottle/base:bookworm
+base_packages=ca-certificates,git,openssh-client,curl,netcat-openbsd,procps
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (it installs packages and starts dockerd)"
+export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
+
+apt_updated=
+apt_install() {
+  if [ -z "$apt_updated" ]; then apt-get update -q >/dev/null; apt_updated=1; fi
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null
+}
+
+engine_answers() { timeout 10 docker version >/dev/null 2>&1; }
+
+start_dockerd() {
+  if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+    systemctl start docker
+  else
+    log "starting dockerd (log: /var/log/bottle-dockerd.log)"
+    nohup dockerd >>/var/log/bottle-dockerd.log 2>&1 </dev/null &
+  fi
+  for _ in $(seq 1 60); do engine_answers && return 0; sleep 1; done
+  die "dockerd did not answer within 60 s; see /var/log/bottle-dockerd.log"
+}
+
+ensure_engine() {
+  command -v dockerd >/dev/null || apt_install docker.io
+  command -v docker >/dev/null || apt_install docker.io
+  engine_answers || start_dockerd
+  log "docker engine $(docker version --format '{{.Server.Version}}') answers"
+}
+
+# Registers runsc in daemon.json (merged with what is there) and reloads the
+# daemon: "runtimes" is one of the options dockerd reloads on SIGHUP.
+ensure_gvisor() {
+  if [ "${BOTTLE_NO_GVISOR:-}" = 1 ]; then
+    [ "${CI:-}" = true ] && die "CI never opts out of gVisor: unset BOTTLE_NO_GVISOR"
+    log "BOTTLE_NO_GVISOR=1: skipping gVisor, bottles will use runc"
+    return
+  fi
+  stamp=/usr/local/lib/bottle/runsc.version
+  if [ ! -x /usr/local/bin/runsc ] || [ "$(cat $stamp 2>/dev/null)" != "$gvisor_version" ]; then
+    command -v go >/dev/null || die "Go is needed to build runsc: install it from the Go website or apt-get install golang"
+    log "building runsc $gvisor_version (about 3 minutes)"
+    gobin=$cache/gvisor/$gvisor_version
+    mkdir -p "$gobin" /usr/local/lib/bottle
+    CGO_ENABLED=0 GOBIN=$gobin go install "gvisor.dev/gvisor/runsc@$gvisor_version"
+    install -m 0755 "$gobin/runsc" /usr/local/bin/runsc
+    echo "$gvisor_version" >$stamp
+  fi
+  if docker info --format '{{json .Runtimes}}' | grep -q '"runsc"'; then
+    log "runsc is registered"
+    return
+  fi
+  command -v jq >/dev/null || apt_install jq
+  mkdir -p /etc/docker
+  [ -s /etc/docker/daemon.json ] || echo '{}' >/etc/docker/daemon.json
+  jq '.runtimes.runsc = {"path": "/usr/local/bin/runsc"}' /etc/docker/daemon.json >/etc/docker/daemon.json.new
+  mv /etc/docker/daemon.json.new /etc/docker/daemon.json
+  log "registering runsc with the daemon"
+  if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+    systemctl reload docker
+  else
+    kill -HUP "$(cat /var/run/docker.pid)"
+  fi
+  for _ in $(seq 1 30); do
+    docker info --format '{{json .Runtimes}}' | grep -q '"runsc"' && return 0
+    sleep 1
+  done
+  die "dockerd did not pick up runsc from /etc/docker/daemon.json"
+}
+
+# The base image is a debootstrapped Debian, keyed by its recipe so that a
+# change to the package list rebuilds it and nothing else does.
+ensure_base_image() {
+  recipe=$(printf '%s\n' bookworm minbase "$base_packages" node:1000 v1 | sha256sum | cut -c1-16)
+  have=$(docker image inspect --format '{{index .Config.Labels "dev.bottle.recipe"}}' $base_image 2>/dev/null || true)
+  if [ "$have" = "$recipe" ]; then log "$base_image is up to date"; return; fi
+  command -v debootstrap >/dev/null || apt_install debootstrap
+  rootfs=$(mktemp -d /var/tmp/bottle-rootfs.XXXXXX)
+  trap 'rm -rf "$rootfs"' RETURN
+  log "debootstrap bookworm into $rootfs (about a minute)"
+  debootstrap --variant=minbase --include="$base_packages" bookworm "$rootfs" http://deb.debian.org/debian >/var/log/bottle-debootstrap.log 2>&1 ||
+    die "debootstrap failed; see /var/log/bottle-debootstrap.log"
+  chroot "$rootfs" useradd --create-home --uid 1000 --user-group --shell /bin/bash node
+  install -d -o 1000 -g 1000 "$rootfs/home/node/workspace"
+  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin
+  tar -C "$rootfs" -c . | docker import \
+    --change "LABEL dev.bottle.recipe=$recipe" \
+    --change 'ENV LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'WORKDIR /home/node/workspace' \
+    --change 'CMD ["/bin/bash"]' \
+    - $base_image >/dev/null
+  log "imported $base_image"
+}
+
+# The default agent image is built by bottle-rpc itself from this context
+# (cached by content); set-up only puts the Claude Code binary there.
+ensure_claude_context() {
+  ctx=$cache/agents/claude
+  if [ "$(cat "$ctx/.version" 2>/dev/null)" != "$claude_version" ]; then
+    npmdir=$cache/npm/claude-code-$claude_version
+    log "installing @anthropic-ai/claude-code@$claude_version with npm"
+    command -v npm >/dev/null || apt_install npm
+    mkdir -p "$npmdir" "$ctx"
+    npm install --prefix "$npmdir" --no-audit --no-fund --loglevel=error "@anthropic-ai/claude-code@$claude_version" >/dev/null
+    bin=$npmdir/node_modules/@anthropic-ai/claude-code-linux-x64/claude
+    [ -x "$bin" ] || die "npm did not install the linux-x64 Claude Code binary at $bin"
+    cp "$bin" "$ctx/claude.new" && mv "$ctx/claude.new" "$ctx/claude"
+    echo "$claude_version" >"$ctx/.version"
+  fi
+  cmp -s "$repo/images/claude/Dockerfile" "$ctx/Dockerfile" || cp "$repo/images/claude/Dockerfile" "$ctx/Dockerfile"
+  log "Claude Code $claude_version build context is in $ctx"
+}
+
+build_bottle_rpc() {
+  command -v go >/dev/null || die "Go is needed to build bottle-rpc"
+  (cd "$repo" && CGO_ENABLED=0 go build -o bin/bottle-rpc ./cmd/bottle-rpc)
+  log "built $repo/bin/bottle-rpc"
+}
+
+ensure_engine
+ensure_gvisor
+ensure_base_image
+ensure_claude_context
+build_bottle_rpc
