@@ -1,0 +1,137 @@
+// Package backend is the contract between sessions and whatever runs
+// bottles. The session layer knows a bottle only through these interfaces,
+// so a second backend (a remote engine, Kubernetes) can come later without
+// touching the protocol or the session registry.
+package backend
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/bottle-dev/bottle/egress"
+	"github.com/bottle-dev/bottle/manifest"
+)
+
+// Backend plans and starts bottles.
+type Backend interface {
+	// Plan says what Start would do, without side effects.
+	Plan(ctx context.Context, spec StartSpec) (*Plan, error)
+	// Start makes a bottle. On any error everything it made is removed.
+	Start(ctx context.Context, spec StartSpec, progress Progress) (Bottle, error)
+}
+
+// StartSpec is what a bottle is made from.
+type StartSpec struct {
+	Manifest *manifest.Manifest
+	Agent    string
+	// Session names the bottle in labels and audit records; the backend
+	// makes one up when it is empty.
+	Session string
+	// Cwd, when set, is copied into the agent's workspace through an image
+	// derived from the agent image.
+	Cwd string
+	// CopyGit copies Cwd/.git into ~/workspace/.git, owned by the agent user.
+	CopyGit bool
+	// ContainerName pins the agent container's name: a taken name is an
+	// error instead of a retry with a suffix.
+	ContainerName string
+	// Env is added to the agent container's environment. It is visible in
+	// the container's configuration, so it must hold no secrets.
+	Env map[string]string
+	// OnEgress, when set, receives every decision of the bottle's egress
+	// proxy as it happens.
+	OnEgress func(egress.Record)
+}
+
+// Plan is the preflight: what a start would make and copy in.
+type Plan struct {
+	Agent        string     `json:"agent"`
+	Bottle       string     `json:"bottle"`
+	Runtime      string     `json:"runtime"`
+	RuntimeLabel string     `json:"runtimeLabel"`
+	Image        string     `json:"image"`
+	Networks     []string   `json:"networks"`
+	Allow        []string   `json:"allow"`
+	Command      []string   `json:"command"`
+	CopyIn       []CopyItem `json:"copyIn"`
+}
+
+// CopyItem is one thing provisioned into the agent container.
+type CopyItem struct {
+	What string `json:"what"` // prompt, skill, ssh-key, known-hosts, ssh-config, git, workspace
+	From string `json:"from,omitempty"`
+	To   string `json:"to"`
+	Mode string `json:"mode,omitempty"`
+}
+
+// Step is one stage of a start, reported as it begins.
+type Step struct {
+	Name    string // runtime, image, networks, containers, provision, start
+	Message string
+	Done    int // steps finished before this one
+	Total   int
+}
+
+// Progress receives steps; it may be nil.
+type Progress func(Step)
+
+// Bottle is a started bottle.
+type Bottle interface {
+	Info() Info
+	// Exec runs a process in the bottle as the agent user.
+	Exec(ctx context.Context, spec ExecSpec) (Process, error)
+	// CopyIn copies a host file or folder to containerPath (absolute), owned
+	// by the agent user, and returns the number of file bytes copied.
+	CopyIn(ctx context.Context, hostPath, containerPath string) (int64, error)
+	// Close removes everything the bottle made. It is idempotent.
+	Close(ctx context.Context) error
+}
+
+// Info describes a started bottle.
+type Info struct {
+	Session      string `json:"session"`
+	Agent        string `json:"agent"`
+	Container    string `json:"container"`
+	ContainerID  string `json:"containerId"`
+	Runtime      string `json:"runtime"`
+	RuntimeLabel string `json:"runtimeLabel"`
+	Image        string `json:"image"`
+	ProxyAddr    string `json:"proxy"`
+}
+
+// ExecSpec is a process to run in a bottle.
+type ExecSpec struct {
+	// Argv is the command; empty runs the agent's command with its prompt.
+	Argv []string
+	Tty  bool
+	Cols uint
+	Rows uint
+	// Env is added to the process's environment only: values given here
+	// never show in the container's configuration.
+	Env map[string]string
+}
+
+// Process is a running exec. Read returns its output (stdout and stderr
+// merged) until the process ends; Write feeds its input.
+type Process interface {
+	io.Reader
+	io.Writer
+	// CloseInput signals end of input.
+	CloseInput() error
+	Resize(ctx context.Context, cols, rows uint) error
+	// Wait returns the exit code once the output has been read to the end.
+	Wait(ctx context.Context) (int, error)
+	// Close ends the connection to the process.
+	Close() error
+}
+
+// Errors a backend wraps so that callers can tell the kinds apart.
+var (
+	ErrEngineUnavailable  = errors.New("container engine unavailable")
+	ErrRuntimeUnavailable = errors.New("runtime unavailable")
+	ErrImage              = errors.New("image unavailable")
+	ErrNameTaken          = errors.New("container name taken")
+	ErrInvalid            = errors.New("invalid request")
+	ErrClosed             = errors.New("bottle closed")
+)

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"os"
+
+	"github.com/bottle-dev/bottle/egress"
+)
+
+// egressProxy reads its config from stdin (or --config), so the config,
+// secrets included, never shows in the sidecar's container configuration.
+func egressProxy(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("egress-proxy", flag.ExitOnError)
+	config := fs.String("config", "-", "config file (JSON), - for stdin")
+	fs.Parse(args)
+	in := os.Stdin
+	if *config != "-" {
+		f, err := os.Open(*config)
+		if err != nil {
+			return fail("egress-proxy: %v", err)
+		}
+		defer f.Close()
+		in = f
+	}
+	cfg, err := egress.ReadConfig(in)
+	if err != nil {
+		return fail("egress-proxy: reading the config: %v", err)
+	}
+	if err := egress.Run(ctx, cfg, os.Stdout, os.Stderr); err != nil {
+		return fail("egress-proxy: %v", err)
+	}
+	return 0
+}

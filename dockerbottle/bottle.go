@@ -1,0 +1,433 @@
+package dockerbottle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/errdefs"
+
+	"github.com/bottle-dev/bottle/backend"
+	"github.com/bottle-dev/bottle/manifest"
+)
+
+// Bottle is a started bottle on a Docker engine.
+type Bottle struct {
+	engine  *Engine
+	session string
+	agent   *manifest.Agent
+	bottle  *manifest.Bottle
+	info    backend.Info
+
+	// life outlives the start request: the sidecar's audit stream runs on it
+	// until the bottle closes.
+	life   context.Context
+	cancel context.CancelFunc
+
+	agentID   string
+	sidecarID string
+
+	closeMu sync.Mutex
+	closed  bool
+}
+
+var _ backend.Bottle = (*Bottle)(nil)
+
+// Info describes the bottle.
+func (bt *Bottle) Info() backend.Info { return bt.info }
+
+func resolve(spec backend.StartSpec) (*manifest.Agent, *manifest.Bottle, error) {
+	if spec.Manifest == nil {
+		return nil, nil, fmt.Errorf("%w: no manifest", backend.ErrInvalid)
+	}
+	agent, b, err := spec.Manifest.Agent(spec.Agent)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", backend.ErrInvalid, err)
+	}
+	if spec.Cwd != "" && !filepath.IsAbs(spec.Cwd) {
+		return nil, nil, fmt.Errorf("%w: cwd %q must be an absolute path", backend.ErrInvalid, spec.Cwd)
+	}
+	return agent, b, nil
+}
+
+// Plan is the preflight of Start: it reads the manifest and asks the engine
+// for its runtimes, and makes nothing.
+func (e *Engine) Plan(ctx context.Context, spec backend.StartSpec) (*backend.Plan, error) {
+	agent, b, err := resolve(spec)
+	if err != nil {
+		return nil, err
+	}
+	runtime, err := e.chooseRuntime(ctx, b.Runtime)
+	if err != nil {
+		return nil, err
+	}
+	img := b.Image
+	if img == "" {
+		img = "build: " + filepath.Join(b.Build.Context, b.Build.Dockerfile)
+	}
+	prov, err := planProvisioning(agent, b, spec, fmt.Sprintf("SIDECAR:%d", proxyPort(b)))
+	if err != nil {
+		return nil, err
+	}
+	items := prov.items
+	if spec.Cwd != "" {
+		items = append([]backend.CopyItem{{What: "workspace", From: spec.Cwd, To: workspaceDir}}, items...)
+	}
+	return &backend.Plan{
+		Agent:        agent.Name,
+		Bottle:       b.Name,
+		Runtime:      runtime,
+		RuntimeLabel: RuntimeLabel(runtime),
+		Image:        img,
+		Networks:     []string{"internal (agent and sidecar, no route out)", "egress (sidecar only)"},
+		Allow:        slices.Clone(b.Egress.Allow),
+		Command:      agentArgv(agent),
+		CopyIn:       items,
+	}, nil
+}
+
+// agentArgv is what an exec without argv runs: the agent's command with its
+// prompt appended.
+func agentArgv(a *manifest.Agent) []string {
+	argv := append(slices.Clone(a.Command), a.Args...)
+	if a.Prompt != "" && len(a.Command) > 0 && filepath.Base(a.Command[0]) == "claude" {
+		argv = append(argv, "--append-system-prompt-file", PromptPath)
+	}
+	return argv
+}
+
+var startSteps = []string{"runtime", "image", "networks", "containers", "provision", "start"}
+
+// Start makes a bottle: networks and containers are created concurrently,
+// the agent is provisioned while the sidecar boots, and the agent starts
+// last. A failure or cancellation at any point removes everything made.
+func (e *Engine) Start(ctx context.Context, spec backend.StartSpec, progress backend.Progress) (_ backend.Bottle, err error) {
+	agent, b, err := resolve(spec)
+	if err != nil {
+		return nil, err
+	}
+	session := spec.Session
+	if session == "" {
+		session = randomID(6)
+	}
+	life, cancel := context.WithCancel(context.Background())
+	bt := &Bottle{engine: e, session: session, agent: agent, bottle: b, life: life, cancel: cancel}
+	defer func() {
+		if err != nil {
+			// Teardown must run even when ctx is what failed.
+			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer ccancel()
+			if cerr := bt.Close(cctx); cerr != nil {
+				e.log.Error("teardown after a failed start", "session", session, "err", cerr)
+			}
+		}
+	}()
+	step := func(i int, msg string) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if progress != nil {
+			progress(backend.Step{Name: startSteps[i], Message: msg, Done: i, Total: len(startSteps)})
+		}
+		return nil
+	}
+	// Docker calls that create things are not cancelled half way: a create
+	// the daemon completes after we gave up would be a resource nobody
+	// knows of. Cancellation takes effect between steps.
+	mk := context.WithoutCancel(ctx)
+
+	if err := step(0, "probing the container runtime"); err != nil {
+		return nil, err
+	}
+	runtime, err := e.chooseRuntime(ctx, b.Runtime)
+	if err != nil {
+		return nil, err
+	}
+
+	if err := step(1, "preparing images and networks"); err != nil {
+		return nil, err
+	}
+	var agentImg, proxyImg string
+	var internal, egressNet bottleNetwork
+	err = parallel(
+		func() error {
+			img, err := e.agentImage(ctx, b)
+			if err != nil {
+				return err
+			}
+			if spec.Cwd != "" {
+				img, err = e.workspaceImage(ctx, img, spec.Cwd, session)
+			}
+			agentImg = img
+			return err
+		},
+		func() error {
+			if b.Sidecar != nil {
+				proxyImg = b.Sidecar.Image
+				return nil
+			}
+			var err error
+			proxyImg, err = e.sidecarImage(ctx)
+			return err
+		},
+		func() (err error) {
+			internal, err = e.createNetwork(mk, "bottle-"+session+"-internal", true, e.owner.labels(session, "network-internal"))
+			return err
+		},
+		func() (err error) {
+			egressNet, err = e.createNetwork(mk, "bottle-"+session+"-egress", false, e.owner.labels(session, "network-egress"))
+			return err
+		},
+	)
+	if err != nil {
+		return nil, err
+	}
+	if err := step(2, "networks ready"); err != nil {
+		return nil, err
+	}
+
+	if err := step(3, "creating the agent and sidecar containers"); err != nil {
+		return nil, err
+	}
+	proxyAddr := fmt.Sprintf("%s:%d", sidecarAddr(internal), proxyPort(b))
+	var agentName string
+	err = parallel(
+		func() error {
+			cfg, host, net := e.sidecarSpec(b, proxyImg, session, internal)
+			resp, err := e.cli.ContainerCreate(mk, cfg, host, net, nil, "bottle-"+session+"-egress-proxy")
+			if err != nil {
+				return fmt.Errorf("creating the egress sidecar: %w", engineErr(err))
+			}
+			bt.sidecarID = resp.ID
+			if err := e.cli.NetworkConnect(mk, egressNet.ID, resp.ID, nil); err != nil {
+				return fmt.Errorf("connecting the egress sidecar to its egress network: %w", engineErr(err))
+			}
+			return nil
+		},
+		func() error {
+			id, name, err := e.createAgent(mk, spec, agent, b, agentImg, runtime, session, internal, proxyAddr)
+			bt.agentID, agentName = id, name
+			return err
+		},
+	)
+	if err != nil {
+		return nil, err
+	}
+
+	if err := step(4, "provisioning the agent and starting the egress proxy"); err != nil {
+		return nil, err
+	}
+	prov, err := planProvisioning(agent, b, spec, proxyAddr)
+	if err != nil {
+		return nil, err
+	}
+	err = parallel(
+		func() error { return bt.startSidecar(mk, b, b.Egress.Allow, spec.OnEgress) },
+		func() error {
+			if len(prov.files) == 0 {
+				return nil
+			}
+			return e.copyFiles(mk, bt.agentID, "/", prov.files)
+		},
+	)
+	if err != nil {
+		return nil, err
+	}
+
+	if err := step(5, "starting the agent container"); err != nil {
+		return nil, err
+	}
+	if err := e.cli.ContainerStart(mk, bt.agentID, container.StartOptions{}); err != nil {
+		return nil, fmt.Errorf("starting the agent container: %w", engineErr(err))
+	}
+	bt.info = backend.Info{
+		Session:      session,
+		Agent:        agent.Name,
+		Container:    agentName,
+		ContainerID:  bt.agentID,
+		Runtime:      runtime,
+		RuntimeLabel: RuntimeLabel(runtime),
+		Image:        agentImg,
+		ProxyAddr:    proxyAddr,
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return bt, nil
+}
+
+// createAgent creates the agent container on the internal network only.
+// It gets the proxy by address: under gVisor the engine's DNS does not
+// answer, and under runc the engine's DNS on internal networks can leak
+// queries out (CVE-2024-29018), so DNS points nowhere.
+func (e *Engine) createAgent(ctx context.Context, spec backend.StartSpec, agent *manifest.Agent, b *manifest.Bottle, img, runtime, session string, internal bottleNetwork, proxyAddr string) (id, name string, err error) {
+	proxyURL := "http://" + proxyAddr
+	env := map[string]string{
+		"HTTPS_PROXY": proxyURL, "https_proxy": proxyURL,
+		"HTTP_PROXY": proxyURL, "http_proxy": proxyURL,
+		"NO_PROXY": "localhost,127.0.0.1", "no_proxy": "localhost,127.0.0.1",
+		"BOTTLE_SESSION": session,
+		"HOME":           homeDir,
+	}
+	maps.Copy(env, b.Env)
+	maps.Copy(env, agent.Env)
+	maps.Copy(env, spec.Env)
+	init := true
+	host := &container.HostConfig{
+		NetworkMode: container.NetworkMode(internal.Name),
+		Runtime:     runtime,
+		CapDrop:     []string{"ALL"},
+		SecurityOpt: []string{"no-new-privileges:true"},
+		Init:        &init,
+		DNS:         []string{"127.0.0.1"},
+		Resources:   container.Resources{Memory: b.Memory},
+	}
+	if b.Pids > 0 {
+		host.Resources.PidsLimit = &b.Pids
+	}
+	cfg := &container.Config{
+		Image:      img,
+		User:       agentUser,
+		WorkingDir: workspaceDir,
+		Env:        envList(env),
+		Entrypoint: []string{"sleep"},
+		Cmd:        []string{"infinity"},
+		Hostname:   "bottle",
+		Labels:     e.owner.labels(session, "agent"),
+	}
+	net := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{internal.Name: {}}}
+	base, pinned := spec.ContainerName, spec.ContainerName != ""
+	if !pinned {
+		base = "bottle-" + agent.Name
+	}
+	for i := 1; i <= 99; i++ {
+		name := base
+		if i > 1 {
+			name = base + "-" + strconv.Itoa(i)
+		}
+		resp, err := e.cli.ContainerCreate(ctx, cfg, host, net, nil, name)
+		if err == nil {
+			return resp.ID, name, nil
+		}
+		if !errdefs.IsConflict(err) {
+			return "", "", fmt.Errorf("creating the agent container %s: %w", name, engineErr(err))
+		}
+		if pinned {
+			return "", "", fmt.Errorf("%w: a container named %s already exists; choose another containerName or remove that container", backend.ErrNameTaken, name)
+		}
+	}
+	return "", "", fmt.Errorf("%w: %s and %s-2 to %s-99 are all taken; remove some or pin a containerName", backend.ErrNameTaken, base, base, base)
+}
+
+func envList(env map[string]string) []string {
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Close removes the bottle's containers, then its networks, then its
+// workspace image. It finds them by the session label rather than by what
+// Start recorded, so a start that failed half way is cleaned up the same.
+// Every step runs even when one fails; the errors are joined.
+func (bt *Bottle) Close(ctx context.Context) error {
+	bt.closeMu.Lock()
+	defer bt.closeMu.Unlock()
+	bt.closed = true
+	bt.cancel()
+	return bt.engine.removeSession(ctx, bt.session)
+}
+
+func (bt *Bottle) isClosed() bool {
+	bt.closeMu.Lock()
+	defer bt.closeMu.Unlock()
+	return bt.closed
+}
+
+func sessionFilter(session string) filters.Args {
+	return filters.NewArgs(filters.Arg("label", LabelSession+"="+session))
+}
+
+func (e *Engine) removeSession(ctx context.Context, session string) error {
+	f := sessionFilter(session)
+	containers, err := e.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return fmt.Errorf("listing the containers of bottle %s: %w", session, engineErr(err))
+	}
+	var errs []error
+	var mu sync.Mutex
+	keep := func(err error) {
+		if err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+	}
+	var fns []func() error
+	for _, c := range containers {
+		fns = append(fns, func() error { return e.removeContainer(ctx, c.ID) })
+	}
+	keep(parallel(fns...))
+	nets, err := e.cli.NetworkList(ctx, network.ListOptions{Filters: f})
+	keep(engineErr(err))
+	fns = fns[:0]
+	for _, n := range nets {
+		fns = append(fns, func() error { return e.removeNetwork(ctx, n.ID, n.Name) })
+	}
+	keep(parallel(fns...))
+	imgs, err := e.cli.ImageList(ctx, image.ListOptions{Filters: f})
+	keep(engineErr(err))
+	for _, img := range imgs {
+		keep(e.removeImage(ctx, img.ID))
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Engine) removeContainer(ctx context.Context, id string) error {
+	err := e.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !errdefs.IsNotFound(err) && !isRemovalInProgress(err) {
+		return fmt.Errorf("removing container %.12s: %w", id, engineErr(err))
+	}
+	return nil
+}
+
+func (e *Engine) removeNetwork(ctx context.Context, id, name string) error {
+	err := e.cli.NetworkRemove(ctx, id)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("removing network %s: %w", name, engineErr(err))
+	}
+	return nil
+}
+
+func isRemovalInProgress(err error) bool {
+	return errdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress")
+}
+
+// parallel runs fns concurrently and joins their errors.
+func parallel(fns ...func() error) error {
+	errs := make([]error, len(fns))
+	var wg sync.WaitGroup
+	for i, fn := range fns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

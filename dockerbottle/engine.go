@@ -1,0 +1,115 @@
+// Package dockerbottle makes bottles on a Docker engine through the Engine
+// API: runtime probe, image builds, networks, the egress sidecar, the agent
+// container, provisioning, exec, copy-in, teardown and reaping of orphans.
+package dockerbottle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/docker/docker/client"
+
+	"github.com/bottle-dev/bottle/backend"
+)
+
+// Options configure an Engine.
+type Options struct {
+	// ProxyBinary is a static bottle-rpc executable that becomes the
+	// egress sidecar's image. Empty means the running executable.
+	ProxyBinary string
+	// SubnetPool is the IPv4 range that bottle networks are carved from;
+	// empty means DefaultSubnetPool.
+	SubnetPool string
+	// Getenv reads the host environment (pass-through variables and the
+	// OAuth token); nil means os.Getenv.
+	Getenv func(string) string
+	Logger *slog.Logger
+}
+
+// Engine makes bottles on one Docker engine.
+type Engine struct {
+	cli    *client.Client
+	owner  Owner
+	log    *slog.Logger
+	getenv func(string) string
+	pool   *subnetPool
+
+	proxyBinary string
+	proxyMu     sync.Mutex
+	proxyImage  string
+}
+
+var _ backend.Backend = (*Engine)(nil)
+
+// New connects to the engine named by the environment (DOCKER_HOST and
+// friends) and checks that it answers.
+func New(ctx context.Context, opts Options) (*Engine, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("%w: configuring the Docker client: %v", backend.ErrEngineUnavailable, err)
+	}
+	if _, err := cli.Ping(ctx); err != nil {
+		cli.Close()
+		return nil, unavailable(err)
+	}
+	pool, err := newSubnetPool(opts.SubnetPool)
+	if err != nil {
+		cli.Close()
+		return nil, err
+	}
+	owner, err := CurrentOwner()
+	if err != nil {
+		cli.Close()
+		return nil, err
+	}
+	e := &Engine{
+		cli:         cli,
+		owner:       owner,
+		log:         opts.Logger,
+		getenv:      opts.Getenv,
+		pool:        pool,
+		proxyBinary: opts.ProxyBinary,
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	if e.getenv == nil {
+		e.getenv = os.Getenv
+	}
+	if e.proxyBinary == "" {
+		if e.proxyBinary, err = os.Executable(); err != nil {
+			cli.Close()
+			return nil, fmt.Errorf("finding the bottle-rpc executable for the egress sidecar: %w", err)
+		}
+	}
+	return e, nil
+}
+
+// Close releases the connection to the engine; bottles stay up.
+func (e *Engine) Close() error { return e.cli.Close() }
+
+// Owner is the identity this engine labels its resources with.
+func (e *Engine) Owner() Owner { return e.owner }
+
+// Client is the Engine API client, for callers that inspect what bottles made.
+func (e *Engine) Client() *client.Client { return e.cli }
+
+func unavailable(err error) error {
+	return fmt.Errorf("%w: %v; start it (scripts/setup.sh does) or point DOCKER_HOST at one", backend.ErrEngineUnavailable, err)
+}
+
+// engineErr marks errors that mean the engine went away, so that callers
+// can tell "the daemon is down" from "the request was wrong".
+func engineErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if client.IsErrConnectionFailed(err) && !errors.Is(err, backend.ErrEngineUnavailable) {
+		return unavailable(err)
+	}
+	return err
+}

@@ -1,0 +1,135 @@
+package dockerbottle
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"time"
+
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/bottle-dev/bottle/backend"
+)
+
+// OAuth token forwarding: the host variable is read at each exec and given
+// to that exec only, so it never shows in the container's configuration.
+const (
+	HostTokenVar  = "CLAUDE_BOTTLE_OAUTH_TOKEN"
+	AgentTokenVar = "CLAUDE_CODE_OAUTH_TOKEN"
+)
+
+// execEnv is what every exec gets besides the container's environment: the
+// env file, pass-through host variables and the OAuth token. These may be
+// secrets, so they go per exec, never into the container config.
+func (bt *Bottle) execEnv(extra map[string]string) []string {
+	env := map[string]string{}
+	for k, v := range bt.bottle.EnvFileVars {
+		if _, set := bt.bottle.Env[k]; !set {
+			env[k] = v
+		}
+	}
+	for _, name := range bt.bottle.PassEnv {
+		if v := bt.engine.getenv(name); v != "" {
+			env[name] = v
+		}
+	}
+	if tok := bt.engine.getenv(HostTokenVar); tok != "" {
+		env[AgentTokenVar] = tok
+	}
+	maps.Copy(env, extra)
+	return envList(env)
+}
+
+// Exec runs a process in the bottle as the agent user.
+func (bt *Bottle) Exec(ctx context.Context, spec backend.ExecSpec) (backend.Process, error) {
+	if bt.isClosed() {
+		return nil, fmt.Errorf("%w: bottle %s is closed", backend.ErrClosed, bt.session)
+	}
+	argv := spec.Argv
+	if len(argv) == 0 {
+		argv = agentArgv(bt.agent)
+	}
+	if len(argv) == 0 {
+		return nil, fmt.Errorf("%w: agent %s has no command; give argv", backend.ErrInvalid, bt.agent.Name)
+	}
+	e := bt.engine
+	created, err := e.cli.ContainerExecCreate(ctx, bt.agentID, container.ExecOptions{
+		User:         agentUser,
+		Tty:          spec.Tty,
+		AttachStdin:  true,
+		AttachStdout: true,
+		AttachStderr: true,
+		Env:          bt.execEnv(spec.Env),
+		WorkingDir:   workspaceDir,
+		Cmd:          argv,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating exec %q: %w", argv[0], engineErr(err))
+	}
+	hj, err := e.cli.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{Tty: spec.Tty})
+	if err != nil {
+		return nil, fmt.Errorf("starting exec %q: %w", argv[0], engineErr(err))
+	}
+	p := &process{engine: e, id: created.ID, hj: hj, out: hj.Reader}
+	if !spec.Tty {
+		// Without a TTY the engine multiplexes stdout and stderr; a
+		// Process has one output stream.
+		pr, pw := io.Pipe()
+		go func() {
+			_, err := stdcopy.StdCopy(pw, pw, hj.Reader)
+			pw.CloseWithError(err)
+		}()
+		p.out = pr
+	}
+	if spec.Tty && spec.Cols > 0 && spec.Rows > 0 {
+		if err := p.Resize(ctx, spec.Cols, spec.Rows); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+type process struct {
+	engine *Engine
+	id     string
+	hj     types.HijackedResponse
+	out    io.Reader
+}
+
+func (p *process) Read(b []byte) (int, error)  { return p.out.Read(b) }
+func (p *process) Write(b []byte) (int, error) { return p.hj.Conn.Write(b) }
+func (p *process) CloseInput() error           { return p.hj.CloseWrite() }
+func (p *process) Close() error                { p.hj.Close(); return nil }
+
+func (p *process) Resize(ctx context.Context, cols, rows uint) error {
+	err := p.engine.cli.ContainerExecResize(ctx, p.id, container.ResizeOptions{Width: cols, Height: rows})
+	if err != nil {
+		return fmt.Errorf("resizing exec: %w", engineErr(err))
+	}
+	return nil
+}
+
+// Wait polls the exec until the engine reports it ended: the output stream
+// closes a moment before the engine records the exit code.
+func (p *process) Wait(ctx context.Context) (int, error) {
+	delay := 5 * time.Millisecond
+	for {
+		st, err := p.engine.cli.ContainerExecInspect(ctx, p.id)
+		if err != nil {
+			return -1, fmt.Errorf("reading the exit code of exec: %w", engineErr(err))
+		}
+		if !st.Running {
+			return st.ExitCode, nil
+		}
+		select {
+		case <-ctx.Done():
+			return -1, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 200*time.Millisecond)
+	}
+}

@@ -1,0 +1,319 @@
+package dockerbottle_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+
+	"github.com/bottle-dev/bottle/backend"
+	"github.com/bottle-dev/bottle/dockerbottle"
+	"github.com/bottle-dev/bottle/egress"
+	"github.com/bottle-dev/bottle/manifest"
+)
+
+// These tests run against the real engine: a missing engine is a failure,
+// never a skip. scripts/setup.sh prepares it and the base image.
+
+const baseImage = "bottle/base:bookworm"
+
+var (
+	engine  *dockerbottle.Engine
+	workDir string
+	env     = &fakeEnv{vars: map[string]string{}}
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	ctx := context.Background()
+	var err error
+	workDir, err = os.MkdirTemp("", "dockerbottle-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(workDir)
+	proxy := filepath.Join(workDir, "bottle-rpc")
+	if err := goBuild(proxy, "github.com/bottle-dev/bottle/cmd/bottle-rpc"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	engine, err = dockerbottle.New(ctx, dockerbottle.Options{
+		ProxyBinary: proxy,
+		Getenv:      env.get,
+		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "these tests need a Docker engine (run scripts/setup.sh): %v\n", err)
+		return 1
+	}
+	defer engine.Close()
+	code := m.Run()
+	removeTestImages(ctx)
+	if left := leftovers(ctx); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: the tests left resources on the engine:\n%s", strings.Join(left, "\n"))
+		return 1
+	}
+	return code
+}
+
+func goBuild(out, pkg string) error {
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return nil
+}
+
+// leftovers lists what this test process's engine made and did not remove.
+func leftovers(ctx context.Context) []string {
+	res, err := engine.Resources(ctx)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var out []string
+	for _, r := range res {
+		if r.Owner == engine.Owner().ID {
+			out = append(out, fmt.Sprintf("  %s %s (bottle %s)", r.Kind, r.Name, r.Session))
+			if _, err := engine.GC(ctx, false); err != nil {
+				out = append(out, err.Error())
+			}
+		}
+	}
+	return out
+}
+
+type fakeEnv struct {
+	mu   sync.Mutex
+	vars map[string]string
+}
+
+func (f *fakeEnv) get(k string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.vars[k]
+}
+
+func (f *fakeEnv) set(t *testing.T, k, v string) {
+	f.mu.Lock()
+	f.vars[k] = v
+	f.mu.Unlock()
+	t.Cleanup(func() {
+		f.mu.Lock()
+		delete(f.vars, k)
+		f.mu.Unlock()
+	})
+}
+
+// parseManifest writes files into a temp folder and parses yaml there.
+func parseManifest(t *testing.T, yaml string, files map[string]string) *manifest.Manifest {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := manifest.Parse(filepath.Join(dir, "bottle.yaml"), []byte(yaml), dir)
+	if err != nil {
+		t.Fatalf("test manifest: %v", err)
+	}
+	return m
+}
+
+// simpleManifest is one agent "sh" on the base image.
+func simpleManifest(t *testing.T, runtime string, allow ...string) *manifest.Manifest {
+	t.Helper()
+	y := fmt.Sprintf(`
+agents:
+  sh: {bottle: plain, command: [bash]}
+bottles:
+  plain:
+    image: %s
+    runtime: %s
+    egress: {allow: [%s]}
+    limits: {memory: 512m, pids: 256}
+`, baseImage, runtime, strings.Join(allow, ", "))
+	return parseManifest(t, y, nil)
+}
+
+// startBottle starts a bottle and closes it when the test ends.
+func startBottle(t *testing.T, spec backend.StartSpec) *dockerbottle.Bottle {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	b, err := engine.Start(ctx, spec, nil)
+	if err != nil {
+		t.Fatalf("starting bottle: %v", err)
+	}
+	bt := b.(*dockerbottle.Bottle)
+	t.Cleanup(func() {
+		if err := bt.Close(context.Background()); err != nil {
+			t.Errorf("closing bottle: %v", err)
+		}
+	})
+	return bt
+}
+
+// run execs argv without a TTY and returns its output and exit code.
+func run(t *testing.T, b backend.Bottle, argv ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := b.Exec(ctx, backend.ExecSpec{Argv: argv})
+	if err != nil {
+		t.Fatalf("exec %q: %v", argv, err)
+	}
+	defer p.Close()
+	p.CloseInput()
+	out, err := io.ReadAll(p)
+	if err != nil {
+		t.Fatalf("reading output of %q: %v", argv, err)
+	}
+	code, err := p.Wait(ctx)
+	if err != nil {
+		t.Fatalf("waiting for %q: %v", argv, err)
+	}
+	return string(out), code
+}
+
+// mustRun is run that wants exit code 0.
+func mustRun(t *testing.T, b backend.Bottle, argv ...string) string {
+	t.Helper()
+	out, code := run(t, b, argv...)
+	if code != 0 {
+		t.Fatalf("%q exited %d: %s", argv, code, out)
+	}
+	return out
+}
+
+func inspect(t *testing.T, id string) container.InspectResponse {
+	t.Helper()
+	c, err := engine.Client().ContainerInspect(context.Background(), id)
+	if err != nil {
+		t.Fatalf("inspecting %s: %v", id, err)
+	}
+	return c
+}
+
+// sessionResources lists what is left on the engine for a session.
+func sessionResources(t *testing.T, session string) []string {
+	t.Helper()
+	ctx := context.Background()
+	f := filters.NewArgs(filters.Arg("label", dockerbottle.LabelSession+"="+session))
+	var out []string
+	cs, err := engine.Client().ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		out = append(out, "container "+c.Names[0])
+	}
+	ns, err := engine.Client().NetworkList(ctx, network.ListOptions{Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range ns {
+		out = append(out, "network "+n.Name)
+	}
+	is, err := engine.Client().ImageList(ctx, image.ListOptions{Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range is {
+		out = append(out, "image "+i.ID)
+	}
+	return out
+}
+
+func assertNothingLeft(t *testing.T, session string) {
+	t.Helper()
+	if left := sessionResources(t, session); len(left) > 0 {
+		t.Errorf("bottle %s left resources behind: %v", session, left)
+	}
+}
+
+// auditLog collects the egress decisions of a bottle.
+type auditLog struct {
+	mu   sync.Mutex
+	recs []egress.Record
+}
+
+func (a *auditLog) add(r egress.Record) {
+	a.mu.Lock()
+	a.recs = append(a.recs, r)
+	a.mu.Unlock()
+}
+
+// waitFor returns the first record that matches, waiting a little: the
+// audit line may arrive after the client saw the proxy's answer.
+func (a *auditLog) waitFor(t *testing.T, match func(egress.Record) bool) egress.Record {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		a.mu.Lock()
+		for _, r := range a.recs {
+			if match(r) {
+				a.mu.Unlock()
+				return r
+			}
+		}
+		a.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t.Fatalf("no matching audit record; have %+v", a.recs)
+	return egress.Record{}
+}
+
+var errTimeout = errors.New("timed out")
+
+// readUntil reads r until the accumulated output contains want.
+func readUntil(r io.Reader, want string, timeout time.Duration) (string, error) {
+	var buf bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 4096)
+		for {
+			n, err := r.Read(chunk)
+			buf.Write(chunk[:n])
+			if strings.Contains(buf.String(), want) {
+				done <- nil
+				return
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		return buf.String(), err
+	case <-time.After(timeout):
+		return "", errTimeout
+	}
+}

@@ -1,0 +1,403 @@
+package dockerbottle
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/errdefs"
+	"github.com/docker/docker/pkg/jsonmessage"
+
+	"github.com/bottle-dev/bottle/backend"
+	"github.com/bottle-dev/bottle/manifest"
+)
+
+// contextFile is one file of a build context: either on the host or given
+// as bytes.
+type contextFile struct {
+	Name string // slash path inside the context
+	Host string // host path, or "" when Data holds the content
+	Data []byte
+	Mode fs.FileMode
+	Link string // symlink target
+}
+
+// buildContext is a Docker build context that is hashed without being read
+// twice: the key says whether an image built from it already exists.
+type buildContext struct {
+	Dockerfile string
+	Args       map[string]string
+	Files      []contextFile
+}
+
+// largeFile is where hashing switches from content to metadata: the Claude
+// Code binary alone is 400 MB, a second of SHA-256 on every start. A big
+// file is keyed by size, mtime and inode instead; a change to it without a
+// change to those is the one case a rebuild is missed.
+const largeFile = 1 << 20
+
+func (c *buildContext) key() (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "dockerfile %q\n", c.Dockerfile)
+	args := make([]string, 0, len(c.Args))
+	for k, v := range c.Args {
+		args = append(args, fmt.Sprintf("%q=%q", k, v))
+	}
+	sort.Strings(args)
+	fmt.Fprintf(h, "args %s\n", strings.Join(args, " "))
+	for _, f := range c.Files {
+		fmt.Fprintf(h, "file %q %o %q\n", f.Name, f.Mode, f.Link)
+		switch {
+		case f.Host == "":
+			h.Write(f.Data)
+		default:
+			st, err := os.Stat(f.Host)
+			if err != nil {
+				return "", err
+			}
+			if st.Size() > largeFile {
+				var ino uint64
+				if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+					ino = sys.Ino
+				}
+				fmt.Fprintf(h, "meta %d %d %d\n", st.Size(), st.ModTime().UnixNano(), ino)
+				continue
+			}
+			if err := hashFile(h, f.Host); err != nil {
+				return "", err
+			}
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+func hashFile(w io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
+}
+
+// writeTar streams the context; owner is applied to every entry (nil keeps 0).
+func (c *buildContext) writeTar(w io.Writer, uid, gid int) error {
+	tw := tar.NewWriter(w)
+	for _, f := range c.Files {
+		if err := writeTarEntry(tw, f, uid, gid); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
+func writeTarEntry(tw *tar.Writer, f contextFile, uid, gid int) error {
+	hdr := &tar.Header{Name: f.Name, Mode: int64(f.Mode.Perm()), Uid: uid, Gid: gid, Format: tar.FormatPAX}
+	switch {
+	case f.Mode.IsDir():
+		hdr.Typeflag = tar.TypeDir
+		hdr.Name = strings.TrimSuffix(f.Name, "/") + "/"
+		return tw.WriteHeader(hdr)
+	case f.Mode&fs.ModeSymlink != 0:
+		hdr.Typeflag = tar.TypeSymlink
+		hdr.Linkname = f.Link
+		return tw.WriteHeader(hdr)
+	case f.Host == "":
+		hdr.Typeflag = tar.TypeReg
+		hdr.Size = int64(len(f.Data))
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		_, err := tw.Write(f.Data)
+		return err
+	default:
+		src, err := os.Open(f.Host)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		st, err := src.Stat()
+		if err != nil {
+			return err
+		}
+		hdr.Typeflag = tar.TypeReg
+		hdr.Size = st.Size()
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if _, err := io.CopyN(tw, src, st.Size()); err != nil {
+			return fmt.Errorf("adding %s: %w", f.Host, err)
+		}
+		return nil
+	}
+}
+
+// walkDir lists a host folder as context files under prefix, skipping the
+// names in skip at its top level.
+func walkDir(root, prefix string, skip ...string) ([]contextFile, error) {
+	var files []contextFile
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		if rel == "." {
+			return nil
+		}
+		for _, s := range skip {
+			if rel == s {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		name := filepath.ToSlash(filepath.Join(prefix, rel))
+		switch {
+		case info.Mode().IsDir():
+			files = append(files, contextFile{Name: name, Mode: fs.ModeDir | info.Mode().Perm()})
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			files = append(files, contextFile{Name: name, Mode: fs.ModeSymlink | 0o777, Link: target})
+		case info.Mode().IsRegular():
+			files = append(files, contextFile{Name: name, Host: path, Mode: info.Mode().Perm()})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", root, err)
+	}
+	return files, nil
+}
+
+// buildCached returns the tag of an image built from c, building it only
+// when no image with the same content key exists: a warm start never
+// rebuilds.
+func (e *Engine) buildCached(ctx context.Context, repo string, c *buildContext) (string, error) {
+	key, err := c.key()
+	if err != nil {
+		return "", fmt.Errorf("hashing the build context of %s: %w", repo, err)
+	}
+	tag := repo + ":" + key
+	if _, err := e.cli.ImageInspect(ctx, tag); err == nil {
+		return tag, nil
+	} else if !errdefs.IsNotFound(err) {
+		return "", fmt.Errorf("looking up image %s: %w", tag, engineErr(err))
+	}
+	e.log.Info("building image", "image", tag)
+	if err := e.build(ctx, c, tag, map[string]string{LabelCache: repo}); err != nil {
+		return "", err
+	}
+	return tag, nil
+}
+
+// build runs an image build with no network: nothing may be fetched while
+// a bottle image is made.
+func (e *Engine) build(ctx context.Context, c *buildContext, tag string, labels map[string]string) error {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(c.writeTar(pw, 0, 0)) }()
+	defer pr.Close()
+	args := make(map[string]*string, len(c.Args))
+	for k, v := range c.Args {
+		args[k] = &v
+	}
+	resp, err := e.cli.ImageBuild(ctx, pr, build.ImageBuildOptions{
+		Tags:        []string{tag},
+		Dockerfile:  c.Dockerfile,
+		BuildArgs:   args,
+		Labels:      labels,
+		NetworkMode: "none",
+		Remove:      true,
+		ForceRemove: true,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: building %s: %v", backend.ErrImage, tag, engineErr(err))
+	}
+	defer resp.Body.Close()
+	var out strings.Builder
+	if err := jsonmessage.DisplayJSONMessagesStream(resp.Body, &out, 0, false, nil); err != nil {
+		return fmt.Errorf("%w: building %s: %v (build output: %s)", backend.ErrImage, tag, err, lastLines(out.String(), 5))
+	}
+	return nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// agentImage is the image a bottle's agent runs: the manifest's image,
+// which must already be on the engine (no registry is reached), or one
+// built from its build context.
+func (e *Engine) agentImage(ctx context.Context, b *manifest.Bottle) (string, error) {
+	if b.Image != "" {
+		if _, err := e.cli.ImageInspect(ctx, b.Image); err != nil {
+			if errdefs.IsNotFound(err) {
+				return "", fmt.Errorf("%w: image %s of bottle %s is not on the engine; build or load it (docker build -t %s ...), or give the bottle a build: section", backend.ErrImage, b.Image, b.Name, b.Image)
+			}
+			return "", fmt.Errorf("looking up image %s: %w", b.Image, engineErr(err))
+		}
+		return b.Image, nil
+	}
+	if st, err := os.Stat(b.Build.Context); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("%w: build context %s of bottle %s is missing; run scripts/setup.sh to prepare the default agent image, or fix build.context", backend.ErrImage, b.Build.Context, b.Name)
+	}
+	files, err := walkDir(b.Build.Context, "")
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", backend.ErrImage, err)
+	}
+	return e.buildCached(ctx, "bottle/"+b.Name, &buildContext{Dockerfile: b.Build.Dockerfile, Args: b.Build.Args, Files: files})
+}
+
+// workspaceImage derives an image from the agent image with cwd copied to
+// the workspace, owned by the agent user. .git is left out: it is copied
+// in only when asked (StartSpec.CopyGit).
+func (e *Engine) workspaceImage(ctx context.Context, from, cwd, session string) (string, error) {
+	files, err := walkDir(cwd, "workspace", ".git")
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", backend.ErrImage, err)
+	}
+	dockerfile := fmt.Sprintf("FROM %s\nCOPY --chown=%d:%d workspace/ %s/\n", from, agentUID, agentGID, workspaceDir)
+	files = append([]contextFile{{Name: "Dockerfile.bottle", Data: []byte(dockerfile), Mode: 0o644}}, files...)
+	tag := "bottle-workspace:" + session
+	labels := e.owner.labels(session, "workspace-image")
+	if err := e.build(ctx, &buildContext{Dockerfile: "Dockerfile.bottle", Files: files}, tag, labels); err != nil {
+		return "", err
+	}
+	return tag, nil
+}
+
+const proxyDockerfile = `FROM scratch
+COPY bottle-rpc /bottle-rpc
+USER 65534:65534
+ENTRYPOINT ["/bottle-rpc", "egress-proxy"]
+`
+
+// sidecarImage is the built-in egress proxy: a FROM scratch image holding
+// the bottle-rpc binary itself, built once per binary.
+func (e *Engine) sidecarImage(ctx context.Context) (string, error) {
+	e.proxyMu.Lock()
+	defer e.proxyMu.Unlock()
+	if e.proxyImage != "" {
+		return e.proxyImage, nil
+	}
+	if err := checkStatic(e.proxyBinary); err != nil {
+		return "", fmt.Errorf("%w: %v", backend.ErrImage, err)
+	}
+	tag, err := e.buildCached(ctx, "bottle/egress-proxy", &buildContext{
+		Dockerfile: "Dockerfile",
+		Files: []contextFile{
+			{Name: "Dockerfile", Data: []byte(proxyDockerfile), Mode: 0o644},
+			{Name: "bottle-rpc", Host: e.proxyBinary, Mode: 0o755},
+		},
+	})
+	if err != nil {
+		return "", err
+	}
+	e.proxyImage = tag
+	return tag, nil
+}
+
+// checkStatic refuses a dynamically linked binary: in a FROM scratch image
+// it would fail to start with a confusing "no such file".
+func checkStatic(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("reading %s for the egress sidecar: %w", path, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return errors.New(path + " is dynamically linked; build bottle-rpc with CGO_ENABLED=0 so it can run as the egress sidecar")
+		}
+	}
+	return nil
+}
+
+func (e *Engine) removeImage(ctx context.Context, ref string) error {
+	_, err := e.cli.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true})
+	if err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("removing image %s: %w", ref, engineErr(err))
+	}
+	return nil
+}
+
+// CheckProxyBinary says whether the sidecar can be built from this engine's
+// proxy binary.
+func (e *Engine) CheckProxyBinary() error { return checkStatic(e.proxyBinary) }
+
+// MissingImages lists what the bottles of m need that is not in place: an
+// image that is not on the engine, a build context that is missing, or a
+// build argument naming a base image that is not on the engine.
+func (e *Engine) MissingImages(ctx context.Context, m *manifest.Manifest) ([]string, error) {
+	var missing []string
+	have := func(ref string) (bool, error) {
+		_, err := e.cli.ImageInspect(ctx, ref)
+		if errdefs.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil, engineErr(err)
+	}
+	for _, name := range sortedKeys(m.Bottles) {
+		b := m.Bottles[name]
+		if b.Image != "" {
+			ok, err := have(b.Image)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				missing = append(missing, fmt.Sprintf("bottle %s: image %s is not on the engine", name, b.Image))
+			}
+			continue
+		}
+		if st, err := os.Stat(filepath.Join(b.Build.Context, b.Build.Dockerfile)); err != nil || st.IsDir() {
+			missing = append(missing, fmt.Sprintf("bottle %s: no Dockerfile in build context %s", name, b.Build.Context))
+		}
+		if base := b.Build.Args["BASE"]; base != "" {
+			ok, err := have(base)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				missing = append(missing, fmt.Sprintf("bottle %s: base image %s is not on the engine", name, base))
+			}
+		}
+	}
+	return missing, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,110 @@
+package dockerbottle
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Labels on every container, network and image a bottle makes. The owner
+// labels let gc tell a live server's resources from orphans, also with
+// several servers on one engine.
+const (
+	LabelSession    = "dev.bottle.session"
+	LabelRole       = "dev.bottle.role"
+	LabelOwner      = "dev.bottle.owner"
+	LabelOwnerPID   = "dev.bottle.owner.pid"
+	LabelOwnerStart = "dev.bottle.owner.start"
+	LabelOwnerBoot  = "dev.bottle.owner.boot"
+	// LabelCache marks images kept across sessions as a build cache.
+	LabelCache = "dev.bottle.cache"
+)
+
+// Owner identifies one server process: a random id, its pid, the kernel's
+// start time of that pid and the boot id. A pid alone is not enough: pids
+// are reused, and after a reboot every old pid is meaningless.
+type Owner struct {
+	ID    string
+	PID   int
+	Start string
+	Boot  string
+}
+
+// CurrentOwner is the identity of this process.
+func CurrentOwner() (Owner, error) {
+	pid := os.Getpid()
+	start, err := processStart(pid)
+	if err != nil {
+		return Owner{}, err
+	}
+	boot, err := bootID()
+	if err != nil {
+		return Owner{}, err
+	}
+	return Owner{ID: randomID(6), PID: pid, Start: start, Boot: boot}, nil
+}
+
+func (o Owner) labels(session, role string) map[string]string {
+	return map[string]string{
+		LabelSession:    session,
+		LabelRole:       role,
+		LabelOwner:      o.ID,
+		LabelOwnerPID:   strconv.Itoa(o.PID),
+		LabelOwnerStart: o.Start,
+		LabelOwnerBoot:  o.Boot,
+	}
+}
+
+// ownerAlive says whether the process that labelled a resource still runs.
+// Resources without owner labels have no owner to wait for.
+func ownerAlive(labels map[string]string) bool {
+	pid, err := strconv.Atoi(labels[LabelOwnerPID])
+	if err != nil || labels[LabelOwnerBoot] == "" {
+		return false
+	}
+	if boot, err := bootID(); err != nil || boot != labels[LabelOwnerBoot] {
+		return false
+	}
+	start, err := processStart(pid)
+	return err == nil && start == labels[LabelOwnerStart]
+}
+
+func bootID() (string, error) {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return "", fmt.Errorf("reading the boot id: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// processStart is field 22 of /proc/PID/stat: the start time in clock ticks
+// since boot, which differs between two processes that share a pid.
+func processStart(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", fmt.Errorf("reading the start time of process %d: %w", pid, err)
+	}
+	// The command name (field 2) may hold spaces; fields after it start at
+	// the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return "", fmt.Errorf("parsing /proc/%d/stat: no ')'", pid)
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 20 {
+		return "", fmt.Errorf("parsing /proc/%d/stat: %d fields", pid, len(fields))
+	}
+	return fields[19], nil
+}
+
+func randomID(nbytes int) string {
+	b := make([]byte, nbytes)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err))
+	}
+	return hex.EncodeToString(b)
+}

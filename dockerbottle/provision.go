@@ -1,0 +1,195 @@
+package dockerbottle
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/docker/docker/api/types/container"
+
+	"github.com/bottle-dev/bottle/backend"
+	"github.com/bottle-dev/bottle/manifest"
+)
+
+// The agent user of every bottle image: "node", as in the public Node images.
+const (
+	agentUser    = "node"
+	agentUID     = 1000
+	agentGID     = 1000
+	homeDir      = "/home/node"
+	workspaceDir = homeDir + "/workspace"
+	// PromptPath is where the agent's prompt is provisioned.
+	PromptPath = homeDir + "/.claude-bottle-prompt.txt"
+)
+
+// provisioning is what goes into the agent container before it starts, as
+// one tar whose headers carry owner and mode: no exec round-trips for chown
+// or chmod.
+type provisioning struct {
+	files []contextFile // names relative to /
+	items []backend.CopyItem
+}
+
+func (p *provisioning) add(f contextFile) { p.files = append(p.files, f) }
+
+func (p *provisioning) item(what, from, to string, mode fs.FileMode) {
+	p.items = append(p.items, backend.CopyItem{What: what, From: from, To: to, Mode: fmt.Sprintf("%04o", mode.Perm())})
+}
+
+func rel(abs string) string { return strings.TrimPrefix(abs, "/") }
+
+func planProvisioning(agent *manifest.Agent, b *manifest.Bottle, spec backend.StartSpec, proxyAddr string) (*provisioning, error) {
+	p := &provisioning{}
+	if agent.Prompt != "" {
+		p.add(contextFile{Name: rel(PromptPath), Data: []byte(agent.Prompt), Mode: 0o600})
+		p.item("prompt", agent.PromptFile, PromptPath, 0o600)
+	}
+	if len(agent.Skills) > 0 {
+		skills := homeDir + "/.claude/skills"
+		p.add(contextFile{Name: rel(homeDir + "/.claude"), Mode: fs.ModeDir | 0o755})
+		p.add(contextFile{Name: rel(skills), Mode: fs.ModeDir | 0o755})
+		for _, s := range agent.Skills {
+			to := skills + "/" + s.Name
+			files, err := walkDir(s.Dir, rel(to))
+			if err != nil {
+				return nil, fmt.Errorf("skill %s: %w", s.Name, err)
+			}
+			p.add(contextFile{Name: rel(to), Mode: fs.ModeDir | 0o755})
+			p.files = append(p.files, files...)
+			p.item("skill", s.Dir, to, 0o755)
+		}
+	}
+	if len(b.SSH) > 0 {
+		if err := p.addSSH(b.SSH, proxyAddr); err != nil {
+			return nil, err
+		}
+	}
+	if spec.CopyGit {
+		if spec.Cwd == "" {
+			return nil, fmt.Errorf("%w: copyGit needs cwd: the .git folder comes from the working directory", backend.ErrInvalid)
+		}
+		gitDir := filepath.Join(spec.Cwd, ".git")
+		if st, err := os.Stat(gitDir); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("%w: copyGit: %s is not a git folder", backend.ErrInvalid, gitDir)
+		}
+		to := workspaceDir + "/.git"
+		files, err := walkDir(gitDir, rel(to))
+		if err != nil {
+			return nil, err
+		}
+		p.add(contextFile{Name: rel(to), Mode: fs.ModeDir | 0o755})
+		p.files = append(p.files, files...)
+		p.item("git", gitDir, to, 0o755)
+	}
+	return p, nil
+}
+
+// addSSH provisions keys, known_hosts and a config whose ProxyCommand goes
+// through the sidecar's CONNECT: the agent has no other way out.
+func (p *provisioning) addSSH(entries []manifest.SSH, proxyAddr string) error {
+	dir := homeDir + "/.ssh"
+	p.add(contextFile{Name: rel(dir), Mode: fs.ModeDir | 0o700})
+	var config, known strings.Builder
+	for i, s := range entries {
+		key := fmt.Sprintf("%s/id_bottle_%d", dir, i)
+		p.add(contextFile{Name: rel(key), Host: s.Key, Mode: 0o600})
+		p.item("ssh-key", s.Key, key, 0o600)
+		fmt.Fprintf(&config, "Host %s\n  HostName %s\n  Port %d\n", s.Host, s.Host, s.Port)
+		if s.User != "" {
+			fmt.Fprintf(&config, "  User %s\n", s.User)
+		}
+		fmt.Fprintf(&config, "  IdentityFile %s\n  IdentitiesOnly yes\n", key)
+		fmt.Fprintf(&config, "  ProxyCommand nc -X connect -x %s %%h %%p\n", proxyAddr)
+		if s.KnownHosts != "" {
+			b, err := os.ReadFile(s.KnownHosts)
+			if err != nil {
+				return fmt.Errorf("reading known_hosts for %s: %w", s.Host, err)
+			}
+			known.Write(b)
+			if len(b) > 0 && b[len(b)-1] != '\n' {
+				known.WriteByte('\n')
+			}
+			fmt.Fprintf(&config, "  StrictHostKeyChecking yes\n")
+		} else {
+			fmt.Fprintf(&config, "  StrictHostKeyChecking accept-new\n")
+		}
+		config.WriteString("\n")
+	}
+	p.add(contextFile{Name: rel(dir + "/config"), Data: []byte(config.String()), Mode: 0o600})
+	p.item("ssh-config", "", dir+"/config", 0o600)
+	if known.Len() > 0 {
+		p.add(contextFile{Name: rel(dir + "/known_hosts"), Data: []byte(known.String()), Mode: 0o644})
+		p.item("known-hosts", "", dir+"/known_hosts", 0o644)
+	}
+	return nil
+}
+
+// copyFiles writes files into a container (created or running) as one tar
+// extracted at dir, every entry owned by the agent user. Copying into a
+// created container before it starts means the agent never sees a
+// half-provisioned home.
+func (e *Engine) copyFiles(ctx context.Context, containerID, dir string, files []contextFile) error {
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		for _, f := range files {
+			if err := writeTarEntry(tw, f, agentUID, agentGID); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+		pw.CloseWithError(tw.Close())
+	}()
+	defer pr.Close()
+	err := e.cli.CopyToContainer(ctx, containerID, dir, pr, container.CopyToContainerOptions{})
+	if err != nil {
+		return fmt.Errorf("copying into the container at %s: %w", dir, engineErr(err))
+	}
+	return nil
+}
+
+// CopyIn copies a host file or folder to an absolute container path.
+func (b *Bottle) CopyIn(ctx context.Context, hostPath, containerPath string) (int64, error) {
+	if !path.IsAbs(containerPath) {
+		return 0, fmt.Errorf("%w: container path %q must be absolute, like %s/file", backend.ErrInvalid, containerPath, workspaceDir)
+	}
+	containerPath = path.Clean(containerPath)
+	if containerPath == "/" {
+		return 0, fmt.Errorf("%w: container path must name a file or folder, not /", backend.ErrInvalid)
+	}
+	st, err := os.Stat(hostPath)
+	if err != nil {
+		return 0, fmt.Errorf("%w: host path: %v", backend.ErrInvalid, err)
+	}
+	name := path.Base(containerPath)
+	var files []contextFile
+	if st.IsDir() {
+		files, err = walkDir(hostPath, name)
+		if err != nil {
+			return 0, err
+		}
+		files = append([]contextFile{{Name: name, Mode: fs.ModeDir | st.Mode().Perm()}}, files...)
+	} else {
+		files = []contextFile{{Name: name, Host: hostPath, Mode: st.Mode().Perm()}}
+	}
+	var size int64
+	for _, f := range files {
+		if f.Host != "" {
+			fst, err := os.Stat(f.Host)
+			if err != nil {
+				return 0, err
+			}
+			size += fst.Size()
+		}
+	}
+	if err := b.engine.copyFiles(ctx, b.agentID, path.Dir(containerPath), files); err != nil {
+		return 0, err
+	}
+	return size, nil
+}

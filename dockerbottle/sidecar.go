@@ -1,0 +1,150 @@
+package dockerbottle
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/bottle-dev/bottle/egress"
+	"github.com/bottle-dev/bottle/manifest"
+)
+
+// ProxyPort is where the built-in egress proxy listens.
+const ProxyPort = 3128
+
+// sidecarSpec is the container config of the egress sidecar. The built-in
+// proxy gets its config on stdin, so nothing of it (later: DLP secrets)
+// shows in docker inspect; it runs as nobody on a read-only root.
+func (e *Engine) sidecarSpec(b *manifest.Bottle, image, session string, internal bottleNetwork) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
+	cfg := &container.Config{
+		Image:  image,
+		Labels: e.owner.labels(session, "sidecar"),
+	}
+	pids := int64(256)
+	host := &container.HostConfig{
+		NetworkMode: container.NetworkMode(internal.Name),
+		// The sidecar needs the engine's DNS to resolve allowlisted names,
+		// which gVisor cannot give it; it runs only our own code.
+		Runtime:     RuntimeRunc,
+		CapDrop:     []string{"ALL"},
+		SecurityOpt: []string{"no-new-privileges:true"},
+		Resources:   container.Resources{Memory: 256 << 20, PidsLimit: &pids},
+	}
+	if b.Sidecar == nil {
+		cfg.OpenStdin = true
+		cfg.StdinOnce = true
+		cfg.AttachStdin = true
+		cfg.AttachStdout = true
+		cfg.AttachStderr = true
+		host.ReadonlyRootfs = true
+	} else {
+		cfg.Image = b.Sidecar.Image
+		cfg.Cmd = b.Sidecar.Args
+	}
+	net := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+		internal.Name: {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: sidecarAddr(internal).String()}},
+	}}
+	return cfg, host, net
+}
+
+func sidecarAddr(internal bottleNetwork) netip.Addr { return hostAddr(internal.Subnet, 2) }
+
+func proxyPort(b *manifest.Bottle) int {
+	if b.Sidecar != nil {
+		return b.Sidecar.Port
+	}
+	return ProxyPort
+}
+
+// startSidecar starts the built-in proxy: attach first (stdin is the
+// config, stdout the audit stream), then start, then send the config and
+// wait until it listens, so the agent's first request finds it ready.
+func (bt *Bottle) startSidecar(ctx context.Context, b *manifest.Bottle, allow []string, onEgress func(egress.Record)) error {
+	e := bt.engine
+	if b.Sidecar != nil {
+		if b.Sidecar.Config != "" {
+			f := []contextFile{{Name: strings.TrimPrefix(b.Sidecar.ConfigPath, "/"), Host: b.Sidecar.Config, Mode: 0o644}}
+			if err := e.copyFiles(ctx, bt.sidecarID, "/", f); err != nil {
+				return fmt.Errorf("copying the sidecar config: %w", err)
+			}
+		}
+		if err := e.cli.ContainerStart(ctx, bt.sidecarID, container.StartOptions{}); err != nil {
+			return fmt.Errorf("starting the egress sidecar: %w", engineErr(err))
+		}
+		return nil
+	}
+	hj, err := e.cli.ContainerAttach(bt.life, bt.sidecarID, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
+	if err != nil {
+		return fmt.Errorf("attaching to the egress sidecar: %w", engineErr(err))
+	}
+	ready := make(chan struct{})
+	go bt.readSidecar(hj.Reader, ready, onEgress, hj.Close)
+	if err := e.cli.ContainerStart(ctx, bt.sidecarID, container.StartOptions{}); err != nil {
+		hj.Close()
+		return fmt.Errorf("starting the egress sidecar: %w", engineErr(err))
+	}
+	cfg := egress.Config{Listen: ":" + strconv.Itoa(ProxyPort), Session: bt.session, Allow: allow}
+	if err := json.NewEncoder(hj.Conn).Encode(cfg); err != nil {
+		hj.Close()
+		return fmt.Errorf("sending the egress sidecar its config: %w", err)
+	}
+	if err := hj.CloseWrite(); err != nil {
+		hj.Close()
+		return fmt.Errorf("closing the egress sidecar's stdin: %w", err)
+	}
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("the egress sidecar did not start listening within 30 s; see docker logs %s", bt.sidecarID)
+	}
+}
+
+// readSidecar follows the sidecar's output until it exits or the bottle
+// closes: stdout carries audit records, stderr its log.
+func (bt *Bottle) readSidecar(r io.Reader, ready chan struct{}, onEgress func(egress.Record), closeConn func()) {
+	defer closeConn()
+	stdoutR, stdoutW := io.Pipe()
+	stderrR, stderrW := io.Pipe()
+	go func() {
+		_, err := stdcopy.StdCopy(stdoutW, stderrW, r)
+		stdoutW.CloseWithError(err)
+		stderrW.CloseWithError(err)
+	}()
+	go func() {
+		sc := bufio.NewScanner(stderrR)
+		signalled := false
+		for sc.Scan() {
+			line := sc.Text()
+			if !signalled && strings.Contains(line, "listening on") {
+				close(ready)
+				signalled = true
+			}
+			bt.engine.log.Debug("egress sidecar", "session", bt.session, "line", line)
+		}
+	}()
+	sc := bufio.NewScanner(stdoutR)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var rec egress.Record
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			bt.engine.log.Warn("egress sidecar wrote a line that is not an audit record", "session", bt.session, "err", err)
+			continue
+		}
+		if onEgress != nil {
+			onEgress(rec)
+		}
+	}
+}

@@ -1,0 +1,45 @@
+package egress
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestReadConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    Config
+		wantErr string
+	}{
+		{
+			name: "all fields",
+			in:   `{"listen": ":8080", "session": "s1", "allow": ["example.com", "*.example.org:*"]}`,
+			want: Config{Listen: ":8080", Session: "s1", Allow: []string{"example.com", "*.example.org:*"}},
+		},
+		{name: "empty object leaves defaults to Run", in: `{}`, want: Config{}},
+		{name: "unknown field is named", in: `{"allowlist": ["example.com"]}`, wantErr: `"allowlist"`},
+		{name: "trailing data", in: `{} {}`, wantErr: "after the JSON object"},
+		{name: "not JSON", in: `listen: :3128`, wantErr: "invalid character"},
+		{name: "empty input", in: ``, wantErr: "EOF"},
+		{name: "wrong type", in: `{"allow": "example.com"}`, wantErr: "allow"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ReadConfig(strings.NewReader(tt.in))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ReadConfig error = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ReadConfig: %v", err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("ReadConfig = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,249 @@
+package egress
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Policy decides whether a host:port may be reached.
+//
+// Entries:
+//
+//	host            host, ports 80 and 443
+//	host:port       host, that port
+//	host:*          host, any port
+//	*.domain        any subdomain of domain (not domain itself), ports 80 and 443
+//	*.domain:port   any subdomain of domain, that port
+//	*.domain:*      any subdomain of domain, any port
+//
+// host may be an IP literal (IPv6 in brackets when a port follows). Matching
+// is case-insensitive and ignores a trailing dot. An IP-literal target is
+// denied unless an entry names that literal IP exactly: wildcards match names
+// only.
+type Policy struct {
+	rules []rule
+}
+
+// rule is one parsed allowlist entry.
+type rule struct {
+	entry    string     // as written: reported as the rule that decided
+	name     string     // host name; for a wildcard, the domain after "*."
+	wildcard bool       // name is a domain whose subdomains match
+	ip       netip.Addr // valid when the entry names an IP literal
+	port     int        // a port, webPorts or anyPort
+}
+
+// Sentinel values of rule.port.
+const (
+	webPorts = 0  // 80 and 443: what an entry without a port means
+	anyPort  = -1 // written "*"
+)
+
+// NewPolicy parses allow. An empty list denies everything.
+func NewPolicy(allow []string) (*Policy, error) {
+	p := &Policy{rules: make([]rule, 0, len(allow))}
+	for _, entry := range allow {
+		r, err := parseEntry(entry)
+		if err != nil {
+			return nil, fmt.Errorf("egress: allow entry %q: %w", entry, err)
+		}
+		p.rules = append(p.rules, r)
+	}
+	return p, nil
+}
+
+// Decide returns whether host:port is allowed and the rule that decided: the
+// first matching entry as written, or "default-deny".
+func (p *Policy) Decide(host string, port int) (allowed bool, rule string) {
+	if port < 1 || port > 65535 {
+		return false, ruleDefaultDeny
+	}
+	host = normalizeHost(host)
+	if ip, err := netip.ParseAddr(host); err == nil {
+		for _, r := range p.rules {
+			if r.ip.IsValid() && r.ip == ip && r.matchesPort(port) {
+				return true, r.entry
+			}
+		}
+		return false, ruleDefaultDeny
+	}
+	if !validName(host) {
+		return false, ruleDefaultDeny
+	}
+	for _, r := range p.rules {
+		if r.matchesName(host) && r.matchesPort(port) {
+			return true, r.entry
+		}
+	}
+	return false, ruleDefaultDeny
+}
+
+func (r rule) matchesName(host string) bool {
+	if r.ip.IsValid() {
+		return false
+	}
+	if r.wildcard {
+		return strings.HasSuffix(host, "."+r.name)
+	}
+	return host == r.name
+}
+
+func (r rule) matchesPort(port int) bool {
+	switch r.port {
+	case anyPort:
+		return true
+	case webPorts:
+		return port == 80 || port == 443
+	default:
+		return port == r.port
+	}
+}
+
+func parseEntry(entry string) (rule, error) {
+	r := rule{entry: entry}
+	if entry == "" {
+		return r, errors.New("empty")
+	}
+	if strings.Contains(entry, "://") {
+		return r, errors.New("has a scheme; write host or host:port")
+	}
+	if strings.ContainsAny(entry, "/?#@") {
+		return r, errors.New("has a path, query or user; write host or host:port")
+	}
+	host, port, bracketed, err := splitEntry(entry)
+	if err != nil {
+		return r, err
+	}
+	switch port {
+	case "":
+		r.port = webPorts
+	case "*":
+		r.port = anyPort
+	default:
+		if r.port, err = parsePort(port); err != nil {
+			return r, err
+		}
+	}
+	host = normalizeHost(host)
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if bracketed && !ip.Is6() {
+			return r, errors.New("brackets belong around IPv6 addresses only")
+		}
+		r.ip = ip
+		return r, nil
+	}
+	if bracketed {
+		return r, fmt.Errorf("%q is not an IPv6 address", host)
+	}
+	if host == "*" {
+		return r, errors.New(`"*" alone would allow every host; name the hosts`)
+	}
+	if domain, ok := strings.CutPrefix(host, "*."); ok {
+		r.name, r.wildcard = domain, true
+	} else {
+		r.name = host
+	}
+	if strings.Contains(r.name, "*") {
+		return r, errors.New(`"*" may only be the whole first label, as in "*.example.com"`)
+	}
+	if !validName(r.name) {
+		return r, fmt.Errorf("%q is not a host name or IP address", r.name)
+	}
+	return r, nil
+}
+
+// splitEntry splits an entry into host and port ("" when absent). An IPv6
+// literal needs brackets to carry a port; a bare one has none.
+func splitEntry(entry string) (host, port string, bracketed bool, err error) {
+	if rest, ok := strings.CutPrefix(entry, "["); ok {
+		host, rest, ok = strings.Cut(rest, "]")
+		if !ok {
+			return "", "", false, errors.New(`missing "]"`)
+		}
+		if rest == "" {
+			return host, "", true, nil
+		}
+		port, ok = strings.CutPrefix(rest, ":")
+		if !ok || port == "" {
+			return "", "", false, errors.New(`expected ":port" after "]"`)
+		}
+		return host, port, true, nil
+	}
+	switch strings.Count(entry, ":") {
+	case 0:
+		return entry, "", false, nil
+	case 1:
+		host, port, _ = strings.Cut(entry, ":")
+		if port == "" {
+			return "", "", false, errors.New(`expected a port after ":"`)
+		}
+		return host, port, false, nil
+	default:
+		return entry, "", false, nil
+	}
+}
+
+// parsePort accepts only the canonical decimal form of 1..65535, so that
+// "+80", "080" or " 80" cannot mean something different to the policy and
+// to the dialer.
+func parsePort(s string) (int, error) {
+	bad := fmt.Errorf("bad port %q", s)
+	if s == "" || len(s) > 5 || s[0] == '0' {
+		return 0, bad
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, bad
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n > 65535 {
+		return 0, bad
+	}
+	return n, nil
+}
+
+// normalizeHost is the form hosts are compared, audited and dialled in.
+func normalizeHost(host string) string {
+	return strings.ToLower(strings.TrimSuffix(host, "."))
+}
+
+// validName reports whether host (normalized) is a DNS host name. A name
+// whose last label reads as a number is refused: resolvers take "127.1",
+// "2130706433" or "0x7f.0.0.1" as IP addresses, which would let a name
+// entry or wildcard reach an address that no entry names.
+func validName(host string) bool {
+	if host == "" || len(host) > 253 {
+		return false
+	}
+	labels := strings.Split(host, ".")
+	for _, l := range labels {
+		if l == "" || len(l) > 63 {
+			return false
+		}
+		for _, c := range l {
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return !numeric(labels[len(labels)-1])
+}
+
+// numeric reports whether label is a number as inet_aton reads one:
+// decimal, octal, or hexadecimal after "0x".
+func numeric(label string) bool {
+	digits, base := label, "0123456789"
+	if rest, ok := strings.CutPrefix(label, "0x"); ok {
+		digits, base = rest, "0123456789abcdef"
+	}
+	for _, c := range digits {
+		if !strings.ContainsRune(base, c) {
+			return false
+		}
+	}
+	return true
+}

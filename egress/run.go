@@ -1,0 +1,93 @@
+package egress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"time"
+)
+
+const defaultListen = ":3128"
+
+// limits are the proxy's timeouts, gathered so that tests can shrink them.
+type limits struct {
+	dial       time.Duration // to reach an upstream
+	readHeader time.Duration // for a client to send a request head
+	idle       time.Duration // between requests on a kept-alive client connection
+	grace      time.Duration // at shutdown, for open requests and tunnels to finish
+}
+
+var defaultLimits = limits{
+	dial:       10 * time.Second,
+	readHeader: 30 * time.Second,
+	idle:       2 * time.Minute,
+	// Short: the sidecar is stopped with the bottle, and docker stop kills
+	// it outright after 10 s.
+	grace: 3 * time.Second,
+}
+
+// Run listens on cfg.Listen and serves until ctx is done, then shuts down
+// gracefully: open requests and tunnels get a short grace period, then the
+// tunnels still open are closed. It writes audit records as JSON lines to
+// auditOut, and to logOut the line "egress proxy listening on ADDR" once
+// listening, then the HTTP server's own error messages.
+func Run(ctx context.Context, cfg Config, auditOut, logOut io.Writer) error {
+	return run(ctx, cfg, auditOut, logOut, defaultLimits)
+}
+
+func run(ctx context.Context, cfg Config, auditOut, logOut io.Writer, lim limits) error {
+	policy, err := NewPolicy(cfg.Allow)
+	if err != nil {
+		return err
+	}
+	addr := cfg.Listen
+	if addr == "" {
+		addr = defaultListen
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("egress: listen: %w", err)
+	}
+	errorLog := log.New(logOut, "egress: ", log.LstdFlags)
+	p := newProxy(policy, NewJSONAuditor(auditOut), cfg.Session, lim.dial)
+	p.errorLog = errorLog
+	defer p.transport.CloseIdleConnections()
+	// Hijacked CONNECT connections are outside the server's timeouts, so
+	// none of these can cut a tunnel.
+	srv := &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: lim.readHeader,
+		IdleTimeout:       lim.idle,
+		ErrorLog:          errorLog,
+	}
+	fmt.Fprintf(logOut, "egress proxy listening on %s\n", ln.Addr())
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		// Nothing accepts any more; tunnels already open have no future.
+		ended, cancel := context.WithCancel(context.Background())
+		cancel()
+		p.shutdown(ended)
+		return fmt.Errorf("egress: serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	grace, cancel := context.WithTimeout(context.Background(), lim.grace)
+	defer cancel()
+	if err := srv.Shutdown(grace); err != nil {
+		// Requests still running after the grace period are cut.
+		srv.Close()
+	}
+	p.shutdown(grace)
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("egress: serve: %w", err)
+	}
+	return nil
+}
