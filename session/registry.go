@@ -120,7 +120,9 @@ func (r *Registry) Start(ctx context.Context, spec backend.StartSpec, progress b
 	spec.Session = id
 	spec.OnEgress = func(rec egress.Record) { r.opts.Events.Egress(id, rec) }
 	if err := s.start(ctx, spec, progress); err != nil {
-		if s.State() != StateClosed {
+		// A session Close was called on stays, as closed, so that closing
+		// it again is not an error.
+		if st := s.State(); st != StateClosing && st != StateClosed {
 			r.forget(s)
 		}
 		return nil, err

@@ -1,0 +1,299 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/bottle-dev/bottle/backend"
+)
+
+// State is where a session is in its lifecycle:
+//
+//	starting -> ready -> closing -> closed
+//	              closing -> failed (teardown failed; Close retries it)
+//
+// A start that fails or is cancelled removes the session from the registry
+// instead: the backend already removed what it made.
+type State string
+
+// States of a session.
+const (
+	StateStarting State = "starting"
+	StateReady    State = "ready"
+	StateClosing  State = "closing"
+	StateClosed   State = "closed"
+	StateFailed   State = "failed"
+)
+
+// errClosedWhileStarting is the cause given to a start that Close stopped.
+var errClosedWhileStarting = fmt.Errorf("%w: closed while starting", ErrNotReady)
+
+// Session is one bottle and the processes running in it.
+type Session struct {
+	r     *Registry
+	id    string
+	agent string
+	// life ends when the session starts closing; it cancels a start in
+	// progress, credit waits and Wait calls of the execs.
+	life       context.Context
+	cancelLife context.CancelCauseFunc
+	started    chan struct{} // closed when the backend's Start returned
+
+	mu       sync.Mutex
+	state    State
+	bottle   backend.Bottle
+	info     backend.Info
+	err      error // why the last teardown failed
+	execs    []*Exec
+	nextExec int
+	closing  *closeOp // the teardown in progress, if any
+}
+
+// closeOp lets concurrent Close calls wait for the one teardown.
+type closeOp struct {
+	done chan struct{}
+	err  error
+}
+
+func newSession(r *Registry, id, agent string) *Session {
+	life, cancel := context.WithCancelCause(context.Background())
+	return &Session{
+		r:          r,
+		id:         id,
+		agent:      agent,
+		life:       life,
+		cancelLife: cancel,
+		started:    make(chan struct{}),
+		state:      StateStarting,
+		info:       backend.Info{Session: id, Agent: agent},
+	}
+}
+
+// ID is the session's id: 8 hex digits.
+func (s *Session) ID() string { return s.id }
+
+// State is the session's current state.
+func (s *Session) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
+// Info describes the bottle; only Session and Agent are set before the
+// session is ready.
+func (s *Session) Info() backend.Info {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.info
+}
+
+// start runs the backend's Start under ctx and the session's life, so that
+// both the caller and Close can cancel it.
+func (s *Session) start(ctx context.Context, spec backend.StartSpec, progress backend.Progress) error {
+	defer close(s.started)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(s.life, func() { cancel(context.Cause(s.life)) })
+	defer stop()
+
+	b, err := s.r.be.Start(ctx, spec, progress)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == StateClosing {
+		// Close is waiting for this start to return; it closes b.
+		s.bottle = b
+		return fmt.Errorf("start session %s: %w", s.id, context.Cause(s.life))
+	}
+	if err != nil {
+		s.state = StateFailed
+		s.err = err
+		return fmt.Errorf("start %s: %w", spec.Agent, err)
+	}
+	if ctx.Err() != nil {
+		// The caller gave up just as the backend finished: nobody will
+		// use this bottle, so it goes now rather than at shutdown.
+		s.state = StateFailed
+		if cerr := b.Close(context.WithoutCancel(ctx)); cerr != nil {
+			s.r.log.Error("closing a bottle whose start was cancelled", "session", s.id, "err", cerr)
+		}
+		return fmt.Errorf("start %s: %w", spec.Agent, context.Cause(ctx))
+	}
+	s.bottle = b
+	s.info = b.Info()
+	s.info.Session = s.id
+	s.state = StateReady
+	return nil
+}
+
+// ready returns the bottle, or an error wrapping ErrNotReady when the
+// session is not ready.
+func (s *Session) ready() (backend.Bottle, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != StateReady {
+		return nil, fmt.Errorf("session %s is %s: %w", s.id, s.state, ErrNotReady)
+	}
+	return s.bottle, nil
+}
+
+// Exec starts a process in the bottle. ready is called with the new exec
+// before any of its output is delivered, so the caller can hand out its id
+// first; the output pump starts when ready returns.
+func (s *Session) Exec(ctx context.Context, spec backend.ExecSpec, ready func(*Exec)) (*Exec, error) {
+	b, err := s.ready()
+	if err != nil {
+		return nil, err
+	}
+	// The process lives as long as the session, not as long as the
+	// request that made it: ctx only cancels the making.
+	pctx, cancel := context.WithCancel(s.life)
+	stop := context.AfterFunc(ctx, cancel)
+	p, err := b.Exec(pctx, spec)
+	if !stop() {
+		err = errors.Join(err, context.Cause(ctx))
+	}
+	if err != nil {
+		if p != nil {
+			p.Close()
+		}
+		cancel()
+		return nil, fmt.Errorf("exec in session %s: %w", s.id, err)
+	}
+
+	s.mu.Lock()
+	if s.state != StateReady {
+		state := s.state
+		s.mu.Unlock()
+		p.Close()
+		cancel()
+		return nil, fmt.Errorf("session %s is %s: %w", s.id, state, ErrNotReady)
+	}
+	s.nextExec++
+	e := newExec(s, fmt.Sprintf("%s-%d", s.id, s.nextExec), spec, p, cancel)
+	s.execs = append(s.execs, e)
+	s.mu.Unlock()
+
+	s.r.addExec(e)
+	ready(e)
+	e.start()
+	return e, nil
+}
+
+// CopyIn copies a host file or folder into the bottle; closing the session
+// cancels it.
+func (s *Session) CopyIn(ctx context.Context, hostPath, containerPath string) (int64, error) {
+	b, err := s.ready()
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(s.life, func() { cancel(context.Cause(s.life)) })
+	defer stop()
+	n, err := b.CopyIn(ctx, hostPath, containerPath)
+	if err != nil {
+		return n, fmt.Errorf("copy %s into session %s: %w", hostPath, s.id, err)
+	}
+	return n, nil
+}
+
+// Close ends every exec and removes the bottle. It cancels a start in
+// progress and waits for it. Closing a closed session does nothing;
+// closing a failed one retries the teardown. Concurrent calls wait for the
+// same teardown.
+func (s *Session) Close(ctx context.Context) error {
+	return s.close(ctx, errClosedWhileStarting)
+}
+
+// close is Close with the cause a start in progress is cancelled with.
+func (s *Session) close(ctx context.Context, cause error) error {
+	s.mu.Lock()
+	if s.state == StateClosed {
+		s.mu.Unlock()
+		return nil
+	}
+	if op := s.closing; op != nil {
+		s.mu.Unlock()
+		select {
+		case <-op.done:
+			return op.err
+		case <-ctx.Done():
+			return fmt.Errorf("close session %s: %w", s.id, context.Cause(ctx))
+		}
+	}
+	op := &closeOp{done: make(chan struct{})}
+	s.closing = op
+	s.state = StateClosing
+	s.mu.Unlock()
+
+	s.cancelLife(cause)
+	op.err = s.teardown(ctx)
+
+	s.mu.Lock()
+	s.closing = nil
+	s.err = op.err
+	s.state = StateClosed
+	if op.err != nil {
+		s.state = StateFailed
+	}
+	s.mu.Unlock()
+	close(op.done)
+	return op.err
+}
+
+// teardown waits for a start in progress, kills every exec and waits for
+// its exit to be delivered, then closes the bottle.
+func (s *Session) teardown(ctx context.Context) error {
+	select {
+	case <-s.started:
+	case <-ctx.Done():
+		return fmt.Errorf("close session %s: waiting for its start to stop: %w", s.id, context.Cause(ctx))
+	}
+	s.mu.Lock()
+	execs := s.execs
+	b := s.bottle
+	s.mu.Unlock()
+
+	for _, e := range execs {
+		e.Kill()
+	}
+	for _, e := range execs {
+		select {
+		case <-e.done:
+		case <-ctx.Done():
+			return fmt.Errorf("close session %s: waiting for exec %s to end: %w", s.id, e.id, context.Cause(ctx))
+		}
+	}
+	if b == nil {
+		return nil
+	}
+	if err := b.Close(ctx); err != nil {
+		return fmt.Errorf("close session %s: %w", s.id, err)
+	}
+	return nil
+}
+
+// Snapshot describes a session at one moment.
+type Snapshot struct {
+	ID    string
+	State State
+	Info  backend.Info
+	// Err is why the last teardown failed, in state failed.
+	Err   error
+	Execs []ExecSnapshot
+}
+
+// Snapshot describes the session and its execs.
+func (s *Session) Snapshot() Snapshot {
+	s.mu.Lock()
+	snap := Snapshot{ID: s.id, State: s.state, Info: s.info, Err: s.err}
+	execs := s.execs
+	s.mu.Unlock()
+	for _, e := range execs {
+		snap.Execs = append(snap.Execs, e.Snapshot())
+	}
+	return snap
+}
