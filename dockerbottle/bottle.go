@@ -108,7 +108,7 @@ func agentArgv(a *manifest.Agent) []string {
 	return argv
 }
 
-var startSteps = []string{"runtime", "image", "networks", "containers", "provision", "start"}
+var startSteps = []string{"runtime", "image", "networks", "containers", "start", "ready"}
 
 // Start makes a bottle: networks and containers are created concurrently,
 // the agent is provisioned while the sidecar boots, and the agent starts
@@ -183,11 +183,11 @@ func (e *Engine) Start(ctx context.Context, spec backend.StartSpec, progress bac
 			return err
 		},
 		func() (err error) {
-			internal, err = e.createNetwork(mk, "bottle-"+session+"-internal", true, e.owner.labels(session, "network-internal"))
+			internal, err = e.createNetwork(mk, "bottle-"+session+"-internal", true, e.owner.Labels(session, "network-internal"))
 			return err
 		},
 		func() (err error) {
-			egressNet, err = e.createNetwork(mk, "bottle-"+session+"-egress", false, e.owner.labels(session, "network-egress"))
+			egressNet, err = e.createNetwork(mk, "bottle-"+session+"-egress", false, e.owner.Labels(session, "network-egress"))
 			return err
 		},
 	)
@@ -226,31 +226,34 @@ func (e *Engine) Start(ctx context.Context, spec backend.StartSpec, progress bac
 		return nil, err
 	}
 
-	if err := step(4, "provisioning the agent and starting the egress proxy"); err != nil {
+	if err := step(4, "provisioning the agent and starting it and the egress proxy"); err != nil {
 		return nil, err
 	}
 	prov, err := planProvisioning(agent, b, spec, proxyAddr)
 	if err != nil {
 		return nil, err
 	}
+	// The agent's first process runs only after Start returns, so the
+	// agent container and the sidecar can boot side by side.
 	err = parallel(
 		func() error { return bt.startSidecar(mk, b, b.Egress.Allow, spec.OnEgress) },
 		func() error {
-			if len(prov.files) == 0 {
-				return nil
+			if len(prov.files) > 0 {
+				if err := e.copyFiles(mk, bt.agentID, "/", prov.files); err != nil {
+					return err
+				}
 			}
-			return e.copyFiles(mk, bt.agentID, "/", prov.files)
+			if err := e.cli.ContainerStart(mk, bt.agentID, container.StartOptions{}); err != nil {
+				return fmt.Errorf("starting the agent container: %w", engineErr(err))
+			}
+			return nil
 		},
 	)
 	if err != nil {
 		return nil, err
 	}
-
-	if err := step(5, "starting the agent container"); err != nil {
+	if err := step(5, "bottle ready"); err != nil {
 		return nil, err
-	}
-	if err := e.cli.ContainerStart(mk, bt.agentID, container.StartOptions{}); err != nil {
-		return nil, fmt.Errorf("starting the agent container: %w", engineErr(err))
 	}
 	bt.info = backend.Info{
 		Session:      session,
@@ -305,9 +308,13 @@ func (e *Engine) createAgent(ctx context.Context, spec backend.StartSpec, agent 
 		Entrypoint: []string{"sleep"},
 		Cmd:        []string{"infinity"},
 		Hostname:   "bottle",
-		Labels:     e.owner.labels(session, "agent"),
+		Labels:     e.owner.Labels(session, "agent"),
 	}
-	net := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{internal.Name: {}}}
+	// A fixed address: left to IPAM, the agent, created side by side with
+	// the sidecar, could take the sidecar's.
+	net := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+		internal.Name: {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: hostAddr(internal.Subnet, 3).String()}},
+	}}
 	base, pinned := spec.ContainerName, spec.ContainerName != ""
 	if !pinned {
 		base = "bottle-" + agent.Name

@@ -124,7 +124,7 @@ func (f *fakeEnv) set(t *testing.T, k, v string) {
 }
 
 // parseManifest writes files into a temp folder and parses yaml there.
-func parseManifest(t *testing.T, yaml string, files map[string]string) *manifest.Manifest {
+func parseManifest(t testing.TB, yaml string, files map[string]string) *manifest.Manifest {
 	t.Helper()
 	dir := t.TempDir()
 	for name, content := range files {

@@ -287,7 +287,7 @@ func (e *Engine) workspaceImage(ctx context.Context, from, cwd, session string) 
 	dockerfile := fmt.Sprintf("FROM %s\nCOPY --chown=%d:%d workspace/ %s/\n", from, agentUID, agentGID, workspaceDir)
 	files = append([]contextFile{{Name: "Dockerfile.bottle", Data: []byte(dockerfile), Mode: 0o644}}, files...)
 	tag := "bottle-workspace:" + session
-	labels := e.owner.labels(session, "workspace-image")
+	labels := e.owner.Labels(session, "workspace-image")
 	if err := e.build(ctx, &buildContext{Dockerfile: "Dockerfile.bottle", Files: files}, tag, labels); err != nil {
 		return "", err
 	}

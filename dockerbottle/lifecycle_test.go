@@ -29,7 +29,7 @@ func TestLifecycleUnderEachRuntime(t *testing.T) {
 			}
 			bt := b.(*dockerbottle.Bottle)
 			info := bt.Info()
-			if want := []string{"runtime", "image", "networks", "containers", "provision", "start"}; !slices.Equal(steps, want) {
+			if want := []string{"runtime", "image", "networks", "containers", "start", "ready"}; !slices.Equal(steps, want) {
 				t.Errorf("progress steps = %v, want %v", steps, want)
 			}
 			if info.Runtime != rt || info.RuntimeLabel != dockerbottle.RuntimeLabel(rt) {
@@ -171,7 +171,7 @@ func TestUnpinnedNameTakenGetsSuffix(t *testing.T) {
 // is the same. A missing image is a real failure in the image step.
 func TestFailureAtEachStepLeavesNothing(t *testing.T) {
 	m := simpleManifest(t, "runc")
-	for i, stepName := range []string{"runtime", "image", "networks", "containers", "provision", "start"} {
+	for i, stepName := range []string{"runtime", "image", "networks", "containers", "start", "ready"} {
 		t.Run("cancel at "+stepName, func(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithCancel(context.Background())

@@ -47,7 +47,8 @@ func CurrentOwner() (Owner, error) {
 	return Owner{ID: randomID(6), PID: pid, Start: start, Boot: boot}, nil
 }
 
-func (o Owner) labels(session, role string) map[string]string {
+// Labels are the labels a resource of this owner carries.
+func (o Owner) Labels(session, role string) map[string]string {
 	return map[string]string{
 		LabelSession:    session,
 		LabelRole:       role,

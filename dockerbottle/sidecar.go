@@ -28,7 +28,7 @@ const ProxyPort = 3128
 func (e *Engine) sidecarSpec(b *manifest.Bottle, image, session string, internal bottleNetwork) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
 	cfg := &container.Config{
 		Image:  image,
-		Labels: e.owner.labels(session, "sidecar"),
+		Labels: e.owner.Labels(session, "sidecar"),
 	}
 	pids := int64(256)
 	host := &container.HostConfig{

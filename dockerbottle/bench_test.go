@@ -1,0 +1,115 @@
+package dockerbottle_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/bottle-dev/bottle/backend"
+)
+
+// BenchmarkStartTeardownAgainstSeedCLI measures a warm start to ready and
+// a teardown next to the seed's docker CLI sequence for the same bottle
+// (two networks, two containers, a cp, chown and chmod execs, teardown),
+// in the same run, and reports medians and their ratios.
+//
+//	go test -run '^$' -bench StartTeardown -benchtime 10x ./dockerbottle/
+func BenchmarkStartTeardownAgainstSeedCLI(b *testing.B) {
+	for _, rt := range runtimes {
+		b.Run(rt, func(b *testing.B) {
+			m := parseManifest(b, fmt.Sprintf(`
+agents:
+  sh: {bottle: plain, command: [bash], prompt: "be careful"}
+bottles:
+  plain: {image: %s, runtime: %s, egress: {allow: [api.anthropic.com]}}
+`, baseImage, rt), nil)
+			prompt := filepath.Join(b.TempDir(), "prompt.txt")
+			os.WriteFile(prompt, []byte("be careful"), 0o644)
+			ctx := context.Background()
+			// Warm: the sidecar image is built once per binary.
+			if bt, err := engine.Start(ctx, backend.StartSpec{Manifest: m, Agent: "sh"}, nil); err != nil {
+				b.Fatal(err)
+			} else {
+				bt.Close(ctx)
+			}
+			var seedStart, seedStop, start, stop []time.Duration
+			b.ResetTimer()
+			for i := range b.N {
+				s1, s2, err := seedSequence(ctx, rt, prompt, i)
+				if err != nil {
+					b.Fatal(err)
+				}
+				seedStart, seedStop = append(seedStart, s1), append(seedStop, s2)
+
+				t0 := time.Now()
+				bt, err := engine.Start(ctx, backend.StartSpec{Manifest: m, Agent: "sh"}, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				if err := bt.Close(ctx); err != nil {
+					b.Fatal(err)
+				}
+				start, stop = append(start, t1.Sub(t0)), append(stop, time.Since(t1))
+			}
+			b.StopTimer()
+			ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+			b.ReportMetric(ms(median(start)), "start-ms")
+			b.ReportMetric(ms(median(seedStart)), "seed-start-ms")
+			b.ReportMetric(ms(median(stop)), "teardown-ms")
+			b.ReportMetric(ms(median(seedStop)), "seed-teardown-ms")
+			b.ReportMetric(ms(median(start))/ms(median(seedStart)), "start-ratio")
+			b.ReportMetric(ms(median(stop))/ms(median(seedStop)), "teardown-ratio")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// seedSequence is the seed's bottle made with the docker CLI, one command
+// after another.
+func seedSequence(ctx context.Context, runtime, prompt string, i int) (start, stop time.Duration, err error) {
+	id := fmt.Sprintf("bottle-seed-%d-%d", os.Getpid(), i)
+	label := "--label=dev.bottle.session=" + id
+	docker := func(args ...string) error {
+		out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("docker %v: %v: %s", args, err, out)
+		}
+		return nil
+	}
+	t0 := time.Now()
+	steps := [][]string{
+		{"network", "create", "--internal", label, id + "-int"},
+		{"network", "create", label, id + "-egress"},
+		{"run", "-d", "--name", id + "-proxy", label, "--network", id + "-int", baseImage, "sleep", "infinity"},
+		{"network", "connect", id + "-egress", id + "-proxy"},
+		{"run", "-d", "--name", id + "-agent", label, "--runtime", runtime, "--network", id + "-int", "--user", "node", baseImage, "sleep", "infinity"},
+		{"cp", prompt, id + "-agent:/home/node/.claude-bottle-prompt.txt"},
+		{"exec", "-u", "root", id + "-agent", "chown", "node:node", "/home/node/.claude-bottle-prompt.txt"},
+		{"exec", "-u", "root", id + "-agent", "chmod", "600", "/home/node/.claude-bottle-prompt.txt"},
+	}
+	for _, s := range steps {
+		if err := docker(s...); err != nil {
+			docker("rm", "-f", id+"-agent", id+"-proxy")
+			docker("network", "rm", id+"-int", id+"-egress")
+			return 0, 0, err
+		}
+	}
+	t1 := time.Now()
+	err = docker("rm", "-f", id+"-agent", id+"-proxy")
+	if err == nil {
+		err = docker("network", "rm", id+"-int", id+"-egress")
+	}
+	return t1.Sub(t0), time.Since(t1), err
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}

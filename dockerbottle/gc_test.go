@@ -1,0 +1,111 @@
+package dockerbottle_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+
+	"github.com/bottle-dev/bottle/backend"
+	"github.com/bottle-dev/bottle/dockerbottle"
+)
+
+func TestGCRemovesOnlyOrphans(t *testing.T) {
+	ctx := context.Background()
+	live, err := dockerbottle.CurrentOwner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := live
+	dead.ID, dead.PID, dead.Start = "deadbeef0000", 1, "0" // pid 1 never started at tick 0 in our namespace
+	unowned := map[string]string{dockerbottle.LabelSession: "gcunowned"}
+	made := map[string]string{}
+	for name, labels := range map[string]map[string]string{
+		"gcdead":    dead.Labels("gcdead", "test"),
+		"gclive":    live.Labels("gclive", "test"),
+		"gcunowned": unowned,
+	} {
+		resp, err := engine.Client().NetworkCreate(ctx, "bottle-test-"+name, network.CreateOptions{Labels: labels, Internal: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		made[name] = resp.ID
+		t.Cleanup(func() { engine.Client().NetworkRemove(context.Background(), resp.ID) })
+	}
+
+	listed, err := engine.GC(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessions := func(rs []dockerbottle.Resource) []string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.Session)
+		}
+		return out
+	}
+	got := sessions(listed)
+	if !slices.Contains(got, "gcdead") || !slices.Contains(got, "gcunowned") || slices.Contains(got, "gclive") {
+		t.Fatalf("dry run lists sessions %v, want gcdead and gcunowned but not gclive", got)
+	}
+	if _, err := engine.Client().NetworkInspect(ctx, made["gcdead"], network.InspectOptions{}); err != nil {
+		t.Fatalf("dry run removed something: %v", err)
+	}
+
+	if _, err := engine.GC(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"gcdead": false, "gcunowned": false, "gclive": true} {
+		_, err := engine.Client().NetworkInspect(ctx, made[name], network.InspectOptions{})
+		if exists := err == nil; exists != want {
+			t.Errorf("after gc, network of %s exists = %v, want %v", name, exists, want)
+		}
+	}
+}
+
+func TestBuiltImageIsCachedByContent(t *testing.T) {
+	ctx := context.Background()
+	files := map[string]string{
+		"ctx/Dockerfile": "ARG BASE\nFROM ${BASE}\nCOPY marker /marker\n",
+		"ctx/marker":     "one\n",
+	}
+	m := parseManifest(t, "agents: {sh: {bottle: built, command: [bash]}}\nbottles:\n  built:\n    runtime: runc\n    build: {context: ctx, args: {BASE: \""+baseImage+"\"}}\n", files)
+	start := func() string {
+		b, err := engine.Start(ctx, backend.StartSpec{Manifest: m, Agent: "sh"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close(ctx)
+		if out := mustRun(t, b, "cat", "/marker"); out == "" {
+			t.Fatal("built image lacks /marker")
+		}
+		return b.Info().Image
+	}
+	first := start()
+	t.Cleanup(func() { engine.Client().ImageRemove(context.Background(), first, image.RemoveOptions{}) })
+	before, err := engine.Client().ImageInspect(ctx, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second := start(); second != first {
+		t.Errorf("unchanged context built a new image: %s then %s", first, second)
+	}
+	after, err := engine.Client().ImageInspect(ctx, first)
+	if err != nil || after.Created != before.Created {
+		t.Errorf("image was rebuilt: created %s then %s (%v)", before.Created, after.Created, err)
+	}
+
+	ctxDir := filepath.Dir(m.Bottles["built"].Build.Context + "/")
+	if err := os.WriteFile(filepath.Join(ctxDir, "marker"), []byte("two\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	third := start()
+	t.Cleanup(func() { engine.Client().ImageRemove(context.Background(), third, image.RemoveOptions{}) })
+	if third == first {
+		t.Errorf("changed context reused image %s", first)
+	}
+}
