@@ -201,6 +201,12 @@ type fakeProcess struct {
 	resizes [][2]uint
 }
 
+var (
+	_ backend.Backend = (*fakeBackend)(nil)
+	_ backend.Bottle  = (*fakeBottle)(nil)
+	_ backend.Process = (*fakeProcess)(nil)
+)
+
 // exitKilled is what Wait reports for a process whose connection closed.
 const exitKilled = 137
 

@@ -184,9 +184,6 @@ func (s *Server) ExitCode() int {
 	return 1
 }
 
-// Registry is the server's session registry.
-func (s *Server) Registry() *session.Registry { return s.reg }
-
 // stop ends serving: later messages are dropped, requests in flight are
 // cancelled, every session is torn down, and queued output is written.
 func (s *Server) stop(cancelBase context.CancelCauseFunc) {

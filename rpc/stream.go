@@ -263,10 +263,21 @@ type idScanner struct {
 const maxIDLen = 256
 
 func (sc *idScanner) Write(p []byte) (int, error) {
-	for _, c := range p {
-		sc.step(c)
+	n := len(p)
+	for len(p) > 0 {
+		if sc.inString && !sc.escaped && !sc.inKey && !sc.capturing {
+			// The bulk of a big message is one long string: skip to
+			// where it may end.
+			i := bytes.IndexAny(p, `"\`)
+			if i < 0 {
+				break
+			}
+			p = p[i:]
+		}
+		sc.step(p[0])
+		p = p[1:]
 	}
-	return len(p), nil
+	return n, nil
 }
 
 func (sc *idScanner) step(c byte) {

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/bottle-dev/bottle/dockerbottle"
+	"github.com/bottle-dev/bottle/rpc"
+	"github.com/bottle-dev/bottle/termclient"
+)
+
+// run is the terminal client: the server runs in this process over a pipe
+// pair, and the client speaks the same protocol an editor does.
+func run(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("run", flag.ExitOnError)
+	manifestPath := fs.String("manifest", "", "bottle.yaml (default: ./bottle.yaml if present, else the built-in manifest)")
+	cwd := fs.String("cwd", "", "folder copied into the agent's workspace")
+	copyGit := fs.Bool("git", false, "also copy the folder's .git")
+	yes := fs.Bool("yes", false, "start without asking")
+	fs.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: bottle-rpc run AGENT [--manifest F] [--cwd D] [--git] [--yes] [-- COMMAND...]")
+		fs.PrintDefaults()
+	}
+	agent := "claude"
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		agent, args = args[0], args[1:]
+	}
+	fs.Parse(args)
+	if *manifestPath == "" {
+		if _, err := os.Stat("bottle.yaml"); err == nil {
+			*manifestPath = "bottle.yaml"
+		}
+	}
+	if *manifestPath != "" {
+		abs, err := filepath.Abs(*manifestPath)
+		if err != nil {
+			return fail("run: %v", err)
+		}
+		*manifestPath = abs
+	}
+	if *cwd != "" {
+		abs, err := filepath.Abs(*cwd)
+		if err != nil {
+			return fail("run: %v", err)
+		}
+		*cwd = abs
+	}
+
+	// The server's log would tear through the agent's screen.
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("BOTTLE_DEBUG") != "" {
+		quiet = slog.Default()
+	}
+	eng, err := dockerbottle.New(ctx, dockerbottle.Options{SubnetPool: os.Getenv("BOTTLE_SUBNET_POOL"), Logger: quiet})
+	if err != nil {
+		return fail("run: %v", err)
+	}
+	defer eng.Close()
+	srv := rpc.NewServer(eng, rpc.Options{Version: version, Logger: quiet})
+	clientR, serverW := io.Pipe()
+	serverR, clientW := io.Pipe()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.Serve(context.WithoutCancel(ctx), serverR, serverW)
+		serverW.Close()
+	}()
+	code, err := termclient.Run(ctx, pipeConn{clientR, clientW}, termclient.Options{
+		Agent: agent, Manifest: *manifestPath, Cwd: *cwd, CopyGit: *copyGit, Yes: *yes, Argv: fs.Args(),
+		In: os.Stdin, Out: os.Stdout, Err: os.Stderr,
+	})
+	clientW.Close()
+	<-served
+	if err != nil {
+		return fail("run: %v", err)
+	}
+	return code
+}
+
+type pipeConn struct {
+	io.Reader
+	io.WriteCloser
+}

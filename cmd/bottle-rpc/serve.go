@@ -1,0 +1,35 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"os"
+
+	"github.com/bottle-dev/bottle/dockerbottle"
+	"github.com/bottle-dev/bottle/rpc"
+)
+
+// serve is the stdio JSON-RPC server. On start-up it reaps bottles whose
+// server is gone; on end of input, exit, SIGTERM or SIGINT it tears down
+// every session before the process exits.
+func serve(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("serve", flag.ExitOnError)
+	window := fs.Int("window", 0, "flow-control window per exec in bytes (default 256 KiB)")
+	fs.Parse(args)
+	eng, err := dockerbottle.New(ctx, dockerbottle.Options{SubnetPool: os.Getenv("BOTTLE_SUBNET_POOL")})
+	if err != nil {
+		return fail("serve: %v", err)
+	}
+	defer eng.Close()
+	if reaped, err := eng.GC(ctx, false); err != nil {
+		slog.Warn("removing orphaned bottles", "err", err)
+	} else if len(reaped) > 0 {
+		slog.Info("removed orphaned bottle resources", "count", len(reaped))
+	}
+	srv := rpc.NewServer(eng, rpc.Options{Version: version, Window: *window, Logger: slog.Default()})
+	if err := srv.Serve(ctx, os.Stdin, os.Stdout); err != nil {
+		slog.Error("serving", "err", err)
+	}
+	return srv.ExitCode()
+}

@@ -1,0 +1,250 @@
+// Package termclient is the terminal client of bottle: it drives a
+// bottle-rpc server over the same JSON-RPC protocol an editor uses, shows
+// the preflight, asks before starting, and runs the agent in the local
+// terminal (raw mode, window size, SIGWINCH).
+package termclient
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+
+	"go.lsp.dev/jsonrpc2"
+	"golang.org/x/term"
+
+	"github.com/bottle-dev/bottle/rpc"
+)
+
+// Options say what to run and where the terminal is.
+type Options struct {
+	Agent    string
+	Manifest string
+	Cwd      string
+	CopyGit  bool
+	Yes      bool // start without asking
+	Argv     []string
+
+	In  *os.File // the terminal (or any input)
+	Out io.Writer
+	Err io.Writer // preflight, progress and messages
+}
+
+// Run connects to a server over conn, starts the bottle, runs the agent and
+// closes the bottle. It returns the agent's exit code.
+func Run(ctx context.Context, conn io.ReadWriteCloser, opts Options) (int, error) {
+	c := &client{opts: opts, exited: make(chan rpc.ExitParams, 1)}
+	c.conn = jsonrpc2.NewConn(jsonrpc2.NewStream(conn))
+	c.conn.Go(ctx, c.handle)
+	defer c.conn.Close()
+
+	var init rpc.InitializeResult
+	if err := c.call(ctx, rpc.MethodInitialize, rpc.InitializeParams{ClientInfo: &rpc.ClientInfo{Name: "bottle-rpc run"}}, &init); err != nil {
+		return 1, err
+	}
+	c.window = int64(init.Capabilities.FlowControl.Window)
+	if err := c.conn.Notify(ctx, rpc.MethodInitialized, struct{}{}); err != nil {
+		return 1, err
+	}
+	defer c.shutdown()
+
+	var plan rpc.PlanResult
+	if err := c.call(ctx, rpc.MethodPlan, rpc.PlanParams{Agent: opts.Agent, Manifest: opts.Manifest, Cwd: opts.Cwd}, &plan); err != nil {
+		return 1, err
+	}
+	printPlan(opts.Err, &plan)
+	if !opts.Yes && !confirm(opts.In, opts.Err) {
+		fmt.Fprintln(opts.Err, "not started")
+		return 1, nil
+	}
+
+	var started rpc.StartResult
+	err := c.call(ctx, rpc.MethodStart, rpc.StartParams{
+		Agent: opts.Agent, Manifest: opts.Manifest, Cwd: opts.Cwd, CopyGit: opts.CopyGit,
+		WorkDoneToken: json.RawMessage(`"start"`),
+	}, &started)
+	if err != nil {
+		return 1, err
+	}
+	defer c.call(context.WithoutCancel(ctx), rpc.MethodClose, rpc.CloseParams{Session: started.Session}, nil)
+	fmt.Fprintf(opts.Err, "bottle %s ready: container %s, %s\r\n", started.Session, started.Container, started.RuntimeLabel)
+	return c.runExec(ctx, started.Session)
+}
+
+type client struct {
+	opts   Options
+	conn   jsonrpc2.Conn
+	window int64
+
+	mu     sync.Mutex
+	exec   string
+	early  [][]byte // output that arrived before the exec id
+	exited chan rpc.ExitParams
+}
+
+func (c *client) call(ctx context.Context, method string, params, result any) error {
+	_, err := c.conn.Call(ctx, method, params, result)
+	if err != nil {
+		var rpcErr *jsonrpc2.Error
+		if errors.As(err, &rpcErr) {
+			return fmt.Errorf("%s: %s", method, rpcErr.Message)
+		}
+		return fmt.Errorf("%s: %w", method, err)
+	}
+	return nil
+}
+
+func (c *client) shutdown() {
+	ctx := context.Background()
+	c.conn.Call(ctx, rpc.MethodShutdown, nil, nil)
+	c.conn.Notify(ctx, rpc.MethodExit, nil)
+}
+
+// handle takes the server's notifications. It runs on the read goroutine,
+// so it only writes to the terminal and hands the rest off.
+func (c *client) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc2.Request) error {
+	switch req.Method() {
+	case rpc.MethodOutput:
+		var p rpc.OutputParams
+		if json.Unmarshal(req.Params(), &p) == nil {
+			c.output(ctx, p)
+		}
+	case rpc.MethodExecExit:
+		var p rpc.ExitParams
+		if json.Unmarshal(req.Params(), &p) == nil {
+			c.mu.Lock()
+			mine := p.Exec == c.exec
+			c.mu.Unlock()
+			if mine {
+				c.exited <- p
+			}
+		}
+	case rpc.MethodProgress:
+		var p rpc.ProgressParams
+		if json.Unmarshal(req.Params(), &p) == nil && p.Value.Message != "" {
+			fmt.Fprintf(c.opts.Err, "  %s\n", p.Value.Message)
+		}
+	case rpc.MethodLogMessage:
+		var p rpc.LogMessageParams
+		if json.Unmarshal(req.Params(), &p) == nil && p.Type <= rpc.MessageWarning {
+			fmt.Fprintf(c.opts.Err, "bottle: %s\r\n", p.Message)
+		}
+	case rpc.MethodEgress:
+		var p rpc.EgressParams
+		if json.Unmarshal(req.Params(), &p) == nil && p.Record.Decision == "deny" && p.Record.Event == "decision" {
+			fmt.Fprintf(c.opts.Err, "\r\nbottle: egress to %s:%d refused (%s)\r\n", p.Record.Host, p.Record.Port, p.Record.Rule)
+		}
+	}
+	if req.Method() != "" && isCall(req) {
+		return reply(ctx, nil, jsonrpc2.NewError(jsonrpc2.MethodNotFound, "the terminal client takes no requests"))
+	}
+	return nil
+}
+
+func isCall(req jsonrpc2.Request) bool {
+	_, ok := req.(*jsonrpc2.Call)
+	return ok
+}
+
+func (c *client) output(ctx context.Context, p rpc.OutputParams) {
+	c.mu.Lock()
+	if c.exec == "" {
+		c.early = append(c.early, p.Data)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.opts.Out.Write(p.Data)
+	c.conn.Notify(ctx, rpc.MethodAck, rpc.AckParams{Exec: p.Exec, Bytes: int64(len(p.Data))})
+}
+
+// runExec runs the agent with the terminal in raw mode, forwarding input,
+// resizes and output until the process exits.
+func (c *client) runExec(ctx context.Context, session string) (int, error) {
+	fd := int(c.opts.In.Fd())
+	isTerm := term.IsTerminal(fd)
+	cols, rows := 80, 24
+	if isTerm {
+		if w, h, err := term.GetSize(fd); err == nil {
+			cols, rows = w, h
+		}
+	}
+	tty := true
+	var res rpc.ExecResult
+	if err := c.call(ctx, rpc.MethodExec, rpc.ExecParams{Session: session, Argv: c.opts.Argv, Tty: &tty, Cols: uint(cols), Rows: uint(rows)}, &res); err != nil {
+		return 1, err
+	}
+	c.mu.Lock()
+	c.exec = res.Exec
+	early := c.early
+	c.early = nil
+	c.mu.Unlock()
+	for _, d := range early {
+		c.output(ctx, rpc.OutputParams{Exec: res.Exec, Data: d})
+	}
+
+	if isTerm {
+		old, err := term.MakeRaw(fd)
+		if err != nil {
+			return 1, fmt.Errorf("putting the terminal in raw mode: %w", err)
+		}
+		defer term.Restore(fd, old)
+		winch := make(chan os.Signal, 1)
+		signal.Notify(winch, syscall.SIGWINCH)
+		defer signal.Stop(winch)
+		go func() {
+			for range winch {
+				if w, h, err := term.GetSize(fd); err == nil {
+					c.conn.Notify(ctx, rpc.MethodResize, rpc.ResizeParams{Exec: res.Exec, Cols: uint(w), Rows: uint(h)})
+				}
+			}
+		}()
+	}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := c.opts.In.Read(buf)
+			if n > 0 {
+				c.conn.Notify(ctx, rpc.MethodInput, rpc.InputParams{Exec: res.Exec, Data: buf[:n]})
+			}
+			if err != nil {
+				c.conn.Notify(ctx, rpc.MethodInput, rpc.InputParams{Exec: res.Exec, EOF: true})
+				return
+			}
+		}
+	}()
+	select {
+	case ex := <-c.exited:
+		if ex.Error != "" {
+			fmt.Fprintf(c.opts.Err, "\r\nbottle: %s\r\n", ex.Error)
+		}
+		return ex.Code, nil
+	case <-ctx.Done():
+		return 130, nil
+	}
+}
+
+func printPlan(w io.Writer, p *rpc.PlanResult) {
+	fmt.Fprintf(w, "agent:    %s (bottle %s)\n", p.Agent, p.Bottle)
+	fmt.Fprintf(w, "runtime:  %s\n", p.RuntimeLabel)
+	fmt.Fprintf(w, "image:    %s\n", p.Image)
+	fmt.Fprintf(w, "command:  %s\n", strings.Join(p.Command, " "))
+	fmt.Fprintf(w, "allow:    %s\n", strings.Join(p.Allow, ", "))
+	for _, it := range p.CopyIn {
+		fmt.Fprintf(w, "copy in:  %s %s -> %s\n", it.What, it.From, it.To)
+	}
+}
+
+func confirm(in io.Reader, out io.Writer) bool {
+	fmt.Fprint(out, "Start this bottle? [y/N] ")
+	line, _ := bufio.NewReader(in).ReadString('\n')
+	answer := strings.ToLower(strings.TrimSpace(line))
+	return answer == "y" || answer == "yes"
+}
