@@ -14,11 +14,11 @@ type Record struct {
 	Session   string    `json:"session,omitempty"`
 	Event     string    `json:"event"`                // "decision" or "close"
 	Method    string    `json:"method"`               // CONNECT, GET, ...
-	Host      string    `json:"host"`                 // lowercase, without a trailing dot
+	Host      string    `json:"host"`                 // lowercase, no trailing dot; as sent on a bad request
 	Port      int       `json:"port"`                 // 0 on a bad request
 	Decision  string    `json:"decision"`             // "allow" or "deny"
 	Rule      string    `json:"rule"`                 // allowlist entry, "default-deny" or "bad-request"
-	Reason    string    `json:"reason,omitempty"`     // why denied, or why a dial/upstream failed
+	Reason    string    `json:"reason,omitempty"`     // why denied, why a dial/upstream failed, why a tunnel broke
 	BytesUp   int64     `json:"bytes_up,omitempty"`   // on "close": client->upstream bytes
 	BytesDown int64     `json:"bytes_down,omitempty"` // on "close": upstream->client bytes
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestReadConfig(t *testing.T) {
+func TestReadConfigIsStrict(t *testing.T) {
 	tests := []struct {
 		name    string
 		in      string

@@ -22,7 +22,7 @@ import (
 // host may be an IP literal (IPv6 in brackets when a port follows). Matching
 // is case-insensitive and ignores a trailing dot. An IP-literal target is
 // denied unless an entry names that literal IP exactly: wildcards match names
-// only.
+// only. A Policy is safe for concurrent use.
 type Policy struct {
 	rules []rule
 }

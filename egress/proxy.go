@@ -1,7 +1,6 @@
 package egress
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -119,7 +118,8 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 	}
 	defer p.open.Done() // after the close record below: shutdown waits for it
 	if _, err = io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n"); err == nil {
-		rec.BytesUp, rec.BytesDown, err = splice(client, upstream, buf.Reader)
+		pending, _ := buf.Reader.Peek(buf.Reader.Buffered()) // cannot fail: the bytes are buffered
+		rec.BytesUp, rec.BytesDown, err = splice(client, upstream, pending)
 	}
 	if p.untrack(t) {
 		rec.Reason = "closed at proxy shutdown"
@@ -131,28 +131,18 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 }
 
 // splice relays bytes both ways until both directions have ended. pending
-// holds what the client sent right after its CONNECT head, which the HTTP
+// is what the client sent right after its CONNECT head, which the HTTP
 // server has already read.
-func splice(client, upstream net.Conn, pending *bufio.Reader) (up, down int64, err error) {
+func splice(client, upstream net.Conn, pending []byte) (up, down int64, err error) {
 	errs := make(chan error, 2)
 	go func() {
 		var err error
-		if n := pending.Buffered(); n > 0 {
-			b, _ := pending.Peek(n) // cannot fail: the bytes are buffered
-			var w int
-			w, err = upstream.Write(b)
-			up += int64(w)
-		}
-		if err == nil {
-			var n int64
-			n, err = relay(upstream, client)
-			up += n
-		}
+		up, err = relay(upstream, client, pending)
 		errs <- err
 	}()
 	go func() {
 		var err error
-		down, err = relay(client, upstream)
+		down, err = relay(client, upstream, nil)
 		errs <- err
 	}()
 	for range 2 {
@@ -165,13 +155,19 @@ func splice(client, upstream net.Conn, pending *bufio.Reader) (up, down int64, e
 	return up, down, err
 }
 
-// relay copies src to dst until src ends. A clean end is passed on as a
-// half-close, so the peer sees EOF while the other direction keeps flowing
-// (a client may finish sending and still read the reply). A failure ends
-// both directions: the other one could otherwise wait forever on a peer
-// that is gone.
-func relay(dst, src net.Conn) (int64, error) {
-	n, err := io.Copy(dst, src)
+// relay writes pending, then copies src to dst until src ends. A clean end
+// is passed on as a half-close, so the peer sees EOF while the other
+// direction keeps flowing (a client may finish sending and still read the
+// reply). A failure ends both directions: the other one could otherwise
+// wait forever on a peer that is gone.
+func relay(dst, src net.Conn, pending []byte) (int64, error) {
+	w, err := dst.Write(pending)
+	n := int64(w)
+	if err == nil {
+		var copied int64
+		copied, err = io.Copy(dst, src)
+		n += copied
+	}
 	if err != nil {
 		dst.Close()
 		src.Close()

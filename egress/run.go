@@ -71,10 +71,12 @@ func run(ctx context.Context, cfg Config, auditOut, logOut io.Writer, lim limits
 	go func() { served <- srv.Serve(ln) }()
 	select {
 	case err := <-served:
-		// Nothing accepts any more; tunnels already open have no future.
-		ended, cancel := context.WithCancel(context.Background())
+		// The listener failed and nothing will be served any more: there is
+		// nothing to be graceful for.
+		srv.Close()
+		now, cancel := context.WithCancel(context.Background())
 		cancel()
-		p.shutdown(ended)
+		p.shutdown(now)
 		return fmt.Errorf("egress: serve: %w", err)
 	case <-ctx.Done():
 	}

@@ -63,7 +63,10 @@ func startRun(t *testing.T, cfg Config, lim limits) (addr string, stop context.C
 	audit = &syncBuffer{}
 	logs := make(logLines, 10)
 	result := make(chan error, 1)
-	go func() { result <- run(ctx, cfg, audit, logs, lim) }()
+	go func() {
+		result <- run(ctx, cfg, audit, logs, lim)
+		close(result) // lets the cleanup below pass once the test has taken the result
+	}()
 	t.Cleanup(func() {
 		cancel()
 		<-result
@@ -105,7 +108,7 @@ func openTunnel(t *testing.T, proxyAddr, target string) (net.Conn, *bufio.Reader
 	return c, br
 }
 
-func TestRunServesUntilContextIsDone(t *testing.T) {
+func TestRunPrintsListeningLineAndServesUntilContextIsDone(t *testing.T) {
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
 	}))

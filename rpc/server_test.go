@@ -223,7 +223,9 @@ func TestCancelStartTearsDownAndAnswersCancelled(t *testing.T) {
 
 	id := c.send(rpc.MethodStart, map[string]any{"agent": "claude", "workDoneToken": 7})
 	c.waitFor("the start's first step", func() bool {
-		return slices.ContainsFunc(c.log, func(m message) bool { return m.Method == rpc.MethodProgress && strings.Contains(string(m.Params), "report") })
+		return slices.ContainsFunc(c.log, func(m message) bool {
+			return m.Method == rpc.MethodProgress && strings.Contains(string(m.Params), "report")
+		})
 	})
 	var list rpc.ListResult
 	c.mustCall(rpc.MethodList, nil, &list)
@@ -354,8 +356,11 @@ func TestKillEndsExecNotSession(t *testing.T) {
 	if list.Sessions[0].State != "ready" {
 		t.Errorf("session after kill = %+v, want ready", list.Sessions[0])
 	}
-	h.exec(sess, "print", "still here", "0")
-	if n := len(c.exits[exec]); n != 1 {
+	h.client.waitExit(h.exec(sess, "print", "still here", "0"))
+	c.mu.Lock()
+	n := len(c.exits[exec])
+	c.mu.Unlock()
+	if n != 1 {
 		t.Errorf("%d exits for one exec, want exactly 1", n)
 	}
 }
@@ -764,4 +769,24 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// BenchmarkOutputThroughput measures output through the server to a client
+// that acks every chunk, over in-memory pipes; the client's JSON decoding
+// is part of the cost.
+func BenchmarkOutputThroughput(b *testing.B) {
+	t := &testing.T{}
+	h := newHarness(t, rpc.Options{})
+	h.initialize()
+	sess := h.startSession()
+	exec := h.exec(sess, "yes")
+	c := h.client
+	b.SetBytes(1 << 20)
+	b.ResetTimer()
+	start := len(c.outputOf(exec))
+	for i := range b.N {
+		c.waitFor("output", func() bool { return len(c.output[exec]) >= start+(i+1)<<20 })
+	}
+	b.StopTimer()
+	c.mustCall(rpc.MethodKill, rpc.KillParams{Exec: exec}, nil)
 }

@@ -110,6 +110,11 @@ func (s *Session) start(ctx context.Context, spec backend.StartSpec, progress ba
 	if err != nil {
 		s.state = StateFailed
 		s.err = err
+		// A backend reports cancellation as ctx.Err(); keep the cause
+		// (shutdown, the client's cancel) so callers can tell them apart.
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
+			err = fmt.Errorf("%w: %w", cause, err)
+		}
 		return fmt.Errorf("start %s: %w", spec.Agent, err)
 	}
 	if ctx.Err() != nil {

@@ -1,0 +1,220 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/bottle-dev/bottle/backend"
+	"github.com/bottle-dev/bottle/egress"
+)
+
+// fakeBackend starts fakeBottles. With gate set, Start waits for the gate
+// (or cancellation) before it finishes; on cancellation it reports the
+// teardown of what it made, as a real backend must.
+type fakeBackend struct {
+	gate     chan struct{}
+	startErr error
+
+	mu      sync.Mutex
+	made    int
+	removed int
+	bottles []*fakeBottle
+}
+
+func (b *fakeBackend) Plan(context.Context, backend.StartSpec) (*backend.Plan, error) {
+	return &backend.Plan{}, nil
+}
+
+func (b *fakeBackend) Start(ctx context.Context, spec backend.StartSpec, progress backend.Progress) (backend.Bottle, error) {
+	b.mu.Lock()
+	b.made++
+	b.mu.Unlock()
+	fail := func(err error) (backend.Bottle, error) {
+		b.mu.Lock()
+		b.removed++
+		b.mu.Unlock()
+		return nil, err
+	}
+	if b.gate != nil {
+		select {
+		case <-b.gate:
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		}
+	}
+	if b.startErr != nil {
+		return fail(b.startErr)
+	}
+	bt := &fakeBottle{info: backend.Info{Session: spec.Session, Agent: spec.Agent, Container: "c-" + spec.Session}, onEgress: spec.OnEgress}
+	b.mu.Lock()
+	b.bottles = append(b.bottles, bt)
+	b.mu.Unlock()
+	return bt, nil
+}
+
+// counts returns how many starts made something and how many removed it.
+func (b *fakeBackend) counts() (made, removed int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.made, b.removed
+}
+
+type fakeBottle struct {
+	info     backend.Info
+	onEgress func(egress.Record)
+
+	mu     sync.Mutex
+	closes int
+	procs  []*endless
+}
+
+func (bt *fakeBottle) Info() backend.Info { return bt.info }
+
+func (bt *fakeBottle) Exec(context.Context, backend.ExecSpec) (backend.Process, error) {
+	p := &endless{closed: make(chan struct{})}
+	bt.mu.Lock()
+	bt.procs = append(bt.procs, p)
+	bt.mu.Unlock()
+	return p, nil
+}
+
+func (bt *fakeBottle) CopyIn(context.Context, string, string) (int64, error) { return 0, nil }
+
+func (bt *fakeBottle) Close(context.Context) error {
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	bt.closes++
+	return nil
+}
+
+func (bt *fakeBottle) closeCount() int {
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	return bt.closes
+}
+
+func (bt *fakeBottle) proc(i int) *endless {
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	return bt.procs[i]
+}
+
+// endless is a process with endless output that records its input.
+type endless struct {
+	read   atomic.Int64
+	closed chan struct{}
+	once   sync.Once
+
+	mu       sync.Mutex
+	input    []byte
+	inputEOF bool
+	sizes    [][2]uint
+}
+
+func (p *endless) Read(b []byte) (int, error) {
+	select {
+	case <-p.closed:
+		return 0, io.ErrClosedPipe
+	default:
+	}
+	p.read.Add(int64(len(b)))
+	return len(b), nil
+}
+
+func (p *endless) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.input = append(p.input, b...)
+	return len(b), nil
+}
+
+func (p *endless) CloseInput() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inputEOF = true
+	return nil
+}
+
+func (p *endless) Resize(_ context.Context, cols, rows uint) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sizes = append(p.sizes, [2]uint{cols, rows})
+	return nil
+}
+
+func (p *endless) state() (input []byte, eof bool, sizes [][2]uint) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.input), p.inputEOF, slices.Clone(p.sizes)
+}
+
+func (p *endless) Wait(ctx context.Context) (int, error) {
+	select {
+	case <-p.closed:
+		return 130, nil
+	case <-ctx.Done():
+		return -1, ctx.Err()
+	}
+}
+
+func (p *endless) Close() error {
+	p.once.Do(func() { close(p.closed) })
+	return nil
+}
+
+// events records what a registry delivers.
+type events struct {
+	mu     sync.Mutex
+	output map[string]int
+	exits  map[string][]int
+	egress []string
+	after  []string // execs whose output came after their exit
+}
+
+func newEvents() *events {
+	return &events{output: map[string]int{}, exits: map[string][]int{}}
+}
+
+func (e *events) Output(exec string, data []byte) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.exits[exec]) > 0 {
+		e.after = append(e.after, exec)
+	}
+	e.output[exec] += len(data)
+}
+
+func (e *events) Exit(exec string, code int, _ error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.exits[exec] = append(e.exits[exec], code)
+}
+
+func (e *events) Egress(session string, rec egress.Record) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.egress = append(e.egress, session+" "+rec.Host)
+}
+
+func (e *events) outputOf(exec string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.output[exec]
+}
+
+func (e *events) exitsOf(exec string) []int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.exits[exec])
+}
+
+var errBoom = errors.New("boom")
+
+var (
+	_ backend.Backend = (*fakeBackend)(nil)
+	_ backend.Process = (*endless)(nil)
+)

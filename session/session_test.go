@@ -1,0 +1,300 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bottle-dev/bottle/backend"
+	"github.com/bottle-dev/bottle/egress"
+	"github.com/bottle-dev/bottle/session"
+)
+
+const waitTimeout = 10 * time.Second
+
+func newRegistry(t *testing.T, be backend.Backend, window int) (*session.Registry, *events) {
+	t.Helper()
+	ev := newEvents()
+	r := session.NewRegistry(be, session.Options{Window: window, Chunk: 1024, Events: ev})
+	t.Cleanup(func() {
+		if err := r.CloseAll(context.Background()); err != nil {
+			t.Errorf("CloseAll: %v", err)
+		}
+	})
+	return r, ev
+}
+
+func start(t *testing.T, r *session.Registry) *session.Session {
+	t.Helper()
+	s, err := r.Start(context.Background(), backend.StartSpec{Agent: "claude"}, nil)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	return s
+}
+
+func exec(t *testing.T, s *session.Session) *session.Exec {
+	t.Helper()
+	e, err := s.Exec(context.Background(), backend.ExecSpec{Argv: []string{"yes"}}, func(*session.Exec) {})
+	if err != nil {
+		t.Fatalf("Exec: %v", err)
+	}
+	return e
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	be := &fakeBackend{}
+	r, _ := newRegistry(t, be, 0)
+	s := start(t, r)
+	if len(s.ID()) != 8 || s.State() != session.StateReady || s.Info().Container != "c-"+s.ID() {
+		t.Fatalf("started session %s: state %s, info %+v", s.ID(), s.State(), s.Info())
+	}
+	if got, err := r.Get(s.ID()); err != nil || got != s {
+		t.Fatalf("Get = %v, %v", got, err)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := r.Close(context.Background(), s.ID()); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if s.State() != session.StateClosed || be.bottles[0].closeCount() != 1 {
+		t.Errorf("after two closes: state %s, backend closes %d; want closed, 1", s.State(), be.bottles[0].closeCount())
+	}
+	if _, err := s.Exec(context.Background(), backend.ExecSpec{}, func(*session.Exec) {}); !errors.Is(err, session.ErrNotReady) {
+		t.Errorf("Exec on a closed session = %v, want ErrNotReady", err)
+	}
+	if _, err := s.CopyIn(context.Background(), "/a", "/b"); !errors.Is(err, session.ErrNotReady) {
+		t.Errorf("CopyIn on a closed session = %v, want ErrNotReady", err)
+	}
+	if _, err := r.Get("nope"); !errors.Is(err, session.ErrNotFound) {
+		t.Errorf("Get unknown = %v, want ErrNotFound", err)
+	}
+	if _, err := r.Exec("nope"); !errors.Is(err, session.ErrExecNotFound) {
+		t.Errorf("Exec unknown = %v, want ErrExecNotFound", err)
+	}
+}
+
+func TestFailedStartLeavesNothing(t *testing.T) {
+	be := &fakeBackend{startErr: backend.ErrEngineUnavailable}
+	r, _ := newRegistry(t, be, 0)
+	_, err := r.Start(context.Background(), backend.StartSpec{Agent: "claude"}, nil)
+	if !errors.Is(err, backend.ErrEngineUnavailable) {
+		t.Fatalf("Start = %v, want the backend's error", err)
+	}
+	if list := r.List(); len(list) != 0 {
+		t.Errorf("List after a failed start = %+v, want empty", list)
+	}
+}
+
+func TestStartCancelledByCaller(t *testing.T) {
+	be := &fakeBackend{gate: make(chan struct{})}
+	r, _ := newRegistry(t, be, 0)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r.Start(ctx, backend.StartSpec{Agent: "claude"}, nil)
+		errc <- err
+	}()
+	waitUntil(t, "the start to begin", func() bool { made, _ := be.counts(); return made == 1 })
+	if list := r.List(); len(list) != 1 || list[0].State != session.StateStarting {
+		t.Fatalf("List during start = %+v, want one starting", list)
+	}
+	cause := errors.New("user gave up")
+	cancel(cause)
+	if err := <-errc; !errors.Is(err, cause) {
+		t.Errorf("Start = %v, want the cancel's cause", err)
+	}
+	if _, removed := be.counts(); removed != 1 {
+		t.Errorf("backend removed %d starts, want 1", removed)
+	}
+	if list := r.List(); len(list) != 0 {
+		t.Errorf("List after the cancel = %+v, want empty", list)
+	}
+}
+
+func TestCloseWhileStarting(t *testing.T) {
+	tests := []struct {
+		name  string
+		close func(r *session.Registry, id string) error
+		want  error
+		state session.State
+	}{
+		{"Close", func(r *session.Registry, id string) error { return r.Close(context.Background(), id) }, session.ErrNotReady, session.StateClosed},
+		{"CloseAll", func(r *session.Registry, _ string) error { return r.CloseAll(context.Background()) }, session.ErrShuttingDown, session.StateClosed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			be := &fakeBackend{gate: make(chan struct{})}
+			r, _ := newRegistry(t, be, 0)
+			errc := make(chan error, 1)
+			go func() {
+				_, err := r.Start(context.Background(), backend.StartSpec{Agent: "claude"}, nil)
+				errc <- err
+			}()
+			var id string
+			waitUntil(t, "the session to be listed", func() bool {
+				list := r.List()
+				if len(list) == 1 {
+					id = list[0].ID
+				}
+				return id != ""
+			})
+			if err := tt.close(r, id); err != nil {
+				t.Fatalf("close: %v", err)
+			}
+			if err := <-errc; !errors.Is(err, tt.want) {
+				t.Errorf("Start = %v, want %v", err, tt.want)
+			}
+			if _, removed := be.counts(); removed != 1 {
+				t.Errorf("backend removed %d starts, want 1", removed)
+			}
+			// Closing it again is fine: it stays, as closed.
+			if err := r.Close(context.Background(), id); err != nil {
+				t.Errorf("Close again: %v", err)
+			}
+			if list := r.List(); len(list) != 1 || list[0].State != tt.state {
+				t.Errorf("List = %+v, want the session %s", list, tt.state)
+			}
+		})
+	}
+}
+
+func TestCloseAllRefusesNewSessions(t *testing.T) {
+	be := &fakeBackend{}
+	r, _ := newRegistry(t, be, 0)
+	var ss []*session.Session
+	for range 5 {
+		ss = append(ss, start(t, r))
+	}
+	if err := r.CloseAll(context.Background()); err != nil {
+		t.Fatalf("CloseAll: %v", err)
+	}
+	for i, s := range ss {
+		if s.State() != session.StateClosed || be.bottles[i].closeCount() != 1 {
+			t.Errorf("session %s: state %s, closes %d", s.ID(), s.State(), be.bottles[i].closeCount())
+		}
+	}
+	if _, err := r.Start(context.Background(), backend.StartSpec{Agent: "claude"}, nil); !errors.Is(err, session.ErrShuttingDown) {
+		t.Errorf("Start after CloseAll = %v, want ErrShuttingDown", err)
+	}
+}
+
+func TestManySessionsConcurrently(t *testing.T) {
+	be := &fakeBackend{}
+	r, ev := newRegistry(t, be, 4096)
+	var wg sync.WaitGroup
+	ids := make([]string, 20)
+	for i := range ids {
+		wg.Go(func() {
+			s, err := r.Start(context.Background(), backend.StartSpec{Agent: fmt.Sprint("a", i)}, nil)
+			if err != nil {
+				t.Errorf("Start: %v", err)
+				return
+			}
+			e, err := s.Exec(context.Background(), backend.ExecSpec{}, func(*session.Exec) {})
+			if err != nil {
+				t.Errorf("Exec: %v", err)
+				return
+			}
+			ids[i] = e.ID()
+		})
+	}
+	wg.Wait()
+	if err := r.CloseAll(context.Background()); err != nil {
+		t.Fatalf("CloseAll: %v", err)
+	}
+	slices.Sort(ids)
+	if len(slices.Compact(slices.Clone(ids))) != len(ids) {
+		t.Errorf("exec ids not unique: %v", ids)
+	}
+	for _, id := range ids {
+		if exits := ev.exitsOf(id); len(exits) != 1 {
+			t.Errorf("exec %s: %d exits, want exactly 1", id, len(exits))
+		}
+	}
+	if len(ev.after) > 0 {
+		t.Errorf("output after exit for %v", ev.after)
+	}
+}
+
+func TestOutputStaysWithinTheWindow(t *testing.T) {
+	const window = 10_000
+	be := &fakeBackend{}
+	r, ev := newRegistry(t, be, window)
+	s := start(t, r)
+	e := exec(t, s)
+	p := be.bottles[0].proc(0)
+
+	waitUntil(t, "a full window", func() bool { return ev.outputOf(e.ID()) == window })
+	time.Sleep(20 * time.Millisecond) // time for a wrong pump to overrun
+	if got := p.read.Load(); got != window {
+		t.Fatalf("read %d bytes with nothing acked, want the window %d", got, window)
+	}
+	e.Ack(2500)
+	waitUntil(t, "the acked bytes to be refilled", func() bool { return ev.outputOf(e.ID()) == window+2500 })
+	// An ack beyond what was sent opens the window no wider than it is.
+	e.Ack(1 << 40)
+	waitUntil(t, "the window to be refilled", func() bool { return ev.outputOf(e.ID()) == 2*window+2500 })
+	time.Sleep(20 * time.Millisecond)
+	if got := p.read.Load(); got != 2*window+2500 {
+		t.Errorf("read %d bytes after an over-ack, want %d", got, 2*window+2500)
+	}
+	snap := e.Snapshot()
+	if snap.Sent-snap.Acked != window || !snap.Running {
+		t.Errorf("snapshot = %+v, want a full window outstanding", snap)
+	}
+
+	e.Kill()
+	<-e.Done()
+	if exits := ev.exitsOf(e.ID()); !slices.Equal(exits, []int{130}) {
+		t.Errorf("exits = %v, want the backend's code once", exits)
+	}
+	if snap := e.Snapshot(); snap.Running || snap.Code != 130 {
+		t.Errorf("snapshot after kill = %+v", snap)
+	}
+}
+
+func TestInputAndResizeReachTheProcess(t *testing.T) {
+	be := &fakeBackend{}
+	r, _ := newRegistry(t, be, 0)
+	s := start(t, r)
+	e := exec(t, s)
+	p := be.bottles[0].proc(0)
+
+	for _, in := range []string{"a", "bc", "d"} {
+		e.Input([]byte(in))
+	}
+	e.CloseInput()
+	e.Input([]byte("dropped after end of input"))
+	e.Resize(100, 40)
+	waitUntil(t, "input and size", func() bool {
+		input, eof, sizes := p.state()
+		return string(input) == "abcd" && eof && slices.Contains(sizes, [2]uint{100, 40})
+	})
+}
+
+func TestEgressIsTaggedWithTheSession(t *testing.T) {
+	be := &fakeBackend{}
+	r, ev := newRegistry(t, be, 0)
+	s := start(t, r)
+	be.bottles[0].onEgress(egress.Record{Host: "example.test"})
+	if want := s.ID() + " example.test"; !slices.Equal(ev.egress, []string{want}) {
+		t.Errorf("egress = %v, want [%s]", ev.egress, want)
+	}
+}
