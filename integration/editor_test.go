@@ -102,6 +102,7 @@ type editor struct {
 	egress   []rpc.EgressParams
 	changed  chan struct{}
 	autoAck  bool
+	noAck    map[string]bool // execs whose output is not acknowledged
 	calls    atomic.Int32 // jsonrpc2 numbers calls 1, 2, ... in the order they are made
 }
 
@@ -157,7 +158,7 @@ func startServer(t *testing.T, extraEnv ...string) *editor {
 		t.Fatal(err)
 	}
 	e := &editor{t: t, cmd: cmd, stdin: stdin, stderr: &lockedBuffer{}, waited: make(chan struct{}),
-		outputs: map[string]*bytes.Buffer{}, exits: map[string]rpc.ExitParams{}, changed: make(chan struct{}), autoAck: true}
+		outputs: map[string]*bytes.Buffer{}, exits: map[string]rpc.ExitParams{}, noAck: map[string]bool{}, changed: make(chan struct{}), autoAck: true}
 	cmd.Stderr = e.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -196,7 +197,7 @@ func (e *editor) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc
 			e.outputs[p.Exec] = &bytes.Buffer{}
 		}
 		e.outputs[p.Exec].Write(p.Data)
-		if e.autoAck {
+		if e.autoAck && !e.noAck[p.Exec] {
 			ack = &rpc.AckParams{Exec: p.Exec, Bytes: int64(len(p.Data))}
 		}
 	case rpc.MethodExecExit:

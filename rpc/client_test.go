@@ -307,7 +307,7 @@ func (c *fakeClient) setAutoAck(on bool) {
 
 // harness is a Server on a fake backend, driven by a fakeClient.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	be     *fakeBackend
 	srv    *rpc.Server
 	client *fakeClient
@@ -315,12 +315,12 @@ type harness struct {
 	done   chan error     // Serve's result
 }
 
-func newHarness(t *testing.T, opts rpc.Options) *harness {
+func newHarness(t testing.TB, opts rpc.Options) *harness {
 	t.Helper()
 	return newHarnessWith(t, &fakeBackend{}, opts)
 }
 
-func newHarnessWith(t *testing.T, be *fakeBackend, opts rpc.Options) *harness {
+func newHarnessWith(t testing.TB, be *fakeBackend, opts rpc.Options) *harness {
 	t.Helper()
 	opts.Version = "test"
 	opts.Logger = testLogger(t)
@@ -383,7 +383,7 @@ func (h *harness) serveResult() error {
 // testLogger keeps the server's log and prints it only when the test
 // fails: goroutines may still log after the test returned, when t.Log
 // would panic.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	var buf lockedBuffer
 	t.Cleanup(func() {
 		if t.Failed() {

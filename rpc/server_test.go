@@ -1,7 +1,12 @@
 package rpc_test
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
 	"encoding/json"
+	"io"
 	"errors"
 	"fmt"
 	"os"
@@ -771,22 +776,75 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// BenchmarkOutputThroughput measures output through the server to a client
-// that acks every chunk, over in-memory pipes; the client's JSON decoding
-// is part of the cost.
+// BenchmarkOutputThroughput measures terminal output through the server:
+// a process that writes without pause, and a lean client that reads each
+// bottle/output, acks it and counts its bytes, over in-memory pipes.
 func BenchmarkOutputThroughput(b *testing.B) {
-	t := &testing.T{}
-	h := newHarness(t, rpc.Options{})
-	h.initialize()
-	sess := h.startSession()
-	exec := h.exec(sess, "yes")
-	c := h.client
+	be := &fakeBackend{}
+	serverIn, clientOut := io.Pipe()
+	clientIn, serverOut := io.Pipe()
+	srv := rpc.NewServer(be, rpc.Options{Logger: testLogger(b)})
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(context.Background(), serverIn, serverOut) }()
+	b.Cleanup(func() {
+		clientOut.Close()
+		<-done
+		clientIn.Close()
+	})
+	c := newFakeClient(b, io.MultiReader(), clientOut) // writes only: this benchmark reads for itself
+	br := bufio.NewReaderSize(clientIn, 64<<10)
+	next := func() message {
+		body, err := readFrame(br)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var m message
+		if bytes.Contains(body[:min(len(body), 64)], []byte(rpc.MethodOutput)) {
+			return message{Method: rpc.MethodOutput, Params: body}
+		}
+		if err := json.Unmarshal(body, &m); err != nil {
+			b.Fatal(err)
+		}
+		return m
+	}
+	call := func(method string, params, result any) {
+		c.send(method, params)
+		for {
+			m := next()
+			if m.isResponse() {
+				if m.Error != nil {
+					b.Fatalf("%s: %+v", method, m.Error)
+				}
+				if result != nil {
+					json.Unmarshal(m.Result, result)
+				}
+				return
+			}
+		}
+	}
+	call(rpc.MethodInitialize, nil, nil)
+	var st rpc.StartResult
+	call(rpc.MethodStart, rpc.StartParams{Agent: "claude"}, &st)
+	var ex rpc.ExecResult
+	call(rpc.MethodExec, rpc.ExecParams{Session: st.Session, Argv: []string{"yes"}}, &ex)
+	prefix := []byte(`"data":"`)
+
 	b.SetBytes(1 << 20)
 	b.ResetTimer()
-	start := len(c.outputOf(exec))
-	for i := range b.N {
-		c.waitFor("output", func() bool { return len(c.output[exec]) >= start+(i+1)<<20 })
+	for range b.N {
+		for got := 0; got < 1<<20; {
+			m := next()
+			if m.Method != rpc.MethodOutput {
+				continue
+			}
+			i := bytes.Index(m.Params, prefix)
+			data := m.Params[i+len(prefix):]
+			n, err := base64.StdEncoding.Decode(data, data[:bytes.IndexByte(data, '"')])
+			if err != nil {
+				b.Fatal(err)
+			}
+			got += n
+			c.notify(rpc.MethodAck, rpc.AckParams{Exec: ex.Exec, Bytes: int64(n)})
+		}
 	}
-	b.StopTimer()
-	c.mustCall(rpc.MethodKill, rpc.KillParams{Exec: exec}, nil)
 }
