@@ -136,10 +136,10 @@ func NewServer(be backend.Backend, opts Options) *Server {
 }
 
 // Serve serves JSON-RPC read from in, writing to out, until the client
-// sends exit, in ends, or ctx is cancelled. Before returning it tears down
-// every session and writes what is queued (each bounded in time). It
-// returns nil when serving ended by exit or end of input; otherwise the
-// reason. A read of in that is blocked when Serve returns stays blocked
+// sends exit, in ends, writing to out fails, or ctx is cancelled. Before
+// returning it tears down every session and writes what is queued (each
+// bounded in time). It returns nil when serving ended by exit or end of
+// input; otherwise the reason. A read of in that is blocked when Serve returns stays blocked
 // until in is closed. ExitCode tells the process's exit code afterwards.
 func (s *Server) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 	s.mu.Lock()
@@ -165,6 +165,10 @@ func (s *Server) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 			err = fmt.Errorf("read input: %w", cerr)
 		}
 		s.log.Info("input closed")
+	case <-s.w.failed:
+		// The client is gone (or its input broken): nothing more can be
+		// said to it, so end serving now rather than at end of input.
+		err = s.w.failure()
 	case <-ctx.Done():
 		err = fmt.Errorf("serve: %w", context.Cause(ctx))
 	}

@@ -379,15 +379,17 @@ type writer struct {
 	idle    chan struct{} // closed and replaced when the queues run empty
 	closed  bool
 	err     error
+	failed  chan struct{} // closed when err is set
 	dropped int
 }
 
 func newWriter(out io.Writer, log *slog.Logger) *writer {
 	w := &writer{
-		out:  bufio.NewWriterSize(out, 64<<10),
-		log:  log,
-		wake: make(chan struct{}, 1),
-		idle: make(chan struct{}),
+		out:    bufio.NewWriterSize(out, 64<<10),
+		log:    log,
+		wake:   make(chan struct{}, 1),
+		idle:   make(chan struct{}),
+		failed: make(chan struct{}),
 	}
 	go w.run()
 	return w
@@ -466,6 +468,7 @@ func (w *writer) run() {
 			w.err = fmt.Errorf("write output: %w", err)
 			w.log.Error("output failed; dropping what is queued", "err", err)
 			w.high, w.low = nil, nil
+			close(w.failed)
 		}
 		if len(w.high)+len(w.low) == 0 {
 			close(w.idle)
@@ -506,6 +509,13 @@ func (w *writer) next() ([]byte, priority, bool) {
 		w.mu.Unlock()
 		<-w.wake
 	}
+}
+
+// failure is the write error that stopped the writer, if any.
+func (w *writer) failure() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
 }
 
 func (w *writer) queued() int {

@@ -1,0 +1,205 @@
+// One terminal per exec: the byte handling behind a VS Code Pseudoterminal.
+// This module does not import vscode: ExecTerminal has the Pseudoterminal
+// shape (vscode-jsonrpc's Event is VS Code's), so the same object is handed
+// to window.createTerminal and driven directly by the tests.
+
+import { Emitter, type Event } from 'vscode-jsonrpc';
+import type { ExitParams } from './protocol';
+
+export interface Dimensions {
+  columns: number;
+  rows: number;
+}
+
+/** Receives one exec's output and its end. */
+export interface ExecSink {
+  output(exec: string, data: Uint8Array): void;
+  exit(params: ExitParams): void;
+}
+
+/** What a terminal sends to its exec (the client implements it). */
+export interface ExecChannel {
+  input(exec: string, data: Uint8Array): void;
+  resize(exec: string, cols: number, rows: number): void;
+  ack(exec: string, bytes: number): void;
+  kill(exec: string): void;
+}
+
+type Pending = { kind: 'output'; data: Uint8Array } | { kind: 'end'; text: string; code: number };
+
+const encoder = new TextEncoder();
+
+/**
+ * A Pseudoterminal on one exec. Make it, hand it to the editor, then attach
+ * it to the exec id once bottle/exec answers (or fail it when the exec could
+ * not start). Output that arrives before the editor opened the terminal is
+ * kept, unacknowledged, until it opens: the editor drops what is written
+ * before, and the missing acks hold the exec back meanwhile.
+ */
+export class ExecTerminal implements ExecSink {
+  private readonly writeEmitter = new Emitter<string>();
+  private readonly closeEmitter = new Emitter<number | void>();
+  readonly onDidWrite: Event<string> = this.writeEmitter.event;
+  readonly onDidClose: Event<number | void> = this.closeEmitter.event;
+
+  private readonly decoder = new TextDecoder('utf-8');
+  private execId: string | undefined;
+  private opened = false;
+  private pending: Pending[] = [];
+  /** Input typed before the exec id was known. */
+  private earlyInput: Uint8Array[] = [];
+  private dims: Dimensions | undefined;
+  private sentDims: Dimensions | undefined;
+  /** The exec ended; the terminal waits for a key, then closes with this code. */
+  private endedCode: number | undefined;
+  private exited = false;
+  private closed = false;
+
+  /**
+   * @param channel where input, resizes, acks and kills go
+   * @param initial the size the exec was (or will be) started with
+   */
+  constructor(
+    private readonly channel: ExecChannel,
+    initial?: Dimensions,
+  ) {
+    this.sentDims = initial;
+  }
+
+  /** The exec this terminal shows, once known. */
+  get exec(): string | undefined {
+    return this.execId;
+  }
+
+  /** Whether the exec is still running as far as this terminal knows. */
+  get running(): boolean {
+    return this.execId !== undefined && !this.exited;
+  }
+
+  /** Binds the terminal to its exec, sending what waited for the id. */
+  attach(exec: string): void {
+    this.execId = exec;
+    if (this.closed) {
+      // The user closed the terminal while the exec was starting.
+      if (!this.exited) {
+        this.channel.kill(exec);
+      }
+      return;
+    }
+    for (const data of this.earlyInput) {
+      this.channel.input(exec, data);
+    }
+    this.earlyInput = [];
+    this.syncSize();
+  }
+
+  /** The exec could not start: says why and closes on the next key. */
+  fail(message: string): void {
+    this.exited = true;
+    this.enqueue({ kind: 'end', text: `\x1b[31m${message}\x1b[0m`, code: 1 });
+  }
+
+  // --- ExecSink -------------------------------------------------------------
+
+  output(exec: string, data: Uint8Array): void {
+    this.execId ??= exec;
+    this.enqueue({ kind: 'output', data });
+  }
+
+  exit(params: ExitParams): void {
+    this.exited = true;
+    const why = params.error ? `: ${params.error}` : '';
+    const text =
+      params.code === -1
+        ? `\x1b[2m[process ended${why}; press any key to close]\x1b[0m`
+        : `\x1b[2m[process exited with code ${params.code}; press any key to close]\x1b[0m`;
+    this.enqueue({ kind: 'end', text, code: params.code });
+  }
+
+  // --- Pseudoterminal -------------------------------------------------------
+
+  open(initialDimensions: Dimensions | undefined): void {
+    this.opened = true;
+    if (initialDimensions) {
+      this.dims = initialDimensions;
+      this.syncSize();
+    }
+    const pending = this.pending;
+    this.pending = [];
+    for (const p of pending) {
+      this.deliver(p);
+    }
+  }
+
+  /** The user closed the terminal: end its exec, never the bottle. */
+  close(): void {
+    if (this.closed) {
+      return;
+    }
+    this.closed = true;
+    if (this.execId !== undefined && !this.exited) {
+      this.channel.kill(this.execId);
+    }
+  }
+
+  handleInput(data: string): void {
+    if (this.endedCode !== undefined) {
+      this.closeEmitter.fire(this.endedCode);
+      return;
+    }
+    if (this.exited) {
+      return;
+    }
+    const bytes = encoder.encode(data);
+    if (this.execId === undefined) {
+      this.earlyInput.push(bytes);
+    } else {
+      this.channel.input(this.execId, bytes);
+    }
+  }
+
+  setDimensions(dimensions: Dimensions): void {
+    this.dims = dimensions;
+    this.syncSize();
+  }
+
+  // --- internals ------------------------------------------------------------
+
+  private enqueue(p: Pending): void {
+    if (this.opened) {
+      this.deliver(p);
+    } else {
+      this.pending.push(p);
+    }
+  }
+
+  private deliver(p: Pending): void {
+    if (p.kind === 'output') {
+      // stream: true keeps a character split across chunks for the next one.
+      const text = this.decoder.decode(p.data, { stream: true });
+      if (text) {
+        this.writeEmitter.fire(text);
+      }
+      if (this.execId !== undefined) {
+        this.channel.ack(this.execId, p.data.byteLength);
+      }
+      return;
+    }
+    const rest = this.decoder.decode();
+    this.writeEmitter.fire(`${rest}\r\n${p.text}\r\n`);
+    this.endedCode = p.code;
+  }
+
+  /** Sends the size the editor shows when the exec has another one. */
+  private syncSize(): void {
+    const d = this.dims;
+    if (this.execId === undefined || this.exited || !d || d.columns < 1 || d.rows < 1) {
+      return;
+    }
+    if (this.sentDims && this.sentDims.columns === d.columns && this.sentDims.rows === d.rows) {
+      return;
+    }
+    this.sentDims = d;
+    this.channel.resize(this.execId, d.columns, d.rows);
+  }
+}
