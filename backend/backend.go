@@ -120,9 +120,15 @@ type Process interface {
 	// CloseInput signals end of input.
 	CloseInput() error
 	Resize(ctx context.Context, cols, rows uint) error
+	// Argv is the command line that runs (the agent's when none was given).
+	Argv() []string
+	// Kill ends the process and whatever it started.
+	Kill(ctx context.Context) error
 	// Wait returns the exit code once the output has been read to the end.
+	// It returns promptly once ctx is done or the process was closed.
 	Wait(ctx context.Context) (int, error)
-	// Close ends the connection to the process.
+	// Close ends the connection to the process; the process itself may go
+	// on until it reads its closed input or is killed.
 	Close() error
 }
 

@@ -56,6 +56,11 @@ func (bt *Bottle) Exec(ctx context.Context, spec backend.ExecSpec) (backend.Proc
 		return nil, fmt.Errorf("%w: agent %s has no command; give argv", backend.ErrInvalid, bt.agent.Name)
 	}
 	e := bt.engine
+	// The engine cannot signal an exec, and the pid it reports lives in
+	// another pid namespace; a wrapper records the in-container pid so
+	// that Kill can end the process group from inside.
+	pidFile := "/tmp/.bottle-exec-" + randomID(6) + ".pid"
+	wrapped := append([]string{"/bin/sh", "-c", `echo $$ >"$0" && exec "$@"`, pidFile}, argv...)
 	created, err := e.cli.ContainerExecCreate(ctx, bt.agentID, container.ExecOptions{
 		User:         agentUser,
 		Tty:          spec.Tty,
@@ -64,7 +69,7 @@ func (bt *Bottle) Exec(ctx context.Context, spec backend.ExecSpec) (backend.Proc
 		AttachStderr: true,
 		Env:          bt.execEnv(spec.Env),
 		WorkingDir:   workspaceDir,
-		Cmd:          argv,
+		Cmd:          wrapped,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating exec %q: %w", argv[0], engineErr(err))
@@ -73,7 +78,7 @@ func (bt *Bottle) Exec(ctx context.Context, spec backend.ExecSpec) (backend.Proc
 	if err != nil {
 		return nil, fmt.Errorf("starting exec %q: %w", argv[0], engineErr(err))
 	}
-	p := &process{engine: e, id: created.ID, hj: hj, out: hj.Reader}
+	p := &process{bottle: bt, id: created.ID, argv: argv, pidFile: pidFile, hj: hj, out: hj.Reader}
 	if !spec.Tty {
 		// Without a TTY the engine multiplexes stdout and stderr; a
 		// Process has one output stream.
@@ -94,10 +99,32 @@ func (bt *Bottle) Exec(ctx context.Context, spec backend.ExecSpec) (backend.Proc
 }
 
 type process struct {
-	engine *Engine
-	id     string
-	hj     types.HijackedResponse
-	out    io.Reader
+	bottle  *Bottle
+	id      string
+	argv    []string
+	pidFile string
+	hj      types.HijackedResponse
+	out     io.Reader
+}
+
+func (p *process) Argv() []string { return p.argv }
+
+// Kill ends the exec's process and everything it started: its process
+// group when it leads one (a TTY exec does), and its tree of children
+// either way (an exec without a TTY shares a group with others).
+func (p *process) Kill(ctx context.Context) error {
+	script := `pid=$(cat "$0" 2>/dev/null) || exit 0
+tree() { for c in $(pgrep -P "$1" 2>/dev/null); do tree "$c"; done; kill -KILL "$1" 2>/dev/null; }
+kill -KILL -- "-$pid" 2>/dev/null; tree "$pid"; rm -f "$0"`
+	e := p.bottle.engine
+	x, err := e.cli.ContainerExecCreate(ctx, p.bottle.agentID, container.ExecOptions{User: agentUser, Cmd: []string{"/bin/sh", "-c", script, p.pidFile}})
+	if err != nil {
+		return fmt.Errorf("killing exec: %w", engineErr(err))
+	}
+	if err := e.cli.ContainerExecStart(ctx, x.ID, container.ExecStartOptions{}); err != nil {
+		return fmt.Errorf("killing exec: %w", engineErr(err))
+	}
+	return nil
 }
 
 func (p *process) Read(b []byte) (int, error)  { return p.out.Read(b) }
@@ -106,7 +133,7 @@ func (p *process) CloseInput() error           { return p.hj.CloseWrite() }
 func (p *process) Close() error                { p.hj.Close(); return nil }
 
 func (p *process) Resize(ctx context.Context, cols, rows uint) error {
-	err := p.engine.cli.ContainerExecResize(ctx, p.id, container.ResizeOptions{Width: cols, Height: rows})
+	err := p.bottle.engine.cli.ContainerExecResize(ctx, p.id, container.ResizeOptions{Width: cols, Height: rows})
 	if err != nil {
 		return fmt.Errorf("resizing exec: %w", engineErr(err))
 	}
@@ -118,7 +145,7 @@ func (p *process) Resize(ctx context.Context, cols, rows uint) error {
 func (p *process) Wait(ctx context.Context) (int, error) {
 	delay := 5 * time.Millisecond
 	for {
-		st, err := p.engine.cli.ContainerExecInspect(ctx, p.id)
+		st, err := p.bottle.engine.cli.ContainerExecInspect(ctx, p.id)
 		if err != nil {
 			return -1, fmt.Errorf("reading the exit code of exec: %w", engineErr(err))
 		}

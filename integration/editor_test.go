@@ -78,7 +78,7 @@ func leftovers() string {
 
 // editor is a fake editor: it runs bottle-rpc and speaks to it over pipes.
 type editor struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	conn   jsonrpc2.Conn
@@ -122,7 +122,7 @@ func (l *lockedBuffer) String() string {
 }
 
 // newEditor starts bottle-rpc serve and initializes it.
-func newEditor(t *testing.T, extraEnv ...string) *editor {
+func newEditor(t testing.TB, extraEnv ...string) *editor {
 	t.Helper()
 	e := startServer(t, extraEnv...)
 	var res rpc.InitializeResult
@@ -137,7 +137,7 @@ func newEditor(t *testing.T, extraEnv ...string) *editor {
 }
 
 // startServer runs bottle-rpc without initializing it.
-func startServer(t *testing.T, extraEnv ...string) *editor {
+func startServer(t testing.TB, extraEnv ...string) *editor {
 	t.Helper()
 	cmd := exec.Command(binary, "serve")
 	cmd.Env = append(os.Environ(), extraEnv...)
@@ -323,7 +323,7 @@ func (e *editor) input(exec, s string) {
 }
 
 // writeManifest writes a bottle.yaml with one agent "sh" on the base image.
-func writeManifest(t *testing.T, runtime string, allow ...string) string {
+func writeManifest(t testing.TB, runtime string, allow ...string) string {
 	t.Helper()
 	if len(allow) == 0 {
 		allow = []string{"x.test"}
@@ -355,4 +355,12 @@ func assertGone(t *testing.T, session string) {
 			t.Errorf("bottle %s left %s %s behind", session, r.Kind, r.Name)
 		}
 	}
+}
+
+// dropOutput forgets an exec's output, so that benchmarks do not hold
+// every run's bytes.
+func (e *editor) dropOutput(exec string) {
+	e.mu.Lock()
+	delete(e.outputs, exec)
+	e.mu.Unlock()
 }

@@ -176,3 +176,19 @@ func TestClientDisconnectMidExecTearsEverythingDown(t *testing.T) {
 	}
 	assertGone(t, started.Session)
 }
+
+func TestKillEndsTheProcessNotTheBottle(t *testing.T) {
+	e := newEditor(t)
+	started := e.start(rpc.StartParams{Agent: "sh", Manifest: writeManifest(t, "runc")})
+	for _, tty := range []bool{true, false} {
+		id := e.exec(started.Session, tty, "sh", "-c", "sleep 600 & echo started; wait")
+		e.waitOutput(id, "started")
+		e.call(rpc.MethodKill, rpc.KillParams{Exec: id}, nil)
+		e.waitExit(id)
+		check := e.exec(started.Session, false, "sh", "-c", "pgrep -f 'slee[p] 600' || echo none-left")
+		if out := e.waitOutput(check, "\n"); !strings.Contains(out, "none-left") {
+			t.Errorf("tty=%v: processes left after kill: %q", tty, out)
+		}
+		e.waitExit(check)
+	}
+}

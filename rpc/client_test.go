@@ -312,6 +312,7 @@ type harness struct {
 	srv    *rpc.Server
 	client *fakeClient
 	in     *io.PipeWriter // the client's side of the server's input
+	out    *io.PipeReader // the client's side of the server's output
 	done   chan error     // Serve's result
 }
 
@@ -326,7 +327,7 @@ func newHarnessWith(t testing.TB, be *fakeBackend, opts rpc.Options) *harness {
 	opts.Logger = testLogger(t)
 	serverIn, clientOut := io.Pipe()
 	clientIn, serverOut := io.Pipe()
-	h := &harness{t: t, be: be, srv: rpc.NewServer(be, opts), in: clientOut, done: make(chan error, 1)}
+	h := &harness{t: t, be: be, srv: rpc.NewServer(be, opts), in: clientOut, out: clientIn, done: make(chan error, 1)}
 	go func() { h.done <- h.srv.Serve(context.Background(), serverIn, serverOut) }()
 	h.client = newFakeClient(t, clientIn, clientOut)
 	t.Cleanup(func() {

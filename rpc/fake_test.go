@@ -298,3 +298,9 @@ func (p *fakeProcess) Close() error {
 	})
 	return nil
 }
+
+func (p *fakeProcess) Argv() []string { return p.spec.Argv }
+
+// Kill ends the program the way a killed process ends: its connection
+// closes.
+func (p *fakeProcess) Kill(context.Context) error { return p.Close() }

@@ -117,7 +117,7 @@ func NewServer(be backend.Backend, opts Options) *Server {
 		inflight: map[jsonrpc2.ID]*request{},
 		exit:     make(chan struct{}),
 	}
-	s.reg = session.NewRegistry(be, session.Options{Window: opts.Window, Events: s, Logger: opts.Logger})
+	s.reg = session.NewRegistry(be, session.Options{Window: opts.Window, Events: events{s}, Logger: opts.Logger})
 	s.methods = map[string]handlerFunc{
 		MethodPlan:  handler(s.plan),
 		MethodStart: handler(s.start),
@@ -166,7 +166,7 @@ func (s *Server) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 		}
 		s.log.Info("input closed")
 	case <-s.w.failed:
-		// The client is gone (or its input broken): nothing more can be
+		// The client is gone (or stopped reading): nothing more can be
 		// said to it, so end serving now rather than at end of input.
 		err = s.w.failure()
 	case <-ctx.Done():
@@ -530,10 +530,18 @@ func (s *Server) logMessage(t MessageType, msg string) {
 	s.notify(MethodLogMessage, LogMessageParams{Type: t, Message: msg}, high)
 }
 
-// Output implements session.Events: one bottle/output notification, built
-// by hand because it is the hot path of terminal output (the base64 goes
-// straight into the frame, with no intermediate copies).
-func (s *Server) Output(exec string, data []byte) {
+// events gives the registry the server's notifications, as
+// session.Events, without making them part of Server's API.
+type events struct{ s *Server }
+
+func (e events) Output(exec string, data []byte)          { e.s.sendOutput(exec, data) }
+func (e events) Exit(exec string, code int, err error)    { e.s.sendExit(exec, code, err) }
+func (e events) Egress(session string, rec egress.Record) { e.s.sendEgress(session, rec) }
+
+// sendOutput sends one bottle/output notification, built by hand because
+// it is the hot path of terminal output (the base64 goes straight into the
+// frame, with no intermediate copies).
+func (s *Server) sendOutput(exec string, data []byte) {
 	id, err := json.Marshal(exec)
 	if err != nil {
 		s.log.Error("marshal exec id", "err", err)
@@ -559,9 +567,8 @@ func (s *Server) Output(exec string, data []byte) {
 	}
 }
 
-// Exit implements session.Events: bottle/exit, queued behind the exec's
-// output.
-func (s *Server) Exit(exec string, code int, err error) {
+// sendExit sends bottle/exit, queued behind the exec's output.
+func (s *Server) sendExit(exec string, code int, err error) {
 	p := ExitParams{Exec: exec, Code: code}
 	if err != nil {
 		p.Error = err.Error()
@@ -569,8 +576,9 @@ func (s *Server) Exit(exec string, code int, err error) {
 	s.notify(MethodExecExit, p, low)
 }
 
-// Egress implements session.Events: bottle/egress.
-func (s *Server) Egress(sessionID string, rec egress.Record) {
+// sendEgress sends bottle/egress; it is dropped if the client has stopped
+// reading and the queue is full.
+func (s *Server) sendEgress(sessionID string, rec egress.Record) {
 	body, err := json.Marshal(struct {
 		JSONRPC string       `json:"jsonrpc"`
 		Method  string       `json:"method"`

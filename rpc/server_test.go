@@ -560,6 +560,29 @@ func TestEndOfInputClosesEverySession(t *testing.T) {
 	}
 }
 
+// A client that dies takes its end of the server's output with it: the
+// server's next write fails, and it tears everything down at once rather
+// than waiting for its input to end.
+func TestClientGoneClosesEverySession(t *testing.T) {
+	h := newHarness(t, rpc.Options{})
+	h.initialize()
+	for range 2 {
+		h.exec(h.startSession(), "yes")
+	}
+	h.out.CloseWithError(errors.New("client died"))
+	if err := h.serveResult(); err == nil || !strings.Contains(err.Error(), "client died") {
+		t.Errorf("Serve = %v, want the write error", err)
+	}
+	for _, b := range h.be.Bottles() {
+		if b.Closes() != 1 {
+			t.Errorf("bottle %s closed %d times, want 1", b.info.Session, b.Closes())
+		}
+	}
+	if code := h.srv.ExitCode(); code != 1 {
+		t.Errorf("exit code = %d, want 1", code)
+	}
+}
+
 func TestBadInputIsAnsweredAndServingGoesOn(t *testing.T) {
 	tests := []struct {
 		name  string

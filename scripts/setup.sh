@@ -112,6 +112,54 @@ ensure_base_image() {
   log "imported $base_image"
 }
 
+# The git host that the SSH tests start on a bottle's egress network: Debian's
+# sshd from the same release as the base image, layered on it. The .debs are
+# fetched with apt-get download on the host and unpacked into the build
+# context, so the build itself needs no network. Keyed by the base image and
+# the package versions, so a second run skips it.
+sshd_image=bottle/sshd:bookworm
+sshd_packages="openssh-server openssh-sftp-server libwrap0 libnsl2 libtirpc3 libtirpc-common"
+ensure_sshd_image() {
+  ssh_version=$(docker run --rm --network none --entrypoint dpkg-query $base_image -W -f '${Version}' openssh-client)
+  base_id=$(docker image inspect --format '{{.Id}}' $base_image)
+  recipe=$(printf '%s\n' "$base_id" "$ssh_version" "$sshd_packages" v1 | sha256sum | cut -c1-16)
+  have=$(docker image inspect --format '{{index .Config.Labels "dev.bottle.recipe"}}' $sshd_image 2>/dev/null || true)
+  if [ "$have" = "$recipe" ]; then log "$sshd_image is up to date"; return; fi
+  ctx=$(mktemp -d /var/tmp/bottle-sshd.XXXXXX)
+  trap 'rm -rf "$ctx"' RETURN
+  if [ -z "$apt_updated" ]; then apt-get update -q >/dev/null; apt_updated=1; fi
+  log "downloading openssh-server $ssh_version and the libraries the base image lacks"
+  pkgs=
+  for p in $sshd_packages; do
+    case $p in openssh-server | openssh-sftp-server) pkgs="$pkgs $p=$ssh_version" ;; *) pkgs="$pkgs $p" ;; esac
+  done
+  # shellcheck disable=SC2086
+  (cd "$ctx" && apt-get download -q $pkgs >/dev/null 2>&1) || die "apt-get download$pkgs failed"
+  mkdir "$ctx/root"
+  for deb in "$ctx"/*.deb; do dpkg -x "$deb" "$ctx/root"; done
+  # The base image has a merged /usr: its /lib and friends are symlinks,
+  # which a COPY of real directories would replace.
+  for d in bin sbin lib lib64; do
+    if [ -d "$ctx/root/$d" ] && [ ! -L "$ctx/root/$d" ]; then
+      mkdir -p "$ctx/root/usr/$d" && cp -a "$ctx/root/$d/." "$ctx/root/usr/$d/" && rm -rf "${ctx:?}/root/$d"
+    fi
+  done
+  cat >"$ctx/Dockerfile" <<DOCKERFILE
+FROM $base_image
+COPY root/ /
+RUN ! ldd /usr/sbin/sshd /usr/lib/openssh/sftp-server | grep 'not found' \\
+ && useradd --system --no-create-home --home-dir /run/sshd --shell /usr/sbin/nologin sshd \\
+ && useradd --create-home --shell /usr/bin/git-shell git \\
+ && cp /usr/share/openssh/sshd_config /etc/ssh/sshd_config \\
+ && mkdir -p /run/sshd && chmod 0755 /run/sshd
+LABEL dev.bottle.recipe=$recipe
+ENTRYPOINT ["/usr/sbin/sshd", "-D", "-e"]
+DOCKERFILE
+  docker build --network none --force-rm -q -t $sshd_image "$ctx" >/var/log/bottle-sshd-build.log 2>&1 ||
+    die "building $sshd_image failed; see /var/log/bottle-sshd-build.log"
+  log "built $sshd_image"
+}
+
 # The default agent image is built by bottle-rpc itself from this context
 # (cached by content); set-up only puts the Claude Code binary there.
 ensure_claude_context() {
@@ -140,5 +188,6 @@ build_bottle_rpc() {
 ensure_engine
 ensure_gvisor
 ensure_base_image
+ensure_sshd_image
 ensure_claude_context
 build_bottle_rpc

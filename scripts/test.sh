@@ -10,4 +10,8 @@ export PATH=$PATH:/usr/local/go/bin
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 [ -z "$unformatted" ] || { echo "gofmt would change: $unformatted" >&2; exit 1; }
 go vet ./...
+# The integration tests render pty bytes with @xterm/headless, the emulator
+# VS Code's terminal uses.
+[ -d integration/testdata/xterm/node_modules/@xterm/headless ] ||
+  npm ci --prefix integration/testdata/xterm --no-audit --no-fund --loglevel=error
 go test -count=1 -timeout 25m "$@" ./...

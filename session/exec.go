@@ -57,7 +57,7 @@ func newExec(s *Session, id string, spec backend.ExecSpec, p backend.Process, ca
 	return &Exec{
 		s:         s,
 		id:        id,
-		argv:      slices.Clone(spec.Argv),
+		argv:      slices.Clone(p.Argv()),
 		tty:       spec.Tty,
 		proc:      p,
 		cancel:    cancel,
@@ -263,9 +263,9 @@ func (e *Exec) Resize(cols, rows uint) {
 	}()
 }
 
-// Kill ends the exec: the process's connection is closed and its exit is
-// delivered as soon as the backend reports it (or KillGrace passes). It is
-// idempotent.
+// Kill ends the exec: the backend kills the process, the connection is
+// closed, and the exit is delivered as soon as the backend reports it (or
+// KillGrace passes). It is idempotent and does not block.
 func (e *Exec) Kill() {
 	e.mu.Lock()
 	already := e.killed || !e.running
@@ -274,9 +274,14 @@ func (e *Exec) Kill() {
 	if already {
 		return
 	}
-	if err := e.proc.Close(); err != nil {
-		e.s.r.log.Debug("closing exec", "exec", e.id, "err", err)
-	}
+	go func() {
+		if err := e.proc.Kill(e.s.life); err != nil {
+			e.s.r.log.Warn("killing exec", "exec", e.id, "err", err)
+		}
+		if err := e.proc.Close(); err != nil {
+			e.s.r.log.Debug("closing exec", "exec", e.id, "err", err)
+		}
+	}()
 	signal(e.credit)
 }
 

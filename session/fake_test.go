@@ -218,3 +218,7 @@ var (
 	_ backend.Backend = (*fakeBackend)(nil)
 	_ backend.Process = (*endless)(nil)
 )
+
+func (p *endless) Argv() []string { return []string{"endless"} }
+
+func (p *endless) Kill(context.Context) error { return p.Close() }

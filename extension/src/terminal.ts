@@ -58,10 +58,12 @@ export class ExecTerminal implements ExecSink {
   /**
    * @param channel where input, resizes, acks and kills go
    * @param initial the size the exec was (or will be) started with
+   * @param onDimensions hears the sizes the editor gives the terminal
    */
   constructor(
     private readonly channel: ExecChannel,
     initial?: Dimensions,
+    private readonly onDimensions?: (d: Dimensions) => void,
   ) {
     this.sentDims = initial;
   }
@@ -121,8 +123,7 @@ export class ExecTerminal implements ExecSink {
   open(initialDimensions: Dimensions | undefined): void {
     this.opened = true;
     if (initialDimensions) {
-      this.dims = initialDimensions;
-      this.syncSize();
+      this.setDimensions(initialDimensions);
     }
     const pending = this.pending;
     this.pending = [];
@@ -160,6 +161,7 @@ export class ExecTerminal implements ExecSink {
 
   setDimensions(dimensions: Dimensions): void {
     this.dims = dimensions;
+    this.onDimensions?.(dimensions);
     this.syncSize();
   }
 

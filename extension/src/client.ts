@@ -1,0 +1,490 @@
+// The connection to bottle-rpc: spawns the server, speaks JSON-RPC to it
+// over stdio, routes its notifications, and restarts it with backoff when
+// it dies. No vscode import: the editor is reached through ClientHost.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import {
+  CancellationToken,
+  ConnectionError,
+  createMessageConnection,
+  Emitter,
+  ErrorCodes,
+  ProgressType,
+  ResponseError,
+  StreamMessageReader,
+  StreamMessageWriter,
+  type Event,
+  type MessageConnection,
+} from 'vscode-jsonrpc/node';
+import {
+  Method,
+  type ClientInfo,
+  type CpParams,
+  type CpResult,
+  type EgressParams,
+  type ExecParams,
+  type ExecResult,
+  type ExitParams,
+  type InitializeParams,
+  type InitializeResult,
+  type ListResult,
+  type LogMessageParams,
+  type OutputParams,
+  type PlanParams,
+  type PlanResult,
+  type StartParams,
+  type StartResult,
+  type WorkDoneProgress,
+} from './protocol';
+import type { ExecChannel, ExecSink } from './terminal';
+
+/** How to run the server; asked again at every (re)start. */
+export interface ServerSpec {
+  command: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+}
+
+export interface CrashInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** The last lines the server wrote to stderr. */
+  stderrTail: string[];
+  /** When the restart happens; undefined when the client gave up. */
+  restartInMs: number | undefined;
+}
+
+/** What the client needs from the editor. */
+export interface ClientHost {
+  /** A line for the log: the server's stderr and the client's own notes. */
+  log(line: string): void;
+  /** A running server died. */
+  serverCrashed(info: CrashInfo): void;
+}
+
+export interface Backoff {
+  /** Delay of the first restart; each next one doubles, up to maxMs. */
+  initialMs: number;
+  maxMs: number;
+  /** Consecutive crashes after which the client stops restarting. */
+  maxRestarts: number;
+  /** A server that ran this long resets the crash count. */
+  stableMs: number;
+}
+
+export const defaultBackoff: Backoff = { initialMs: 1000, maxMs: 30_000, maxRestarts: 5, stableMs: 60_000 };
+
+export interface ClientOptions {
+  server: () => ServerSpec;
+  host: ClientHost;
+  clientInfo: ClientInfo;
+  backoff?: Backoff;
+  /** Bounds the initialize handshake (the server reaps orphans first). */
+  initializeTimeoutMs?: number;
+  /** Bounds shutdown: the server tears every bottle down before answering. */
+  shutdownTimeoutMs?: number;
+}
+
+export type ClientState = 'stopped' | 'starting' | 'running';
+
+/** The server could not be started, or died before the handshake ended. */
+export class ServerStartError extends Error {
+  constructor(
+    message: string,
+    readonly stderrTail: string[] = [],
+  ) {
+    super(message);
+    this.name = 'ServerStartError';
+  }
+}
+
+/** The server stopped while a request was in flight. */
+export class ServerStoppedError extends Error {
+  constructor(message = 'bottle-rpc stopped') {
+    super(message);
+    this.name = 'ServerStoppedError';
+  }
+}
+
+interface Running {
+  proc: ChildProcess;
+  connection: MessageConnection;
+  init: InitializeResult;
+  startedAt: number;
+}
+
+const stderrLines = 40;
+const workDoneProgress = new ProgressType<WorkDoneProgress>();
+
+export class BottleClient implements ExecChannel {
+  private readonly backoff: Backoff;
+  private running: Running | undefined;
+  private starting: Promise<Running> | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private crashes = 0;
+  private disposed = false;
+  private progressTokens = 0;
+  /** Processes being stopped on purpose: their exit is no crash. */
+  private readonly stopping = new Set<ChildProcess>();
+  private readonly sinks = new Map<string, ExecSink>();
+
+  private readonly stateEmitter = new Emitter<ClientState>();
+  private readonly egressEmitter = new Emitter<EgressParams>();
+  private readonly logEmitter = new Emitter<LogMessageParams>();
+  private readonly exitEmitter = new Emitter<ExitParams>();
+  /** The server's state changed. */
+  readonly onDidChangeState: Event<ClientState> = this.stateEmitter.event;
+  /** A bottle's egress proxy decided on or closed a connection. */
+  readonly onDidEgress: Event<EgressParams> = this.egressEmitter.event;
+  /** window/logMessage. */
+  readonly onDidLogMessage: Event<LogMessageParams> = this.logEmitter.event;
+  /** An exec ended (after its sink heard of it). */
+  readonly onDidExitExec: Event<ExitParams> = this.exitEmitter.event;
+
+  constructor(private readonly options: ClientOptions) {
+    this.backoff = options.backoff ?? defaultBackoff;
+  }
+
+  get state(): ClientState {
+    if (this.running) {
+      return 'running';
+    }
+    return this.starting ? 'starting' : 'stopped';
+  }
+
+  /** The capabilities of the running server, if one runs. */
+  get capabilities(): InitializeResult['capabilities'] | undefined {
+    return this.running?.init.capabilities;
+  }
+
+  /** The running server's pid, if one runs. */
+  get serverPid(): number | undefined {
+    return this.running?.proc.pid;
+  }
+
+  /** Starts the server when none runs (a restart pending happens now). */
+  async ready(): Promise<Running> {
+    if (this.disposed) {
+      throw new ServerStoppedError('the Bottle extension is shutting down');
+    }
+    if (this.running) {
+      return this.running;
+    }
+    if (!this.starting) {
+      clearTimeout(this.restartTimer);
+      this.restartTimer = undefined;
+      this.starting = this.launch().then(
+        (r) => {
+          this.starting = undefined;
+          return r;
+        },
+        (err: unknown) => {
+          this.starting = undefined;
+          this.stateEmitter.fire('stopped');
+          throw err;
+        },
+      );
+      this.stateEmitter.fire('starting');
+    }
+    return this.starting;
+  }
+
+  // --- requests ---------------------------------------------------------------
+
+  plan(params: PlanParams, token?: CancellationToken): Promise<PlanResult> {
+    return this.request(Method.plan, params, token);
+  }
+
+  /**
+   * Starts a bottle. onProgress gets the server's work-done progress;
+   * cancelling the token makes the server undo the start.
+   */
+  async start(
+    params: Omit<StartParams, 'workDoneToken'>,
+    onProgress?: (p: WorkDoneProgress) => void,
+    token?: CancellationToken,
+  ): Promise<StartResult> {
+    const { connection } = await this.ready();
+    const workDoneToken = `start-${++this.progressTokens}`;
+    const sub = onProgress ? connection.onProgress(workDoneProgress, workDoneToken, onProgress) : undefined;
+    try {
+      return await this.request<StartResult>(Method.start, { ...params, workDoneToken }, token);
+    } finally {
+      sub?.dispose();
+    }
+  }
+
+  /**
+   * Starts a process; its output and exit go to sink, which is registered
+   * as the answer arrives, before any output of the exec can.
+   */
+  async exec(params: ExecParams, sink: ExecSink, token?: CancellationToken): Promise<string> {
+    const { connection } = await this.ready();
+    const res = await stoppedAsError(
+      connection.sendRequest<ExecResult>(Method.exec, params, token ?? CancellationToken.None),
+    );
+    this.sinks.set(res.exec, sink);
+    return res.exec;
+  }
+
+  cp(params: CpParams, token?: CancellationToken): Promise<CpResult> {
+    return this.request(Method.cp, params, token);
+  }
+
+  async close(session: string): Promise<void> {
+    await this.request(Method.close, { session });
+  }
+
+  /** The sessions of the running server; none when no server runs. */
+  async list(): Promise<ListResult> {
+    if (!this.running) {
+      return { sessions: [] };
+    }
+    return this.request(Method.list, {});
+  }
+
+  private async request<R>(method: string, params: object, token?: CancellationToken): Promise<R> {
+    const { connection } = await this.ready();
+    return stoppedAsError(connection.sendRequest<R>(method, params, token ?? CancellationToken.None));
+  }
+
+  // --- ExecChannel: notifications, dropped when no server runs ----------------
+
+  input(exec: string, data: Uint8Array): void {
+    this.notify(Method.input, { exec, data: Buffer.from(data).toString('base64') });
+  }
+
+  resize(exec: string, cols: number, rows: number): void {
+    this.notify(Method.resize, { exec, cols, rows });
+  }
+
+  ack(exec: string, bytes: number): void {
+    this.notify(Method.ack, { exec, bytes });
+  }
+
+  kill(exec: string): void {
+    this.notify(Method.kill, { exec });
+  }
+
+  private notify(method: string, params: object): void {
+    const conn = this.running?.connection;
+    if (!conn) {
+      return;
+    }
+    conn.sendNotification(method, params).catch((err: unknown) => {
+      this.options.host.log(`${method} not sent: ${String(err)}`);
+    });
+  }
+
+  // --- lifecycle ----------------------------------------------------------------
+
+  /**
+   * Stops the server gracefully: shutdown (every bottle is torn down), exit,
+   * and a signal if it lingers. The next request starts a new one.
+   */
+  async stop(): Promise<void> {
+    clearTimeout(this.restartTimer);
+    this.restartTimer = undefined;
+    const r = this.running ?? (await this.starting?.catch(() => undefined));
+    if (!r) {
+      return;
+    }
+    this.stopping.add(r.proc);
+    const exited = new Promise<void>((resolve) => {
+      if (r.proc.exitCode !== null || r.proc.signalCode !== null) {
+        resolve();
+      } else {
+        r.proc.once('exit', () => resolve());
+      }
+    });
+    try {
+      await withTimeout(r.connection.sendRequest(Method.shutdown), this.options.shutdownTimeoutMs ?? 150_000);
+      await r.connection.sendNotification(Method.exit);
+    } catch (err) {
+      this.options.host.log(`shutdown: ${String(err)}`);
+    }
+    r.proc.stdin?.end();
+    if (!(await settlesWithin(exited, 10_000))) {
+      // SIGTERM still makes the server tear its bottles down.
+      r.proc.kill('SIGTERM');
+      if (!(await settlesWithin(exited, 10_000))) {
+        r.proc.kill('SIGKILL');
+      }
+    }
+    await exited;
+  }
+
+  /** Stops the server for good. */
+  async dispose(): Promise<void> {
+    if (this.disposed) {
+      return;
+    }
+    await this.stop();
+    this.disposed = true;
+    this.stateEmitter.dispose();
+    this.egressEmitter.dispose();
+    this.logEmitter.dispose();
+    this.exitEmitter.dispose();
+  }
+
+  private async launch(): Promise<Running> {
+    const spec = this.options.server();
+    const host = this.options.host;
+    host.log(`starting ${spec.command} ${spec.args.join(' ')}`);
+    const proc = spawn(spec.command, spec.args, { env: spec.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const tail: string[] = [];
+    let partial = '';
+    proc.stderr?.setEncoding('utf8');
+    proc.stderr?.on('data', (chunk: string) => {
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) {
+        host.log(line);
+        tail.push(line);
+        if (tail.length > stderrLines) {
+          tail.shift();
+        }
+      }
+    });
+
+    const connection = createMessageConnection(
+      new StreamMessageReader(proc.stdout!),
+      new StreamMessageWriter(proc.stdin!),
+    );
+    connection.onNotification(Method.output, (p: OutputParams) => {
+      this.sinks.get(p.exec)?.output(p.exec, Buffer.from(p.data, 'base64'));
+    });
+    connection.onNotification(Method.execExit, (p: ExitParams) => this.execEnded(p));
+    connection.onNotification(Method.egress, (p: EgressParams) => this.egressEmitter.fire(p));
+    connection.onNotification(Method.logMessage, (p: LogMessageParams) => this.logEmitter.fire(p));
+    connection.onError(([err]) => host.log(`connection: ${err.message}`));
+    connection.listen();
+
+    let initialized = false;
+    const died = new Promise<never>((_, reject) => {
+      proc.once('error', (err) => {
+        reject(new ServerStartError(`could not run ${spec.command}: ${err.message}`));
+      });
+      proc.once('exit', (code, signal) => {
+        connection.dispose();
+        const r = this.running;
+        if (r?.proc === proc) {
+          this.running = undefined;
+        }
+        this.endExecs(proc);
+        const deliberate = this.stopping.delete(proc);
+        if (!initialized) {
+          reject(new ServerStartError(`bottle-rpc exited during start-up (${describeExit(code, signal)})`, [...tail]));
+          return;
+        }
+        host.log(`bottle-rpc exited (${describeExit(code, signal)})`);
+        if (!deliberate && !this.disposed && r) {
+          this.crashed(r, code, signal, [...tail]);
+        }
+        this.stateEmitter.fire('stopped');
+      });
+    });
+    died.catch(() => undefined); // observed through the race below
+
+    try {
+      const params: InitializeParams = { clientInfo: this.options.clientInfo };
+      const init = await Promise.race([
+        withTimeout(
+          connection.sendRequest<InitializeResult>(Method.initialize, params),
+          this.options.initializeTimeoutMs ?? 60_000,
+        ),
+        died,
+      ]);
+      await connection.sendNotification(Method.initialized, {});
+      initialized = true;
+      const r: Running = { proc, connection, init, startedAt: Date.now() };
+      this.running = r;
+      host.log(`connected to ${init.serverInfo.name} ${init.serverInfo.version} (pid ${proc.pid})`);
+      this.stateEmitter.fire('running');
+      return r;
+    } catch (err) {
+      this.stopping.add(proc);
+      connection.dispose();
+      proc.kill('SIGTERM');
+      if (err instanceof ServerStartError) {
+        throw err;
+      }
+      throw new ServerStartError(`bottle-rpc did not answer initialize: ${errorMessage(err)}`, [...tail]);
+    }
+  }
+
+  private execEnded(p: ExitParams): void {
+    const sink = this.sinks.get(p.exec);
+    this.sinks.delete(p.exec);
+    sink?.exit(p);
+    this.exitEmitter.fire(p);
+  }
+
+  /** Ends every exec of a server that is gone. */
+  private endExecs(proc: ChildProcess): void {
+    if (this.running && this.running.proc !== proc) {
+      return;
+    }
+    for (const exec of [...this.sinks.keys()]) {
+      this.execEnded({ exec, code: -1, error: 'bottle-rpc stopped, and its bottles with it' });
+    }
+  }
+
+  private crashed(r: Running, code: number | null, signal: NodeJS.Signals | null, stderrTail: string[]): void {
+    if (Date.now() - r.startedAt >= this.backoff.stableMs) {
+      this.crashes = 0;
+    }
+    this.crashes++;
+    let restartInMs: number | undefined;
+    if (this.crashes <= this.backoff.maxRestarts) {
+      restartInMs = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** (this.crashes - 1));
+      this.restartTimer = setTimeout(() => {
+        this.restartTimer = undefined;
+        // A new server also reaps the bottles the dead one left behind.
+        this.ready().catch((err: unknown) => this.options.host.log(`restart failed: ${errorMessage(err)}`));
+      }, restartInMs);
+    }
+    this.options.host.serverCrashed({ code, signal, stderrTail, restartInMs });
+  }
+}
+
+function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
+  return signal ? `signal ${signal}` : `exit code ${code}`;
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${Math.round(ms / 1000)} s`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function settlesWithin(p: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const done = await Promise.race([p.then(() => true), timedOut]);
+  clearTimeout(timer);
+  return done;
+}
+
+/** Turns the rejection of a request whose server died into ServerStoppedError. */
+async function stoppedAsError<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    if (
+      (err instanceof ResponseError && err.code === ErrorCodes.PendingResponseRejected) ||
+      err instanceof ConnectionError
+    ) {
+      throw new ServerStoppedError();
+    }
+    throw err;
+  }
+}

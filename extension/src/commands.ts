@@ -1,0 +1,436 @@
+// The Bottle commands: start, terminals, commands, copy, close, log, gc.
+
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { ResponseError } from 'vscode-jsonrpc';
+import type { BottleClient, ServerSpec } from './client';
+import { describeError, type ErrorAction } from './errors';
+import type { ErrorData, PlanResult, SessionInfo } from './protocol';
+import type { Sessions } from './sessions';
+import { ExecTerminal, type Dimensions } from './terminal';
+import { execLabel, isExecNode, isSessionNode } from './tree';
+
+export interface CommandDeps {
+  client: BottleClient;
+  sessions: Sessions;
+  log: vscode.OutputChannel;
+  serverSpec: () => ServerSpec;
+}
+
+/**
+ * An agent name no manifest has: bottle/plan answers it with the
+ * manifest's agent list (there is no method that lists them).
+ */
+const listAgentsProbe = ' list agents ';
+
+/** The agent's workspace when the plan does not say (the base image's). */
+const defaultWorkspace = '/home/node/workspace';
+
+export class Commands {
+  private readonly terminals = new Map<string, { terminal: vscode.Terminal; pty: ExecTerminal }>();
+  private lastDims: Dimensions | undefined;
+
+  constructor(private readonly d: CommandDeps) {}
+
+  register(): vscode.Disposable[] {
+    const reg = (id: string, f: (...args: unknown[]) => Promise<void> | void) =>
+      vscode.commands.registerCommand(id, f);
+    return [
+      reg('bottle.startAgent', () => this.startAgent()),
+      reg('bottle.openTerminal', (node) => this.openTerminal(node)),
+      reg('bottle.runCommand', (node) => this.runCommand(node)),
+      reg('bottle.copyFile', (arg) => this.copyFile(arg)),
+      reg('bottle.closeBottle', (node) => this.closeBottle(node)),
+      reg('bottle.closeAll', () => this.closeAll()),
+      reg('bottle.showLog', () => this.d.log.show(true)),
+      reg('bottle.gc', () => this.gc()),
+      reg('bottle.refresh', () => this.d.sessions.refresh()),
+      reg('bottle.showTerminal', (node) => this.showTerminal(node)),
+      reg('bottle.killProcess', (node) => this.killProcess(node)),
+      vscode.window.onDidCloseTerminal((t) => {
+        for (const [exec, entry] of this.terminals) {
+          if (entry.terminal === t) {
+            this.terminals.delete(exec);
+          }
+        }
+      }),
+    ];
+  }
+
+  // --- start ------------------------------------------------------------------
+
+  private async startAgent(): Promise<void> {
+    const cwd = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+    const manifest = manifestPath(cwd);
+    let agent: string | undefined;
+    let plan: PlanResult;
+    try {
+      const agents = await this.agents(manifest, cwd);
+      agent = await this.pickAgent(agents, manifest);
+      if (!agent) {
+        return;
+      }
+      plan = await this.d.client.plan({ agent, manifest, cwd });
+    } catch (err) {
+      this.reportError(agent ? `Preflight of ${agent}` : 'Reading the agents', err);
+      return;
+    }
+    if (vscode.workspace.getConfiguration('bottle').get<boolean>('confirmBeforeStart', true)) {
+      const start = 'Start';
+      const answer = await vscode.window.showInformationMessage(
+        `Start ${plan.agent} in a bottle?`,
+        { modal: true, detail: describePlan(plan) },
+        start,
+      );
+      if (answer !== start) {
+        return;
+      }
+    }
+
+    const name = agent;
+    const started = vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: `Starting bottle ${name}`, cancellable: true },
+      (progress, token) => {
+        let done = 0;
+        return this.d.client.start(
+          { agent: name, manifest, cwd },
+          (p) => {
+            if (p.kind !== 'report') {
+              return;
+            }
+            const pct = p.percentage ?? done;
+            progress.report({ message: p.message, increment: Math.max(0, pct - done) });
+            done = Math.max(done, pct);
+          },
+          token,
+        );
+      },
+    );
+    let session: string;
+    try {
+      ({ session } = await this.d.sessions.track(name, plan, started));
+    } catch (err) {
+      this.reportError(`Start ${name}`, err);
+      return;
+    }
+    await this.openExec(session, undefined, `Bottle: ${name}`);
+  }
+
+  /** The manifest's agents. */
+  private async agents(manifest: string | undefined, cwd: string | undefined): Promise<string[]> {
+    try {
+      await this.d.client.plan({ agent: listAgentsProbe, manifest, cwd });
+    } catch (err) {
+      const data = err instanceof ResponseError ? (err.data as ErrorData | undefined) : undefined;
+      if (data?.kind === 'unknownAgent' && data.agents) {
+        return data.agents;
+      }
+      throw err;
+    }
+    return [listAgentsProbe.trim()];
+  }
+
+  private async pickAgent(agents: string[], manifest: string | undefined): Promise<string | undefined> {
+    const source = manifest ? vscode.workspace.asRelativePath(manifest) : 'the built-in manifest';
+    const picked = await vscode.window.showQuickPick(
+      agents.map((a) => ({ label: a, description: source })),
+      { title: 'Start Agent in a Bottle', placeHolder: 'Agent to start' },
+    );
+    return picked?.label;
+  }
+
+  // --- terminals and processes --------------------------------------------------
+
+  private async openTerminal(node: unknown): Promise<void> {
+    const s = await this.pickSession(node, 'Open a terminal in which bottle?');
+    if (s) {
+      await this.openExec(s.session, ['bash', '-l'], `Bottle: ${s.agent} shell`);
+    }
+  }
+
+  private async runCommand(node: unknown): Promise<void> {
+    const s = await this.pickSession(node, 'Run a command in which bottle?');
+    if (!s) {
+      return;
+    }
+    const line = await vscode.window.showInputBox({
+      title: `Run Command in Bottle ${s.agent} (${s.session})`,
+      prompt: 'A shell command line; it runs in the agent workspace as the agent user',
+      placeHolder: 'git status',
+    });
+    if (line?.trim()) {
+      await this.openExec(s.session, ['sh', '-c', line], `Bottle: ${line}`);
+    }
+  }
+
+  /** Runs argv (the agent's command when undefined) in a new terminal. */
+  private async openExec(session: string, argv: string[] | undefined, name: string): Promise<void> {
+    const dims = this.lastDims ?? { columns: 80, rows: 24 };
+    const pty = new ExecTerminal(this.d.client, dims, (d) => {
+      this.lastDims = d;
+    });
+    const terminal = vscode.window.createTerminal({ name, pty, iconPath: new vscode.ThemeIcon('package') });
+    terminal.show();
+    try {
+      const exec = await this.d.client.exec({ session, argv, cols: dims.columns, rows: dims.rows }, pty);
+      pty.attach(exec);
+      this.terminals.set(exec, { terminal, pty });
+    } catch (err) {
+      const report = describeError(`Run ${argv?.join(' ') ?? 'the agent'}`, err);
+      pty.fail(report?.message ?? 'cancelled');
+    }
+    await this.d.sessions.refresh();
+  }
+
+  private showTerminal(node: unknown): void {
+    if (!isExecNode(node)) {
+      return;
+    }
+    const entry = this.terminals.get(node.info.exec);
+    if (entry) {
+      entry.terminal.show();
+    } else {
+      void vscode.window.showInformationMessage(
+        `${execLabel(node.session, node.info)} has no terminal in this window any more.`,
+      );
+    }
+  }
+
+  private killProcess(node: unknown): void {
+    if (isExecNode(node)) {
+      this.d.client.kill(node.info.exec);
+    }
+  }
+
+  // --- files --------------------------------------------------------------------
+
+  private async copyFile(arg: unknown): Promise<void> {
+    const s = await this.pickSession(arg, 'Copy into which bottle?');
+    if (!s) {
+      return;
+    }
+    let source = arg instanceof vscode.Uri ? arg : undefined;
+    if (!source) {
+      const picked = await vscode.window.showOpenDialog({
+        title: `Copy into Bottle ${s.agent}`,
+        canSelectFiles: true,
+        canSelectFolders: true,
+        canSelectMany: false,
+        openLabel: 'Copy into Bottle',
+        defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri,
+      });
+      source = picked?.[0];
+    }
+    if (!source) {
+      return;
+    }
+    if (source.scheme !== 'file') {
+      void vscode.window.showErrorMessage('Only files on this machine can be copied into a bottle.');
+      return;
+    }
+    const workspace = this.d.sessions.plan(s.session)?.copyIn.find((c) => c.what === 'workspace')?.to ?? defaultWorkspace;
+    const target = await vscode.window.showInputBox({
+      title: `Copy ${path.basename(source.fsPath)} into Bottle ${s.agent}`,
+      prompt: 'Absolute path in the bottle',
+      value: `${workspace}/${path.basename(source.fsPath)}`,
+      validateInput: (v) => (v.startsWith('/') ? undefined : 'Give an absolute path, like /home/node/workspace/notes.md'),
+    });
+    if (!target) {
+      return;
+    }
+    const hostPath = source.fsPath;
+    try {
+      const res = await vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Notification, title: `Copying ${path.basename(hostPath)}`, cancellable: true },
+        (_, token) => this.d.client.cp({ session: s.session, hostPath, containerPath: target }, token),
+      );
+      void vscode.window.showInformationMessage(`Copied ${formatBytes(res.bytes)} to ${target} in bottle ${s.agent}.`);
+    } catch (err) {
+      this.reportError(`Copy ${path.basename(hostPath)}`, err);
+    }
+  }
+
+  // --- closing --------------------------------------------------------------------
+
+  private async closeBottle(node: unknown): Promise<void> {
+    const s = await this.pickSession(node, 'Close which bottle?', true);
+    if (s) {
+      await this.close([s]);
+    }
+  }
+
+  private async closeAll(): Promise<void> {
+    await this.d.sessions.refresh();
+    const live = this.d.sessions.live;
+    if (!live.length) {
+      void vscode.window.showInformationMessage('No bottle is running.');
+      return;
+    }
+    const ok = 'Close All';
+    const answer = await vscode.window.showWarningMessage(
+      `Close ${live.length} ${live.length === 1 ? 'bottle' : 'bottles'}?`,
+      { modal: true, detail: 'Their processes end and their containers, networks and images are removed.' },
+      ok,
+    );
+    if (answer === ok) {
+      await this.close(live);
+    }
+  }
+
+  private async close(list: SessionInfo[]): Promise<void> {
+    const title = list.length === 1 ? `Closing bottle ${list[0]!.agent}` : `Closing ${list.length} bottles`;
+    await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title }, () =>
+      Promise.all(
+        list.map(async (s) => {
+          try {
+            await this.d.client.close(s.session);
+            // Its terminals only have an ended process left to show.
+            for (const e of s.execs) {
+              this.terminals.get(e.exec)?.terminal.dispose();
+            }
+          } catch (err) {
+            this.reportError(`Close ${s.agent} (${s.session})`, err);
+          }
+        }),
+      ),
+    );
+    await this.d.sessions.refresh();
+  }
+
+  // --- housekeeping -------------------------------------------------------------------
+
+  private async gc(): Promise<void> {
+    const spec = this.d.serverSpec();
+    const out = await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: 'Removing orphaned bottles' },
+      () =>
+        new Promise<{ ok: boolean; text: string }>((resolve) => {
+          execFile(spec.command, ['gc'], { env: spec.env, timeout: 300_000 }, (err, stdout, stderr) => {
+            resolve({ ok: !err, text: `${stdout}${stderr}`.trim() || String(err ?? '') });
+          });
+        }),
+    );
+    this.d.log.appendLine(`bottle-rpc gc:\n${out.text}`);
+    const lines = out.text.split('\n').filter((l) => l.trim());
+    const removed = lines.filter((l) => l.startsWith('removed ')).length;
+    if (!out.ok) {
+      this.reportError('Clean Up Orphans', new Error(lines.at(-1) ?? 'bottle-rpc gc failed'));
+    } else {
+      void vscode.window.showInformationMessage(
+        removed ? `Removed ${removed} orphaned bottle resources.` : 'No orphaned bottles.',
+      );
+    }
+  }
+
+  // --- helpers ------------------------------------------------------------------------
+
+  /**
+   * The session a command is about: the tree item it was run on, the only
+   * running one, or the user's pick. Closing accepts any live state.
+   */
+  private async pickSession(arg: unknown, question: string, anyState = false): Promise<SessionInfo | undefined> {
+    if (isSessionNode(arg)) {
+      return arg.info;
+    }
+    await this.d.sessions.refresh();
+    const candidates = this.d.sessions.live.filter((s) => anyState || s.state === 'ready');
+    if (candidates.length === 0) {
+      const start = 'Start Agent...';
+      const answer = await vscode.window.showInformationMessage('No bottle is running.', start);
+      if (answer === start) {
+        await vscode.commands.executeCommand('bottle.startAgent');
+      }
+      return undefined;
+    }
+    if (candidates.length === 1) {
+      return candidates[0];
+    }
+    const picked = await vscode.window.showQuickPick(
+      candidates.map((s) => ({
+        label: s.agent,
+        description: [s.session, s.runtimeLabel, s.state === 'ready' ? undefined : s.state].filter(Boolean).join(' · '),
+        session: s,
+      })),
+      { placeHolder: question },
+    );
+    return picked?.session;
+  }
+
+  reportError(what: string, err: unknown): void {
+    const report = describeError(what, err);
+    if (!report) {
+      return;
+    }
+    this.d.log.appendLine(report.message);
+    const buttons = report.actions.map((a) => ({ title: actionTitle(a), action: a }));
+    void vscode.window.showErrorMessage(report.message, ...buttons).then((b) => b && this.runAction(b.action));
+  }
+
+  private async runAction(a: ErrorAction): Promise<void> {
+    switch (a.kind) {
+      case 'showLog':
+        this.d.log.show(true);
+        return;
+      case 'openSetting':
+        await vscode.commands.executeCommand('workbench.action.openSettings', a.setting);
+        return;
+      case 'openManifest': {
+        const doc = await vscode.workspace.openTextDocument(a.file);
+        const line = Math.max(0, (a.line ?? 1) - 1);
+        await vscode.window.showTextDocument(doc, { selection: new vscode.Range(line, 0, line, 0) });
+        return;
+      }
+      case 'cleanUp':
+        await vscode.commands.executeCommand('bottle.gc');
+        return;
+    }
+  }
+}
+
+function actionTitle(a: ErrorAction): string {
+  switch (a.kind) {
+    case 'showLog':
+      return 'Show Log';
+    case 'openSetting':
+      return 'Open Settings';
+    case 'openManifest':
+      return 'Open Manifest';
+    case 'cleanUp':
+      return 'Clean Up Orphans';
+  }
+}
+
+/**
+ * The manifest setting resolved against the workspace; else the
+ * workspace's bottle.yaml; else undefined, the server's built-in manifest.
+ */
+function manifestPath(cwd: string | undefined): string | undefined {
+  const setting = vscode.workspace.getConfiguration('bottle').get<string>('manifest', '').trim();
+  if (setting) {
+    return path.isAbsolute(setting) || !cwd ? setting : path.join(cwd, setting);
+  }
+  const local = cwd ? path.join(cwd, 'bottle.yaml') : undefined;
+  return local && existsSync(local) ? local : undefined;
+}
+
+/** The preflight, as the confirmation shows it. */
+export function describePlan(p: PlanResult): string {
+  const copied = p.copyIn.map((c) => `  ${c.what}: ${c.from ? `${c.from} → ` : ''}${c.to}`);
+  return [
+    `Runtime: ${p.runtimeLabel}`,
+    `Image: ${p.image}`,
+    `Command: ${p.command.join(' ')}`,
+    `Egress allowed to: ${p.allow.length ? p.allow.join(', ') : 'nothing'}`,
+    `Networks: ${p.networks.join('; ')}`,
+    ...(copied.length ? ['Copied in:', ...copied] : []),
+  ].join('\n');
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) {
+    return `${n} bytes`;
+  }
+  return n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}

@@ -1,0 +1,88 @@
+// What the tree and the status bar show: the server's sessions (from
+// bottle/list) and the starts in flight. No vscode import.
+
+import { Emitter, type Event } from 'vscode-jsonrpc';
+import type { BottleClient } from './client';
+import type { PlanResult, SessionInfo } from './protocol';
+
+export class Sessions {
+  private sessions: SessionInfo[] = [];
+  private readonly startingAgents: string[] = [];
+  private readonly plans = new Map<string, PlanResult>();
+  private refreshing: Promise<void> | undefined;
+  private again = false;
+  private readonly changed = new Emitter<void>();
+  readonly onDidChange: Event<void> = this.changed.event;
+
+  constructor(
+    private readonly client: BottleClient,
+    private readonly log: (line: string) => void,
+  ) {
+    client.onDidChangeState(() => void this.refresh());
+    client.onDidExitExec(() => void this.refresh());
+  }
+
+  /** Sessions that are not closed, in start order. */
+  get live(): SessionInfo[] {
+    return this.sessions.filter((s) => s.state !== 'closed');
+  }
+
+  /** Agents whose bottles are starting. */
+  get starting(): readonly string[] {
+    return this.startingAgents;
+  }
+
+  find(session: string): SessionInfo | undefined {
+    return this.sessions.find((s) => s.session === session);
+  }
+
+  /** The preflight a session was started from, when this window started it. */
+  plan(session: string): PlanResult | undefined {
+    return this.plans.get(session);
+  }
+
+  /** Shows agent as starting while start runs, and remembers its plan. */
+  async track<T extends { session: string }>(agent: string, plan: PlanResult, start: PromiseLike<T>): Promise<T> {
+    this.startingAgents.push(agent);
+    this.changed.fire();
+    try {
+      const started = await start;
+      this.plans.set(started.session, plan);
+      return started;
+    } finally {
+      this.startingAgents.splice(this.startingAgents.indexOf(agent), 1);
+      await this.refresh();
+    }
+  }
+
+  /** Reloads the list; calls during a reload make one more afterwards. */
+  refresh(): Promise<void> {
+    if (this.refreshing) {
+      this.again = true;
+      return this.refreshing;
+    }
+    this.refreshing = (async () => {
+      do {
+        this.again = false;
+        try {
+          this.sessions = this.client.state === 'running' ? (await this.client.list()).sessions : [];
+        } catch (err) {
+          this.log(`bottle/list: ${err instanceof Error ? err.message : String(err)}`);
+          this.sessions = [];
+        }
+      } while (this.again);
+      for (const id of this.plans.keys()) {
+        if (!this.sessions.some((s) => s.session === id && s.state !== 'closed')) {
+          this.plans.delete(id);
+        }
+      }
+      this.refreshing = undefined;
+      this.changed.fire();
+    })();
+    return this.refreshing;
+  }
+
+  dispose(): void {
+    this.changed.dispose();
+  }
+}

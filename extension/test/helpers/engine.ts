@@ -1,0 +1,94 @@
+// The real server and engine the integration and end-to-end tests use, and
+// the check that they leave nothing behind on the engine.
+
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { BottleClient, type CrashInfo } from '../../src/client';
+
+/** The repository root (this file runs from extension/out/test/helpers). */
+export const repoRoot = resolve(__dirname, '..', '..', '..', '..');
+export const extensionRoot = resolve(__dirname, '..', '..', '..');
+export const bottleRpc = process.env.BOTTLE_RPC ?? join(repoRoot, 'bin', 'bottle-rpc');
+
+export function requireServer(): void {
+  if (!existsSync(bottleRpc)) {
+    throw new Error(`${bottleRpc} is missing: run scripts/setup.sh (or set BOTTLE_RPC)`);
+  }
+}
+
+/** A manifest with one quick agent, a bash in the base image under runc. */
+export function quickManifest(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'bottle-ext-manifest-'));
+  const file = join(dir, 'bottle.yaml');
+  writeFileSync(
+    file,
+    [
+      'agents:',
+      '  sh: {bottle: b, command: [bash]}',
+      'bottles:',
+      '  b: {image: "bottle/base:bookworm", runtime: runc, egress: {allow: [x.test]}}',
+      '',
+    ].join('\n'),
+  );
+  return file;
+}
+
+export interface TestClient {
+  client: BottleClient;
+  crashes: CrashInfo[];
+  /** Every owner pid the client's servers had, for the leftover check. */
+  pids: Set<number>;
+}
+
+/** A client of the real bottle-rpc. */
+export function realClient(backoff?: ConstructorParameters<typeof BottleClient>[0]['backoff']): TestClient {
+  requireServer();
+  const crashes: CrashInfo[] = [];
+  const pids = new Set<number>();
+  const client = new BottleClient({
+    server: () => ({ command: bottleRpc, args: ['serve'], env: process.env }),
+    clientInfo: { name: 'bottle-extension-tests' },
+    host: {
+      log: (line) => {
+        if (process.env.BOTTLE_TEST_VERBOSE) {
+          console.error(`[bottle-rpc] ${line}`);
+        }
+      },
+      serverCrashed: (c) => crashes.push(c),
+    },
+    backoff,
+  });
+  client.onDidChangeState((s) => {
+    if (s === 'running' && client.serverPid) {
+      pids.add(client.serverPid);
+    }
+  });
+  return { client, crashes, pids };
+}
+
+function docker(args: string[]): string[] {
+  return execFileSync('docker', args, { encoding: 'utf8' })
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
+}
+
+/**
+ * What the engine still holds of these sessions and server pids:
+ * containers, networks and images, labelled by bottle-rpc.
+ */
+export function leftovers(sessions: Iterable<string>, pids: Iterable<number> = []): string[] {
+  const filters = [
+    ...[...sessions].map((s) => `label=dev.bottle.session=${s}`),
+    ...[...pids].map((p) => `label=dev.bottle.owner.pid=${p}`),
+  ];
+  const found: string[] = [];
+  for (const f of filters) {
+    found.push(...docker(['ps', '-a', '--filter', f, '--format', 'container {{.Names}}']).map((l) => `${l} (${f})`));
+    found.push(...docker(['network', 'ls', '--filter', f, '--format', 'network {{.Name}}']).map((l) => `${l} (${f})`));
+    found.push(...docker(['images', '--filter', f, '--format', 'image {{.Repository}}:{{.Tag}}']).map((l) => `${l} (${f})`));
+  }
+  return [...new Set(found)];
+}

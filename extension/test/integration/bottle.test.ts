@@ -1,0 +1,152 @@
+// The extension's client and terminal against the real bottle-rpc and a
+// real bottle (bash in the base image, under runc), read through xterm.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { EgressParams, ExitParams } from '../../src/protocol';
+import { ExecTerminal } from '../../src/terminal';
+import { leftovers, quickManifest, realClient } from '../helpers/engine';
+import { Screen } from '../helpers/screen';
+
+describe('a bottle through the extension’s client and terminal', () => {
+  const { client, pids } = realClient();
+  const manifest = quickManifest();
+  const sessions = new Set<string>();
+  const exits = new Map<string, ExitParams>();
+  const egress: EgressParams[] = [];
+  client.onDidExitExec((p) => exits.set(p.exec, p));
+  client.onDidEgress((p) => egress.push(p));
+  let session = '';
+
+  before(async () => {
+    const started = await client.start({ agent: 'sh', manifest });
+    session = started.session;
+    sessions.add(session);
+    assert.equal(started.runtime, 'runc');
+  });
+
+  after(async () => {
+    try {
+      for (const s of sessions) {
+        await client.close(s).catch(() => undefined);
+      }
+      await client.dispose();
+    } finally {
+      rmSync(dirname(manifest), { recursive: true, force: true });
+    }
+    assert.deepEqual(leftovers(sessions, pids), [], 'nothing left on the engine');
+  });
+
+  /** Runs argv (the agent when undefined) in a terminal shown on a screen. */
+  async function open(argv?: string[], cols = 80, rows = 24, show = true) {
+    const pty = new ExecTerminal(client, { columns: cols, rows });
+    const screen = new Screen(cols, rows);
+    if (show) {
+      screen.show(pty);
+    }
+    const exec = await client.exec({ session, argv, cols, rows }, pty);
+    pty.attach(exec);
+    return { pty, screen, exec };
+  }
+
+  async function exitOf(exec: string, timeoutMs = 20_000): Promise<ExitParams> {
+    const deadline = Date.now() + timeoutMs;
+    while (!exits.has(exec)) {
+      if (Date.now() > deadline) {
+        throw new Error(`${exec} did not exit in ${timeoutMs} ms`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return exits.get(exec)!;
+  }
+
+  it('shows what the agent’s shell prints, UTF-8 intact, on an xterm screen', async () => {
+    const { pty, screen, exec } = await open();
+    pty.handleInput(`printf '%s\\n' "grüße ✓ $((6*7))"\r`);
+    await screen.waitFor(/^grüße ✓ 42$/m);
+    pty.handleInput('exit 5\r');
+    assert.equal((await exitOf(exec)).code, 5);
+  });
+
+  it('resizes the pty when the terminal is resized', async () => {
+    const { pty, screen } = await open(['bash']);
+    screen.resize(pty, 100, 30);
+    pty.handleInput('stty size\r');
+    await screen.waitFor(/^30 100$/m);
+    pty.close();
+  });
+
+  it('holds an exec at one window of output until its terminal opens, then delivers every byte', async () => {
+    const total = 3_000_000;
+    const { pty, exec } = await open(['sh', '-c', `head -c ${total} /dev/zero | tr '\\0' x; echo; echo END`], 80, 24, false);
+    const window = client.capabilities!.flowControl.window;
+    // Unopened, the terminal acks nothing: the server stops at the window.
+    await new Promise((r) => setTimeout(r, 1500));
+    const held = (await client.list()).sessions.find((s) => s.session === session)!.execs.find((e) => e.exec === exec)!;
+    assert.equal(held.running, true, 'the writer is blocked, not finished');
+    assert.equal(held.sent, window);
+    assert.equal(held.acked, 0);
+
+    let xs = 0;
+    let text = '';
+    pty.onDidWrite((s) => {
+      xs += s.split('x').length - 1;
+      text = (text + s).slice(-64);
+    });
+    pty.open({ columns: 80, rows: 24 });
+    assert.equal((await exitOf(exec, 60_000)).code, 0);
+    assert.equal(xs, total);
+    assert.match(text, /END\r\n/);
+    const done = (await client.list()).sessions.find((s) => s.session === session)!.execs.find((e) => e.exec === exec)!;
+    assert.equal(done.acked, done.sent, 'every byte acked');
+  });
+
+  it('ends the exec when its terminal is closed, and the bottle stays', async () => {
+    const { pty, screen, exec } = await open(['bash']);
+    pty.handleInput('echo ready\r');
+    await screen.waitFor(/^ready$/m);
+    pty.close();
+    const exit = await exitOf(exec);
+    assert.notEqual(exit.code, 0);
+    const s = (await client.list()).sessions.find((x) => x.session === session)!;
+    assert.equal(s.state, 'ready');
+    const again = await open(['sh', '-c', 'echo still here']);
+    await again.screen.waitFor(/^still here$/m);
+  });
+
+  it('copies a host file into the bottle', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bottle-ext-cp-'));
+    try {
+      const file = join(dir, 'notes.md');
+      writeFileSync(file, 'copied ✓\n');
+      const res = await client.cp({ session, hostPath: file, containerPath: '/home/node/workspace/notes.md' });
+      assert.equal(res.bytes, Buffer.byteLength('copied ✓\n'));
+      const { screen } = await open(['sh', '-c', 'cat ~/workspace/notes.md; ls -l ~/workspace/notes.md']);
+      const text = await screen.waitFor(/^copied ✓$/m);
+      assert.match(text, /node +node/, 'owned by the agent user');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reports a connection the egress proxy refused', async () => {
+    const { exec } = await open(['sh', '-c', 'curl -sS -o /dev/null https://refused.test/ ; true']);
+    await exitOf(exec);
+    const deadline = Date.now() + 5000;
+    while (!egress.some((e) => e.record.host === 'refused.test') && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const refused = egress.find((e) => e.record.host === 'refused.test');
+    assert.ok(refused, 'a bottle/egress record for refused.test');
+    assert.equal(refused.session, session);
+    assert.equal(refused.record.decision, 'deny');
+  });
+
+  it('closes the bottle and removes everything it made', async () => {
+    await client.close(session);
+    assert.deepEqual(leftovers([session]), []);
+  });
+});

@@ -1,0 +1,215 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, afterEach, describe, it } from 'node:test';
+import {
+  BottleClient,
+  ServerStartError,
+  ServerStoppedError,
+  type Backoff,
+  type CrashInfo,
+  type ServerSpec,
+} from '../../src/client';
+import type { ExitParams, WorkDoneProgress } from '../../src/protocol';
+import type { ExecSink } from '../../src/terminal';
+
+const fakeServer = join(__dirname, '..', 'fixtures', 'fake-server.js');
+const dir = mkdtempSync(join(tmpdir(), 'bottle-client-test-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+interface Logged {
+  pid: number;
+  kind: 'request' | 'notification';
+  method: string;
+  params: unknown;
+}
+
+let n = 0;
+const clients: BottleClient[] = [];
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.dispose()));
+});
+
+function makeClient(opts: { backoff?: Backoff; env?: Record<string, string>; command?: string } = {}) {
+  const log = join(dir, `log-${++n}.jsonl`);
+  const crashes: CrashInfo[] = [];
+  const lines: string[] = [];
+  const server = (): ServerSpec => ({
+    command: opts.command ?? process.execPath,
+    args: opts.command ? [] : [fakeServer],
+    env: { ...process.env, FAKE_LOG: log, ...opts.env },
+  });
+  const client = new BottleClient({
+    server,
+    clientInfo: { name: 'test', version: '1' },
+    host: { log: (l) => lines.push(l), serverCrashed: (c) => crashes.push(c) },
+    backoff: opts.backoff,
+  });
+  clients.push(client);
+  const received = (): Logged[] =>
+    readFileSync(log, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Logged);
+  return { client, crashes, lines, received };
+}
+
+function collectingSink() {
+  const chunks: string[] = [];
+  let resolveExit: (p: ExitParams) => void = () => undefined;
+  const exited = new Promise<ExitParams>((r) => {
+    resolveExit = r;
+  });
+  const sink: ExecSink = {
+    output: (_exec, data) => chunks.push(Buffer.from(data).toString('utf8')),
+    exit: (p) => resolveExit(p),
+  };
+  return { sink, chunks, exited };
+}
+
+function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  return new Promise((resolve, reject) => {
+    const tick = () => {
+      if (cond()) {
+        resolve();
+      } else if (Date.now() > deadline) {
+        reject(new Error('condition not met in time'));
+      } else {
+        setTimeout(tick, 10);
+      }
+    };
+    tick();
+  });
+}
+
+describe('BottleClient', () => {
+  it('starts the server on first use with initialize, then initialized, before any request', async () => {
+    const { client, received } = makeClient();
+    assert.equal(client.state, 'stopped');
+    await client.plan({ agent: 'x' }).catch(() => undefined);
+    const methods = received().map((m) => m.method);
+    assert.deepEqual(methods.slice(0, 3), ['initialize', 'initialized', 'bottle/plan']);
+    assert.deepEqual((received()[0]!.params as { clientInfo: unknown }).clientInfo, { name: 'test', version: '1' });
+    assert.equal(client.state, 'running');
+    assert.equal(client.capabilities?.flowControl.window, 1024);
+  });
+
+  it('routes an exec’s base64 output to its sink and ends it with bottle/exit', async () => {
+    const { client } = makeClient();
+    const { sink, chunks, exited } = collectingSink();
+    const exec = await client.exec({ session: 'cafe0001', argv: ['true'] }, sink);
+    assert.equal(exec, 'cafe0001-1');
+    assert.deepEqual(await exited, { exec, code: 7 });
+    assert.equal(chunks.join(''), 'héllo');
+  });
+
+  it('feeds the start’s $/progress to its listener before the result', async () => {
+    const { client } = makeClient();
+    const seen: WorkDoneProgress[] = [];
+    const res = await client.start({ agent: 'sh' }, (p) => seen.push(p));
+    assert.equal(res.session, 'cafe0001');
+    assert.deepEqual(
+      seen.map((p) => p.kind),
+      ['begin', 'report', 'end'],
+    );
+    assert.equal(seen[1]?.message, 'networks ready');
+  });
+
+  it('sends input as base64, and resize, ack and kill as notifications', async () => {
+    const { client, received } = makeClient();
+    await client.ready();
+    client.input('e1', new TextEncoder().encode('ä\r'));
+    client.resize('e1', 100, 30);
+    client.ack('e1', 42);
+    client.kill('e1');
+    await client.list(); // answered after the notifications before it were read
+    const notes = received().filter((m) => m.kind === 'notification' && m.method.startsWith('bottle/'));
+    assert.deepEqual(
+      notes.map((m) => [m.method, m.params]),
+      [
+        ['bottle/input', { exec: 'e1', data: Buffer.from('ä\r').toString('base64') }],
+        ['bottle/resize', { exec: 'e1', cols: 100, rows: 30 }],
+        ['bottle/ack', { exec: 'e1', bytes: 42 }],
+        ['bottle/kill', { exec: 'e1' }],
+      ],
+    );
+  });
+
+  it('restarts a crashed server with backoff, tells the user, and fails what was in flight', async () => {
+    const backoff = { initialMs: 50, maxMs: 1000, maxRestarts: 3, stableMs: 60_000 };
+    const { client, crashes } = makeClient({ backoff });
+    await client.ready();
+    const firstPid = client.serverPid;
+    // The fake answers a plan of agent "crash" by dying.
+    await assert.rejects(client.plan({ agent: 'crash' }), ServerStoppedError);
+    await until(() => crashes.length === 1);
+    assert.equal(crashes[0]!.code, 3);
+    assert.equal(crashes[0]!.restartInMs, 50);
+    await until(() => client.state === 'running' && client.serverPid !== firstPid);
+
+    // The second crash in a row waits twice as long.
+    await assert.rejects(client.plan({ agent: 'crash' }), ServerStoppedError);
+    await until(() => crashes.length === 2);
+    assert.equal(crashes[1]!.restartInMs, 100);
+    await until(() => client.state === 'running');
+  });
+
+  it('stops restarting after maxRestarts crashes in a row', async () => {
+    const backoff = { initialMs: 10, maxMs: 1000, maxRestarts: 1, stableMs: 60_000 };
+    const { client, crashes } = makeClient({ backoff });
+    await client.ready();
+    await client.plan({ agent: 'crash' }).catch(() => undefined);
+    await until(() => client.state === 'running');
+    await client.plan({ agent: 'crash' }).catch(() => undefined);
+    await until(() => crashes.length === 2);
+    assert.equal(crashes[1]!.restartInMs, undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(client.state, 'stopped', 'no restart after giving up');
+    // The user can still start it again.
+    await client.ready();
+    assert.equal(client.state, 'running');
+  });
+
+  it('ends the execs of a server that died with code -1', async () => {
+    const { client } = makeClient({ backoff: { initialMs: 10_000, maxMs: 10_000, maxRestarts: 1, stableMs: 60_000 } });
+    const { sink, exited } = collectingSink();
+    const exec = await client.exec({ session: 'cafe0001', argv: ['sleep'] }, sink);
+    process.kill(client.serverPid!, 'SIGKILL');
+    const p = await exited;
+    assert.equal(p.exec, exec);
+    assert.equal(p.code, -1);
+    assert.match(p.error ?? '', /bottle-rpc stopped/);
+  });
+
+  it('reports a server that cannot be run as a ServerStartError', async () => {
+    const { client } = makeClient({ command: join(dir, 'no-such-bottle-rpc') });
+    await assert.rejects(client.ready(), (err: unknown) => {
+      assert.ok(err instanceof ServerStartError);
+      assert.match(err.message, /ENOENT/);
+      return true;
+    });
+    assert.equal(client.state, 'stopped');
+  });
+
+  it('reports a server that exits during start-up with its last stderr line', async () => {
+    const { client, crashes } = makeClient({ env: { FAKE_EXIT_AT_START: '2' } });
+    await assert.rejects(client.ready(), (err: unknown) => {
+      assert.ok(err instanceof ServerStartError);
+      assert.match(err.message, /exit code 2/);
+      assert.deepEqual(err.stderrTail, ['fake: cannot reach the engine']);
+      return true;
+    });
+    assert.deepEqual(crashes, [], 'a failed start is no crash: nothing is restarted');
+  });
+
+  it('stops with shutdown then exit, and the server exits 0', async () => {
+    const { client, received } = makeClient();
+    await client.ready();
+    await client.stop();
+    const methods = received().map((m) => m.method);
+    assert.deepEqual(methods.slice(-2), ['shutdown', 'exit']);
+    assert.equal(client.state, 'stopped');
+  });
+});

@@ -1,0 +1,185 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ExecTerminal, type ExecChannel } from '../../src/terminal';
+
+type Call =
+  | { m: 'input'; exec: string; text: string }
+  | { m: 'resize'; exec: string; cols: number; rows: number }
+  | { m: 'ack'; exec: string; bytes: number }
+  | { m: 'kill'; exec: string };
+
+class FakeChannel implements ExecChannel {
+  calls: Call[] = [];
+  input(exec: string, data: Uint8Array): void {
+    this.calls.push({ m: 'input', exec, text: new TextDecoder().decode(data) });
+  }
+  resize(exec: string, cols: number, rows: number): void {
+    this.calls.push({ m: 'resize', exec, cols, rows });
+  }
+  ack(exec: string, bytes: number): void {
+    this.calls.push({ m: 'ack', exec, bytes });
+  }
+  kill(exec: string): void {
+    this.calls.push({ m: 'kill', exec });
+  }
+  of<M extends Call['m']>(m: M): Extract<Call, { m: M }>[] {
+    return this.calls.filter((c): c is Extract<Call, { m: M }> => c.m === m);
+  }
+}
+
+function setup(initial = { columns: 80, rows: 24 }) {
+  const channel = new FakeChannel();
+  const term = new ExecTerminal(channel, initial);
+  const written: string[] = [];
+  const closed: (number | void)[] = [];
+  term.onDidWrite((s) => written.push(s));
+  term.onDidClose((c) => closed.push(c));
+  return { channel, term, written, closed };
+}
+
+const bytes = (s: string) => new TextEncoder().encode(s);
+
+describe('ExecTerminal', () => {
+  it('writes a multi-byte character split across two output chunks whole', () => {
+    const { term, written } = setup();
+    term.open(undefined);
+    term.attach('e1');
+    const euro = bytes('price: 5€ ✓'); // € is 3 bytes, ✓ is 3 bytes
+    const cut = euro.indexOf(0xe2) + 1; // inside the first 3-byte sequence
+    term.output('e1', euro.slice(0, cut));
+    term.output('e1', euro.slice(cut));
+    assert.equal(written.join(''), 'price: 5€ ✓');
+    assert.ok(!written.join('').includes('\ufffd'), 'no replacement character');
+  });
+
+  it('acknowledges every consumed output chunk with its byte count', () => {
+    const { term, channel } = setup();
+    term.open(undefined);
+    term.attach('e1');
+    term.output('e1', bytes('héllo'));
+    term.output('e1', new Uint8Array([0xe2, 0x9c])); // half a character: consumed, nothing written yet
+    term.output('e1', new Uint8Array([0x93]));
+    assert.deepEqual(channel.of('ack'), [
+      { m: 'ack', exec: 'e1', bytes: 6 },
+      { m: 'ack', exec: 'e1', bytes: 2 },
+      { m: 'ack', exec: 'e1', bytes: 1 },
+    ]);
+  });
+
+  it('holds output that arrives before open, unacknowledged, and writes it on open', () => {
+    const { term, channel, written } = setup();
+    term.attach('e1');
+    term.output('e1', bytes('early '));
+    term.output('e1', bytes('bird'));
+    assert.deepEqual(written, [], 'nothing written before open');
+    assert.deepEqual(channel.of('ack'), [], 'nothing acked before open');
+    term.open({ columns: 80, rows: 24 });
+    assert.equal(written.join(''), 'early bird');
+    assert.deepEqual(
+      channel.of('ack').map((a) => a.bytes),
+      [6, 4],
+    );
+  });
+
+  it('takes the exec id from output that arrives before attach', () => {
+    const { term, channel, written } = setup();
+    term.open(undefined);
+    term.output('e7', bytes('x'));
+    term.attach('e7');
+    assert.equal(written.join(''), 'x');
+    assert.deepEqual(channel.of('ack'), [{ m: 'ack', exec: 'e7', bytes: 1 }]);
+  });
+
+  it('sends input typed before attach once the exec id is known, as UTF-8', () => {
+    const { term, channel } = setup();
+    term.open(undefined);
+    term.handleInput('ls ');
+    term.handleInput('ä\r');
+    assert.deepEqual(channel.of('input'), []);
+    term.attach('e1');
+    term.handleInput('\x03');
+    assert.deepEqual(
+      channel.of('input').map((c) => c.text),
+      ['ls ', 'ä\r', '\x03'],
+    );
+  });
+
+  it('sends a resize only when the editor size differs from the exec size', () => {
+    const { term, channel } = setup({ columns: 80, rows: 24 });
+    term.setDimensions({ columns: 120, rows: 40 }); // before attach: remembered
+    term.attach('e1');
+    term.open({ columns: 120, rows: 40 });
+    term.setDimensions({ columns: 120, rows: 40 });
+    term.setDimensions({ columns: 100, rows: 30 });
+    assert.deepEqual(channel.of('resize'), [
+      { m: 'resize', exec: 'e1', cols: 120, rows: 40 },
+      { m: 'resize', exec: 'e1', cols: 100, rows: 30 },
+    ]);
+  });
+
+  it('shows the exit code when the exec ends and closes with it on the next key', () => {
+    const { term, channel, written, closed } = setup();
+    term.open(undefined);
+    term.attach('e1');
+    term.output('e1', bytes('bye'));
+    term.exit({ exec: 'e1', code: 3 });
+    assert.match(written.join(''), /bye\r\n.*exited with code 3/);
+    assert.deepEqual(closed, []);
+    term.handleInput('q');
+    assert.deepEqual(closed, [3]);
+    assert.deepEqual(channel.of('input'), [], 'the key is not sent to the ended exec');
+  });
+
+  it('delivers an exit that arrives before open after the held output', () => {
+    const { term, written, closed } = setup();
+    term.attach('e1');
+    term.output('e1', bytes('done'));
+    term.exit({ exec: 'e1', code: 0 });
+    term.open(undefined);
+    assert.match(written.join(''), /^done\r\n.*exited with code 0/);
+    term.handleInput('\r');
+    assert.deepEqual(closed, [0]);
+  });
+
+  it('flushes an incomplete character at exit as a replacement character', () => {
+    const { term, written } = setup();
+    term.open(undefined);
+    term.attach('e1');
+    term.output('e1', new Uint8Array([0x61, 0xe2, 0x82]));
+    term.exit({ exec: 'e1', code: -1, error: 'session closed' });
+    assert.match(written.join(''), /^a\ufffd\r\n.*process ended: session closed/);
+  });
+
+  it('kills the exec when the user closes the terminal, not after it ended', () => {
+    const running = setup();
+    running.term.open(undefined);
+    running.term.attach('e1');
+    running.term.close();
+    running.term.close();
+    assert.deepEqual(running.channel.of('kill'), [{ m: 'kill', exec: 'e1' }]);
+
+    const ended = setup();
+    ended.term.open(undefined);
+    ended.term.attach('e2');
+    ended.term.exit({ exec: 'e2', code: 0 });
+    ended.term.close();
+    assert.deepEqual(ended.channel.of('kill'), []);
+  });
+
+  it('kills an exec whose terminal was closed while it was starting', () => {
+    const { term, channel } = setup();
+    term.open(undefined);
+    term.close();
+    term.attach('e1');
+    assert.deepEqual(channel.of('kill'), [{ m: 'kill', exec: 'e1' }]);
+  });
+
+  it('shows why an exec could not start and closes with 1 on the next key', () => {
+    const { term, written, closed } = setup();
+    term.open(undefined);
+    term.fail('Run bash failed: session not ready');
+    assert.match(written.join(''), /Run bash failed: session not ready/);
+    term.handleInput('x');
+    assert.deepEqual(closed, [1]);
+  });
+});
