@@ -95,7 +95,7 @@ type editor struct {
 	changed  chan struct{}
 	autoAck  bool
 	noAck    map[string]bool // execs whose output is not acknowledged
-	calls    atomic.Int32 // jsonrpc2 numbers calls 1, 2, ... in the order they are made
+	calls    atomic.Int32    // jsonrpc2 numbers calls 1, 2, ... in the order they are made
 }
 
 type note struct {
