@@ -91,7 +91,7 @@ func startUpstream(t *testing.T, session, alias string) (ip string) {
 	img := testUpstreamImage(t)
 	netName := "bottle-" + session + "-egress"
 	resp, err := engine.Client().ContainerCreate(ctx,
-		&container.Config{Image: img, Labels: map[string]string{dockerbottle.LabelSession: session, labelTest: "1"}},
+		&container.Config{Image: img, Labels: engine.Owner().Labels(session, "test-upstream")},
 		&container.HostConfig{NetworkMode: container.NetworkMode(netName)},
 		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{netName: {Aliases: []string{alias}}}},
 		nil, "")

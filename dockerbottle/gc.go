@@ -18,6 +18,10 @@ type Resource struct {
 	Name    string `json:"name"`
 	Session string `json:"session"`
 	Owner   string `json:"owner"`
+	// OwnerPID is the pid of the server that made it.
+	OwnerPID string `json:"ownerPid"`
+
+	labels map[string]string
 }
 
 // Resources lists every container, network and image a bottle made, by
@@ -58,48 +62,29 @@ func (e *Engine) Resources(ctx context.Context) ([]Resource, error) {
 }
 
 func resource(kind, id, name string, labels map[string]string) Resource {
-	return Resource{Kind: kind, ID: id, Name: name, Session: labels[LabelSession], Owner: labels[LabelOwner]}
+	return Resource{Kind: kind, ID: id, Name: name, Session: labels[LabelSession], Owner: labels[LabelOwner], OwnerPID: labels[LabelOwnerPID], labels: labels}
 }
 
-// GC removes the resources whose owning server is gone (or that have no
-// owner labels) and returns them; with dryRun it only lists them. A live
-// server's resources, this one's included, are never touched.
+// GC removes the resources of bottles whose server is gone (or that carry
+// no owner labels) and returns them; with dryRun it only lists them. A
+// live server's bottles, this one's included, are never touched.
 func (e *Engine) GC(ctx context.Context, dryRun bool) ([]Resource, error) {
-	f := filters.NewArgs(filters.Arg("label", LabelSession))
-	orphaned := map[string]bool{} // session -> orphaned
-	var sessions []string
-	note := func(labels map[string]string) {
-		s := labels[LabelSession]
-		if _, seen := orphaned[s]; seen {
-			return
-		}
-		orphaned[s] = labels[LabelOwner] != e.owner.ID && !ownerAlive(labels)
-		sessions = append(sessions, s)
-	}
-	cs, err := e.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
-	if err != nil {
-		return nil, fmt.Errorf("listing bottle containers: %w", engineErr(err))
-	}
-	for _, c := range cs {
-		note(c.Labels)
-	}
-	ns, err := e.cli.NetworkList(ctx, network.ListOptions{Filters: f})
-	if err != nil {
-		return nil, fmt.Errorf("listing bottle networks: %w", engineErr(err))
-	}
-	for _, n := range ns {
-		note(n.Labels)
-	}
-	is, err := e.cli.ImageList(ctx, image.ListOptions{Filters: f})
-	if err != nil {
-		return nil, fmt.Errorf("listing bottle images: %w", engineErr(err))
-	}
-	for _, i := range is {
-		note(i.Labels)
-	}
 	all, err := e.Resources(ctx)
 	if err != nil {
 		return nil, err
+	}
+	// A bottle is an orphan only when none of its resources has a live
+	// owner: one unlabelled straggler must not doom a live bottle.
+	orphaned := map[string]bool{}
+	var sessions []string
+	for _, r := range all {
+		dead := r.Owner != e.owner.ID && !ownerAlive(r.labels)
+		was, seen := orphaned[r.Session]
+		if !seen {
+			sessions = append(sessions, r.Session)
+			was = true
+		}
+		orphaned[r.Session] = was && dead
 	}
 	var reaped []Resource
 	for _, r := range all {

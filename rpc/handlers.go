@@ -171,7 +171,7 @@ func (pr progress) step(st backend.Step) {
 	if msg == "" {
 		msg = st.Name
 	}
-	pr.send(WorkDoneProgress{Kind: ProgressReport, Message: msg, Percentage: &pct})
+	pr.send(WorkDoneProgress{Kind: ProgressReport, Message: msg, Percentage: &pct, Step: st.Name})
 }
 
 // end closes the progress; it is queued before the start's reply.

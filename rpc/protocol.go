@@ -299,6 +299,10 @@ type WorkDoneProgress struct {
 	Message     string `json:"message,omitempty"`
 	// Percentage, 0 to 100; present on begin and report.
 	Percentage *int `json:"percentage,omitempty"`
+	// Step names the stage a report begins (runtime, image, networks,
+	// containers, start, ready): an extension to LSP's report, which
+	// clients that do not know it ignore.
+	Step string `json:"step,omitempty"`
 }
 
 // MessageType is the type of window/logMessage, as in LSP.
