@@ -140,4 +140,7 @@ var (
 	ErrNameTaken          = errors.New("container name taken")
 	ErrInvalid            = errors.New("invalid request")
 	ErrClosed             = errors.New("bottle closed")
+	// ErrBottleGone: the bottle's container stopped or vanished under it
+	// (the daemon restarted, someone removed it).
+	ErrBottleGone = errors.New("bottle container gone")
 )

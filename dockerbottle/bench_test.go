@@ -37,7 +37,7 @@ bottles:
 			} else {
 				bt.Close(ctx)
 			}
-			var seedStart, seedStop, start, stop []time.Duration
+			var seedStart, seedStop, start, stop, bare []time.Duration
 			b.ResetTimer()
 			for i := range b.N {
 				s1, s2, err := seedSequence(ctx, rt, prompt, i)
@@ -45,6 +45,11 @@ bottles:
 					b.Fatal(err)
 				}
 				seedStart, seedStop = append(seedStart, s1), append(seedStop, s2)
+				d, err := bareRun(ctx, rt)
+				if err != nil {
+					b.Fatal(err)
+				}
+				bare = append(bare, d)
 
 				t0 := time.Now()
 				bt, err := engine.Start(ctx, backend.StartSpec{Manifest: m, Agent: "sh"}, nil)
@@ -63,7 +68,9 @@ bottles:
 			b.ReportMetric(ms(median(seedStart)), "seed-start-ms")
 			b.ReportMetric(ms(median(stop)), "teardown-ms")
 			b.ReportMetric(ms(median(seedStop)), "seed-teardown-ms")
+			b.ReportMetric(ms(median(bare)), "bare-run-ms")
 			b.ReportMetric(ms(median(start))/ms(median(seedStart)), "start-ratio")
+			b.ReportMetric(ms(median(start))/ms(median(bare)), "start-vs-bare-run")
 			b.ReportMetric(ms(median(stop))/ms(median(seedStop)), "teardown-ratio")
 			b.ReportMetric(0, "ns/op")
 		})
@@ -112,4 +119,72 @@ func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// bareRun is one `docker run -d` of the base image: the floor any start
+// of a container pays.
+func bareRun(ctx context.Context, runtime string) (time.Duration, error) {
+	name := fmt.Sprintf("bottle-bare-%d", os.Getpid())
+	t0 := time.Now()
+	out, err := exec.CommandContext(ctx, "docker", "run", "-d", "--name", name, "--label", "dev.bottle.session="+name,
+		"--runtime", runtime, "--network", "none", baseImage, "sleep", "infinity").CombinedOutput()
+	d := time.Since(t0)
+	exec.Command("docker", "rm", "-f", name).Run()
+	if err != nil {
+		return 0, fmt.Errorf("docker run: %v: %s", err, out)
+	}
+	return d, nil
+}
+
+// BenchmarkConcurrentStarts starts 10 bottles at once and reports the
+// time until all are ready against one start alone, in the same run.
+func BenchmarkConcurrentStarts(b *testing.B) {
+	const n = 10
+	m := parseManifest(b, fmt.Sprintf("agents: {sh: {bottle: plain, command: [bash]}}\nbottles: {plain: {image: %s, runtime: runc, egress: {allow: [x.test]}}}\n", baseImage), nil)
+	ctx := context.Background()
+	var one, ten []time.Duration
+	for range b.N {
+		t0 := time.Now()
+		bt, err := engine.Start(ctx, backend.StartSpec{Manifest: m, Agent: "sh"}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		one = append(one, time.Since(t0))
+		bt.Close(ctx)
+
+		bottles := make([]backend.Bottle, n)
+		t0 = time.Now()
+		err = parallelN(n, func(i int) (err error) {
+			bottles[i], err = engine.Start(ctx, backend.StartSpec{Manifest: m, Agent: "sh"}, nil)
+			return err
+		})
+		ten = append(ten, time.Since(t0))
+		for _, bt := range bottles {
+			if bt != nil {
+				bt.Close(ctx)
+			}
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(median(one)), "one-start-ms")
+	b.ReportMetric(ms(median(ten)), "ten-starts-ms")
+	b.ReportMetric(ms(median(ten))/ms(median(one)), "ten-vs-one")
+	b.ReportMetric(0, "ns/op")
+}
+
+func parallelN(n int, fn func(i int) error) error {
+	errs := make(chan error, n)
+	for i := range n {
+		go func() { errs <- fn(i) }()
+	}
+	var first error
+	for range n {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }

@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
 
 	"github.com/bottle-dev/bottle/backend"
 )
@@ -28,6 +30,9 @@ type Options struct {
 	// OAuth token); nil means os.Getenv.
 	Getenv func(string) string
 	Logger *slog.Logger
+	// AuditDir is where each bottle's egress decisions are kept, one file
+	// per session; empty means DefaultAuditDir().
+	AuditDir string
 }
 
 // Engine makes bottles on one Docker engine.
@@ -38,6 +43,7 @@ type Engine struct {
 	getenv func(string) string
 	pool   *subnetPool
 
+	auditDir    string
 	proxyBinary string
 	proxyMu     sync.Mutex
 	proxyImage  string
@@ -73,6 +79,10 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		getenv:      opts.Getenv,
 		pool:        pool,
 		proxyBinary: opts.ProxyBinary,
+		auditDir:    opts.AuditDir,
+	}
+	if e.auditDir == "" {
+		e.auditDir = DefaultAuditDir()
 	}
 	if e.log == nil {
 		e.log = slog.Default()
@@ -110,6 +120,19 @@ func engineErr(err error) error {
 	}
 	if client.IsErrConnectionFailed(err) && !errors.Is(err, backend.ErrEngineUnavailable) {
 		return unavailable(err)
+	}
+	return err
+}
+
+// containerErr is engineErr for calls on a bottle's container, which also
+// tells a container that is gone or stopped from other failures.
+func containerErr(err error) error {
+	err = engineErr(err)
+	if err == nil || errors.Is(err, backend.ErrEngineUnavailable) {
+		return err
+	}
+	if errdefs.IsNotFound(err) || (errdefs.IsConflict(err) && strings.Contains(err.Error(), "is not running")) {
+		return fmt.Errorf("%w: %v", backend.ErrBottleGone, err)
 	}
 	return err
 }

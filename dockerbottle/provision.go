@@ -149,7 +149,7 @@ func (e *Engine) copyFiles(ctx context.Context, containerID, dir string, files [
 	defer pr.Close()
 	err := e.cli.CopyToContainer(ctx, containerID, dir, pr, container.CopyToContainerOptions{})
 	if err != nil {
-		return fmt.Errorf("copying into the container at %s: %w", dir, engineErr(err))
+		return fmt.Errorf("copying into the container at %s: %w", dir, containerErr(err))
 	}
 	return nil
 }

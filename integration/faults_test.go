@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -84,3 +85,82 @@ func TestServerKilledAtEachStepLeavesNothingAfterGC(t *testing.T) {
 	}
 }
 
+func TestClientDisconnectMidStartTearsItDown(t *testing.T) {
+	e := newEditor(t)
+	pid := e.cmd.Process.Pid
+	go e.try(rpc.MethodStart, rpc.StartParams{Agent: "sh", Manifest: writeManifest(t, "runc"), WorkDoneToken: json.RawMessage(`"s"`)}, nil)
+	e.waitUntil("the containers step", 2*time.Minute, func() bool {
+		for _, p := range e.progress {
+			if p.Value.Step == "containers" {
+				return true
+			}
+		}
+		return false
+	})
+	e.stdin.Close()
+	select {
+	case <-e.waited:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("bottle-rpc did not exit after its client went away")
+	}
+	if left := ownedBy(t, pid); len(left) > 0 {
+		t.Errorf("a start cut off by the client's disconnect left: %+v", left)
+	}
+}
+
+// TestDaemonRestartFailsTheSessionAndCloseStillCleansUp restarts the real
+// Docker daemon under a live session. It must not run beside other tests
+// (scripts/test.sh runs packages one at a time).
+func TestDaemonRestartFailsTheSessionAndCloseStillCleansUp(t *testing.T) {
+	e := newEditor(t)
+	started := e.start(rpc.StartParams{Agent: "sh", Manifest: writeManifest(t, "runc")})
+	id := e.exec(started.Session, true, "sh", "-c", "echo running; sleep 600")
+	e.waitOutput(id, "running")
+
+	stopDockerd(t)
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			startDockerd(t)
+		}
+	})
+	if ex := e.waitExit(id); ex.Error == "" && ex.Code == 0 {
+		t.Errorf("the exec survived the daemon stopping: %+v", ex)
+	}
+	err := e.try(rpc.MethodExec, rpc.ExecParams{Session: started.Session, Argv: []string{"true"}}, nil)
+	rpcErr := wantCode(t, err, rpc.CodeEngineUnavailable)
+	if !strings.Contains(rpcErr.Message, "daemon") && !strings.Contains(rpcErr.Message, "Docker") {
+		t.Errorf("engine-down error does not say what is wrong: %q", rpcErr.Message)
+	}
+
+	startDockerd(t)
+	restarted = true
+	var list rpc.ListResult
+	e.call(rpc.MethodList, rpc.ListParams{}, &list)
+	if len(list.Sessions) != 1 || list.Sessions[0].State != "failed" {
+		t.Errorf("after the daemon went away the session is %+v, want failed", list.Sessions)
+	}
+	err = e.try(rpc.MethodExec, rpc.ExecParams{Session: started.Session, Argv: []string{"true"}}, nil)
+	wantCode(t, err, rpc.CodeSessionNotReady)
+
+	e.call(rpc.MethodClose, rpc.CloseParams{Session: started.Session}, nil)
+	assertGone(t, started.Session)
+}
+
+func stopDockerd(t *testing.T) {
+	t.Helper()
+	if err := exec.Command("sh", "-c", `
+if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then systemctl stop docker docker.socket; exit; fi
+pid=$(cat /var/run/docker.pid) && kill -TERM "$pid" && while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done`).Run(); err != nil {
+		t.Fatalf("stopping dockerd: %v", err)
+	}
+}
+
+// startDockerd starts the daemon the way set-up does.
+func startDockerd(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("../scripts/setup.sh").CombinedOutput()
+	if err != nil {
+		t.Fatalf("restarting dockerd with scripts/setup.sh: %v\n%s", err, out)
+	}
+}

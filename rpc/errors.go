@@ -138,6 +138,8 @@ var errorKinds = []struct {
 		"call bottle/list for the live sessions, or bottle/start a new one"},
 	{session.ErrExecNotFound, CodeExecNotFound, KindExecNotFound,
 		"use the exec id returned by bottle/exec; bottle/list shows them"},
+	{backend.ErrBottleGone, CodeSessionNotReady, KindSessionNotReady,
+		"the bottle's container stopped or was removed (did the Docker daemon restart?): close the session and start a new one"},
 	{session.ErrNotReady, CodeSessionNotReady, KindSessionNotReady,
 		"the session is starting, closing or closed: wait for its start, or start a new session"},
 	{backend.ErrClosed, CodeSessionNotReady, KindSessionNotReady,

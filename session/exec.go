@@ -164,6 +164,9 @@ func (e *Exec) wait() (int, error) {
 		defer cancel()
 	}
 	code, err := e.proc.Wait(ctx)
+	if err != nil {
+		e.s.checkGone(err)
+	}
 	switch {
 	case err == nil:
 		return code, nil

@@ -138,10 +138,29 @@ func (s *Session) start(ctx context.Context, spec backend.StartSpec, progress ba
 func (s *Session) ready() (backend.Bottle, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.state == StateFailed && s.err != nil {
+		return nil, fmt.Errorf("session %s failed (%w); close it and start a new one: %w", s.id, s.err, ErrNotReady)
+	}
 	if s.state != StateReady {
 		return nil, fmt.Errorf("session %s is %s: %w", s.id, s.state, ErrNotReady)
 	}
 	return s.bottle, nil
+}
+
+// checkGone marks a ready session failed when err says its bottle is gone
+// or the engine went away, so that later requests say so at once; close
+// still removes whatever is left.
+func (s *Session) checkGone(err error) {
+	if !errors.Is(err, backend.ErrBottleGone) && !errors.Is(err, backend.ErrEngineUnavailable) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == StateReady {
+		s.state = StateFailed
+		s.err = err
+		s.r.log.Warn("session failed", "session", s.id, "err", err)
+	}
 }
 
 // Exec starts a process in the bottle. ready is called with the new exec
@@ -165,6 +184,7 @@ func (s *Session) Exec(ctx context.Context, spec backend.ExecSpec, ready func(*E
 			p.Close()
 		}
 		cancel()
+		s.checkGone(err)
 		return nil, fmt.Errorf("exec in session %s: %w", s.id, err)
 	}
 
@@ -200,6 +220,7 @@ func (s *Session) CopyIn(ctx context.Context, hostPath, containerPath string) (i
 	defer stop()
 	n, err := b.CopyIn(ctx, hostPath, containerPath)
 	if err != nil {
+		s.checkGone(err)
 		return n, fmt.Errorf("copy %s into session %s: %w", hostPath, s.id, err)
 	}
 	return n, nil
