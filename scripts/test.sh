@@ -18,3 +18,9 @@ go vet ./...
 # server does at start) and one restarts the daemon; running them side by
 # side would make them judge each other's bottles.
 go test -p 1 -count=1 -timeout 25m "$@" ./...
+
+# Fuzz targets, each for a bounded time (the seeds run in go test above).
+fuzztime=${BOTTLE_FUZZTIME:-10s}
+for target in rpc:FuzzStream rpc:FuzzParams manifest:FuzzParse egress:FuzzPolicy; do
+  go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$fuzztime" "./${target%%:*}/"
+done
