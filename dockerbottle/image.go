@@ -12,11 +12,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
 
 	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/jsonmessage"
@@ -212,7 +214,27 @@ func (e *Engine) buildCached(ctx context.Context, repo string, c *buildContext) 
 	if err := e.build(ctx, c, tag, map[string]string{LabelCache: repo}); err != nil {
 		return "", err
 	}
+	e.pruneCache(ctx, repo, tag)
 	return tag, nil
+}
+
+// pruneCache removes the images an earlier content of repo's context
+// built: the cache keeps one image a repository. An image a container
+// still uses stays (the engine refuses), and goes at the next build.
+func (e *Engine) pruneCache(ctx context.Context, repo, keep string) {
+	imgs, err := e.cli.ImageList(ctx, image.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelCache+"="+repo))})
+	if err != nil {
+		e.log.Warn("listing cached images", "repo", repo, "err", err)
+		return
+	}
+	for _, img := range imgs {
+		if slices.Contains(img.RepoTags, keep) {
+			continue
+		}
+		if _, err := e.cli.ImageRemove(ctx, img.ID, image.RemoveOptions{PruneChildren: true}); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
+			e.log.Warn("removing an old cached image", "image", img.ID, "err", err)
+		}
+	}
 }
 
 // build runs an image build with no network: nothing may be fetched while
