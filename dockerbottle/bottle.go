@@ -246,6 +246,9 @@ func (e *Engine) Start(ctx context.Context, spec backend.StartSpec, progress bac
 			if err := e.cli.ContainerStart(mk, bt.agentID, container.StartOptions{}); err != nil {
 				return fmt.Errorf("starting the agent container: %w", engineErr(err))
 			}
+			if runtime == RuntimeRunc {
+				return e.blockEmbeddedDNS(mk, session, bt.agentID) // see dnsguard.go
+			}
 			return nil
 		},
 	)

@@ -110,7 +110,9 @@ func TestEgressOnlyThroughTheSidecar(t *testing.T) {
 		t.Run(rt, func(t *testing.T) {
 			t.Parallel()
 			audit := &auditLog{}
-			m := simpleManifest(t, rt, "upstream.test", "secure.test")
+			// The upstreams live on a private Docker subnet: the proxy's SSRF
+			// guard refuses them unless the manifest trusts them.
+			m := egressManifest(t, rt, "allow: [upstream.test, secure.test]\ntrusted: [upstream.test, secure.test]", nil)
 			bt := startBottle(t, backend.StartSpec{Manifest: m, Agent: "sh", OnEgress: audit.add})
 			session := bt.Info().Session
 			ip := startUpstream(t, session, "upstream.test")

@@ -58,6 +58,7 @@ func runTests(m *testing.M) int {
 	engine, err = dockerbottle.New(ctx, dockerbottle.Options{
 		ProxyBinary: proxy,
 		Getenv:      env.get,
+		AuditDir:    filepath.Join(workDir, "audit"),
 		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {

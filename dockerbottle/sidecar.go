@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,8 +24,8 @@ import (
 const ProxyPort = 3128
 
 // sidecarSpec is the container config of the egress sidecar. The built-in
-// proxy gets its config on stdin, so nothing of it (later: DLP secrets)
-// shows in docker inspect; it runs as nobody on a read-only root.
+// proxy gets its config on stdin, so nothing of it (the DLP secrets above
+// all) shows in docker inspect; it runs as nobody on a read-only root.
 func (e *Engine) sidecarSpec(b *manifest.Bottle, image, session string, internal bottleNetwork) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
 	cfg := &container.Config{
 		Image:  image,
@@ -88,12 +89,13 @@ func (bt *Bottle) startSidecar(ctx context.Context, b *manifest.Bottle, allow []
 		return fmt.Errorf("attaching to the egress sidecar: %w", engineErr(err))
 	}
 	ready := make(chan struct{})
-	go bt.readSidecar(hj.Reader, ready, onEgress, hj.Close)
+	audit := bt.engine.openAudit(bt.session)
+	go bt.readSidecar(hj.Reader, ready, onEgress, audit, hj.Close)
 	if err := e.cli.ContainerStart(ctx, bt.sidecarID, container.StartOptions{}); err != nil {
 		hj.Close()
 		return fmt.Errorf("starting the egress sidecar: %w", engineErr(err))
 	}
-	cfg := egress.Config{Listen: ":" + strconv.Itoa(ProxyPort), Session: bt.session, Allow: allow}
+	cfg := bt.proxyConfig(b, allow)
 	if err := json.NewEncoder(hj.Conn).Encode(cfg); err != nil {
 		hj.Close()
 		return fmt.Errorf("sending the egress sidecar its config: %w", err)
@@ -113,9 +115,11 @@ func (bt *Bottle) startSidecar(ctx context.Context, b *manifest.Bottle, allow []
 }
 
 // readSidecar follows the sidecar's output until it exits or the bottle
-// closes: stdout carries audit records, stderr its log.
-func (bt *Bottle) readSidecar(r io.Reader, ready chan struct{}, onEgress func(egress.Record), closeConn func()) {
+// closes: stdout carries audit records, which go to the session's audit
+// file and to onEgress, and stderr its log.
+func (bt *Bottle) readSidecar(r io.Reader, ready chan struct{}, onEgress func(egress.Record), audit *auditFile, closeConn func()) {
 	defer closeConn()
+	defer audit.Close()
 	stdoutR, stdoutW := io.Pipe()
 	stderrR, stderrW := io.Pipe()
 	go func() {
@@ -143,8 +147,71 @@ func (bt *Bottle) readSidecar(r io.Reader, ready chan struct{}, onEgress func(eg
 			bt.engine.log.Warn("egress sidecar wrote a line that is not an audit record", "session", bt.session, "err", err)
 			continue
 		}
+		audit.write(sc.Bytes())
 		if onEgress != nil {
 			onEgress(rec)
 		}
 	}
+}
+
+// proxyConfig is the built-in proxy's config for bottle b: its allowlist,
+// blocklist, trusted hosts and DLP, with the values of the variables the
+// manifest marks secret. It goes to the proxy's stdin only.
+func (bt *Bottle) proxyConfig(b *manifest.Bottle, allow []string) egress.Config {
+	return egress.Config{
+		Listen:  ":" + strconv.Itoa(ProxyPort),
+		Session: bt.session,
+		Allow:   allow,
+		Block:   b.Egress.Block,
+		Trusted: b.Egress.Trusted,
+		DLP: egress.DLPConfig{
+			NoBuiltin: b.Egress.DLP.NoBuiltin,
+			Disable:   b.Egress.DLP.Disable,
+			Patterns:  dlpPatterns(b.Egress.DLP.Patterns),
+			Secrets:   bt.secrets(b),
+		},
+	}
+}
+
+func dlpPatterns(ps []manifest.DLPPattern) []egress.Pattern {
+	out := make([]egress.Pattern, len(ps))
+	for i, p := range ps {
+		out[i] = egress.Pattern{Name: p.Name, Regex: p.Regex}
+	}
+	return out
+}
+
+// minSecretLen is the proxy's shortest secret: shorter values would match
+// ordinary text, so they are left out with a warning rather than refusing
+// to start.
+const minSecretLen = 8
+
+// secrets reads the values of the bottle's secret_env variables from the
+// host (or the env file), and the OAuth token the agent is given: it is
+// meant for Anthropic over TLS, never for a URL or header the proxy sees.
+// Values are never logged; names are.
+func (bt *Bottle) secrets(b *manifest.Bottle) []egress.Secret {
+	var out []egress.Secret
+	add := func(name, value string) {
+		switch {
+		case value == "":
+			bt.engine.log.Warn("secret_env variable is not set; the proxy cannot watch for it", "session", bt.session, "variable", name)
+		case len(value) < minSecretLen:
+			bt.engine.log.Warn("secret_env value too short to tell from ordinary text; the proxy does not watch for it",
+				"session", bt.session, "variable", name, "min", minSecretLen)
+		default:
+			out = append(out, egress.Secret{Name: name, Value: value})
+		}
+	}
+	for _, name := range b.Egress.SecretEnv {
+		v := bt.engine.getenv(name)
+		if v == "" {
+			v = b.EnvFileVars[name]
+		}
+		add(name, v)
+	}
+	if tok := bt.engine.getenv(HostTokenVar); tok != "" && !slices.Contains(b.Egress.SecretEnv, HostTokenVar) {
+		add(AgentTokenVar, tok)
+	}
+	return out
 }

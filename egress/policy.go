@@ -25,6 +25,7 @@ import (
 // only. A Policy is safe for concurrent use.
 type Policy struct {
 	rules []rule
+	block []rule // checked first; an entry without a port blocks every port
 }
 
 // rule is one parsed allowlist entry.
@@ -55,13 +56,36 @@ func NewPolicy(allow []string) (*Policy, error) {
 	return p, nil
 }
 
+// Block adds blocklist entries, in the allowlist's forms: a target they
+// match is refused even when an allowlist entry matches it. An entry without
+// a port blocks every port of its host.
+func (p *Policy) Block(entries []string) error {
+	for _, entry := range entries {
+		r, err := parseEntry(entry)
+		if err != nil {
+			return fmt.Errorf("egress: block entry %q: %w", entry, err)
+		}
+		if r.port == webPorts {
+			r.port = anyPort
+		}
+		p.block = append(p.block, r)
+	}
+	return nil
+}
+
 // Decide returns whether host:port is allowed and the rule that decided: the
-// first matching entry as written, or "default-deny".
+// first matching entry as written, "block:ENTRY" for a blocklist entry, or
+// "default-deny".
 func (p *Policy) Decide(host string, port int) (allowed bool, rule string) {
 	if port < 1 || port > 65535 {
 		return false, ruleDefaultDeny
 	}
 	host = normalizeHost(host)
+	for _, r := range p.block {
+		if r.matchesHost(host) && r.matchesPort(port) {
+			return false, "block:" + r.entry
+		}
+	}
 	if ip, err := netip.ParseAddr(host); err == nil {
 		for _, r := range p.rules {
 			if r.ip.IsValid() && r.ip == ip && r.matchesPort(port) {
@@ -79,6 +103,14 @@ func (p *Policy) Decide(host string, port int) (allowed bool, rule string) {
 		}
 	}
 	return false, ruleDefaultDeny
+}
+
+// matchesHost matches a normalized host, name or IP literal.
+func (r rule) matchesHost(host string) bool {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return r.ip.IsValid() && r.ip == ip
+	}
+	return r.matchesName(host)
 }
 
 func (r rule) matchesName(host string) bool {

@@ -1,6 +1,7 @@
 package egress
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -21,6 +24,10 @@ type Proxy struct {
 	policy    *Policy
 	audit     Auditor
 	session   string
+	dlp       *Scanner // nil: no DLP
+	trust     *Trust   // nil: nothing trusted
+	resolver  Resolver
+	dns       dnsCache
 	dialer    *net.Dialer
 	transport *http.Transport
 	errorLog  *log.Logger // nil: the log package's standard logger
@@ -37,36 +44,65 @@ type tunnel struct {
 	shutdown         bool // guarded by Proxy.mu: the proxy closed it, not a peer
 }
 
-// NewProxy returns a Proxy that decides with policy and records every
-// decision to audit, tagged with session.
-func NewProxy(policy *Policy, audit Auditor, session string) *Proxy {
-	return newProxy(policy, audit, session, defaultLimits.dial)
+// Options are what a Proxy decides with.
+type Options struct {
+	Policy  *Policy
+	Audit   Auditor
+	Session string   // copied into every audit record
+	DLP     *Scanner // nil: no DLP
+	Trust   *Trust   // nil: no host may resolve to a non-public address
+	// Resolver looks up allowlisted names; nil means net.DefaultResolver.
+	Resolver Resolver
 }
 
-func newProxy(policy *Policy, audit Auditor, session string, dialTimeout time.Duration) *Proxy {
+// NewProxy returns a Proxy that decides with policy and records every
+// decision to audit, tagged with session, with no DLP and nothing trusted.
+func NewProxy(policy *Policy, audit Auditor, session string) *Proxy {
+	return New(Options{Policy: policy, Audit: audit, Session: session})
+}
+
+// New returns a Proxy for opts.
+func New(opts Options) *Proxy {
+	return newProxy(opts, defaultLimits.dial)
+}
+
+func newProxy(opts Options, dialTimeout time.Duration) *Proxy {
 	// No overall deadline anywhere: tunnels and streamed responses live as
 	// long as their peers use them. Only reaching the upstream is bounded.
 	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
-	return &Proxy{
-		policy:  policy,
-		audit:   audit,
-		session: session,
-		dialer:  dialer,
-		transport: &http.Transport{
-			Proxy:                 nil, // the sidecar is the way out; it must not chain to a proxy from its environment
-			DialContext:           dialer.DialContext,
-			MaxIdleConns:          100,
-			IdleConnTimeout:       90 * time.Second,
-			ExpectContinueTimeout: time.Second,
-			DisableCompression:    true, // relay bodies exactly as the upstream sent them
-		},
-		tunnels: make(map[*tunnel]struct{}),
+	p := &Proxy{
+		policy:   opts.Policy,
+		audit:    opts.Audit,
+		session:  opts.Session,
+		dlp:      opts.DLP,
+		trust:    opts.Trust,
+		resolver: opts.Resolver,
+		dialer:   dialer,
+		tunnels:  make(map[*tunnel]struct{}),
 	}
+	if p.resolver == nil {
+		p.resolver = net.DefaultResolver
+	}
+	p.transport = &http.Transport{
+		Proxy:                 nil, // the sidecar is the way out; it must not chain to a proxy from its environment
+		DialContext:           p.dialChecked,
+		MaxIdleConns:          100,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // relay bodies exactly as the upstream sent them
+	}
+	return p
 }
 
 // ServeHTTP handles one proxy request: CONNECT host:port, or an absolute
-// http:// URL. Anything else is answered 400.
+// http:// URL. Anything else is answered 400. DLP comes first, before
+// anything of the request is written anywhere: a refusal for a secret in the
+// host name must not put the secret in the audit.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if f := p.dlp.ScanRequest(r); f != nil {
+		p.refuseSecret(w, r, f)
+		return
+	}
 	switch {
 	case r.Method == http.MethodConnect:
 		p.serveConnect(w, r)
@@ -90,12 +126,13 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	host := normalizeHost(h)
-	rule, ok := p.admit(w, r.Method, host, port)
+	rule, addrs, ok := p.admit(w, r, host, port)
 	if !ok {
 		return
 	}
-	upstream, err := p.dialer.DialContext(r.Context(), "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	upstream, err := p.dialAddrs(r.Context(), addrs, port)
 	if err != nil {
+		p.dns.forget(host)
 		p.fail(w, http.StatusBadGateway, r.Method, host, port, rule, err)
 		return
 	}
@@ -117,9 +154,21 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer p.open.Done() // after the close record below: shutdown waits for it
+	var refused *tlsRefusal
 	if _, err = io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n"); err == nil {
 		pending, _ := buf.Reader.Peek(buf.Reader.Buffered()) // cannot fail: the bytes are buffered
-		rec.BytesUp, rec.BytesDown, err = splice(client, upstream, pending)
+		check := func(hello io.Reader) ([]byte, error) { return p.checkTLS(client, hello, host) }
+		rec.BytesUp, rec.BytesDown, err = splice(client, upstream, pending, check)
+		errors.As(err, &refused)
+	}
+	if refused != nil {
+		// The tunnel never carried the ClientHello: a second decision
+		// for this request, and no close line.
+		p.untrack(t)
+		deny := p.record(eventDecision, r.Method, host, port)
+		deny.Decision, deny.Rule, deny.Reason = decisionDeny, refused.rule, refused.reason
+		p.audit.Record(deny)
+		return
 	}
 	if p.untrack(t) {
 		rec.Reason = "closed at proxy shutdown"
@@ -132,40 +181,57 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 
 // splice relays bytes both ways until both directions have ended. pending
 // is what the client sent right after its CONNECT head, which the HTTP
-// server has already read.
-func splice(client, upstream net.Conn, pending []byte) (up, down int64, err error) {
+// server has already read. check, when set, sees the client's first bytes
+// before any reach the upstream and returns what it consumed of them; an
+// error from it ends the tunnel without sending them.
+func splice(client, upstream net.Conn, pending []byte, check func(io.Reader) ([]byte, error)) (up, down int64, err error) {
 	errs := make(chan error, 2)
 	go func() {
 		var err error
-		up, err = relay(upstream, client, pending)
+		var src io.Reader = client
+		if len(pending) > 0 {
+			src = io.MultiReader(bytes.NewReader(pending), client)
+		}
+		first := []byte(nil)
+		if check != nil {
+			if first, err = check(src); err != nil {
+				client.Close()
+				upstream.Close()
+				errs <- err
+				return
+			}
+		}
+		up, err = relay(upstream, client, src, first)
 		errs <- err
 	}()
 	go func() {
 		var err error
-		down, err = relay(client, upstream, nil)
+		down, err = relay(client, upstream, upstream, nil)
 		errs <- err
 	}()
 	for range 2 {
 		// The first failure explains the tunnel's end; the other direction
-		// then only sees the connection that relay closed because of it.
-		if e := <-errs; e != nil && (err == nil || errors.Is(err, net.ErrClosed)) {
+		// then only sees the connection that relay closed because of it. A
+		// TLS refusal explains it whatever else happened.
+		var refused *tlsRefusal
+		if e := <-errs; e != nil && (err == nil || errors.Is(err, net.ErrClosed) || errors.As(e, &refused)) {
 			err = e
 		}
 	}
 	return up, down, err
 }
 
-// relay writes pending, then copies src to dst until src ends. A clean end
-// is passed on as a half-close, so the peer sees EOF while the other
-// direction keeps flowing (a client may finish sending and still read the
-// reply). A failure ends both directions: the other one could otherwise
-// wait forever on a peer that is gone.
-func relay(dst, src net.Conn, pending []byte) (int64, error) {
+// relay writes pending, then copies from r (src's data) to dst until it
+// ends. A clean end is passed on as a half-close, so the peer sees EOF while
+// the other direction keeps flowing (a client may finish sending and still
+// read the reply). A failure ends both directions: the other one could
+// otherwise wait forever on a peer that is gone.
+func relay(dst, src net.Conn, r io.Reader, pending []byte) (int64, error) {
 	w, err := dst.Write(pending)
 	n := int64(w)
 	if err == nil {
 		var copied int64
-		copied, err = io.Copy(dst, src)
+		copied, err = io.Copy(dst, r)
 		n += copied
 	}
 	if err != nil {
@@ -200,11 +266,12 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	host := normalizeHost(r.URL.Hostname())
-	rule, ok := p.admit(w, r.Method, host, port)
+	rule, addrs, ok := p.admit(w, r, host, port)
 	if !ok {
 		return
 	}
 	target := net.JoinHostPort(host, strconv.Itoa(port))
+	r = r.WithContext(context.WithValue(r.Context(), checkedKey{}, checked{addrs: addrs, port: port}))
 	rp := &httputil.ReverseProxy{
 		Transport: p.transport,
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -219,6 +286,7 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 			pr.Out.Header.Del("Upgrade")
 		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			p.dns.forget(host)
 			p.fail(w, http.StatusBadGateway, r.Method, host, port, rule, err)
 		},
 		ErrorLog: p.errorLog,
@@ -226,24 +294,86 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 	rp.ServeHTTP(w, r)
 }
 
-// admit decides on host:port and audits the decision. On a refusal it has
-// answered the client and returns false.
-func (p *Proxy) admit(w http.ResponseWriter, method, host string, port int) (rule string, ok bool) {
+// admit decides on host:port: the policy (blocklist, allowlist), then the
+// SSRF guard on the addresses the name resolves to. It audits the decision
+// and returns the checked addresses to dial. On a refusal, or when the name
+// does not resolve, it has answered the client and returns false.
+func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, host string, port int) (rule string, addrs []netip.Addr, ok bool) {
+	method := r.Method
 	allowed, rule := p.policy.Decide(host, port)
 	rec := p.record(eventDecision, method, host, port)
 	rec.Rule = rule
-	if allowed {
-		rec.Decision = decisionAllow
-		p.audit.Record(rec)
-		return rule, true
+	if !allowed {
+		reason := "not on the allowlist"
+		if strings.HasPrefix(rule, "block:") {
+			reason = "on the blocklist"
+		}
+		p.deny(w, rec, reason)
+		return rule, nil, false
 	}
-	const reason = "not on the allowlist"
+	addrs, err := p.targets(r.Context(), host)
+	var private *errNotPublic
+	if errors.As(err, &private) {
+		rec.Rule = ruleNotPublic
+		p.deny(w, rec, private.Error())
+		return ruleNotPublic, nil, false
+	}
+	rec.Decision = decisionAllow
+	p.audit.Record(rec)
+	if err != nil {
+		p.fail(w, http.StatusBadGateway, method, host, port, rule, err)
+		return rule, nil, false
+	}
+	return rule, addrs, true
+}
+
+// deny audits a refusal and answers it with 403 and the reason.
+func (p *Proxy) deny(w http.ResponseWriter, rec Record, reason string) {
 	rec.Decision, rec.Reason = decisionDeny, reason
 	p.audit.Record(rec)
 	w.Header().Set("X-Bottle-Egress", "denied")
 	http.Error(w, fmt.Sprintf("bottle egress: %s to %s refused: %s (rule %s)",
-		method, net.JoinHostPort(host, strconv.Itoa(port)), reason, rule), http.StatusForbidden)
-	return rule, false
+		rec.Method, net.JoinHostPort(rec.Host, strconv.Itoa(rec.Port)), reason, rec.Rule), http.StatusForbidden)
+}
+
+// refuseSecret answers a request that carries a secret. Neither the answer
+// nor the audit record shows the secret; when it sits in the target's host
+// name, they do not show the host either.
+func (p *Proxy) refuseSecret(w http.ResponseWriter, r *http.Request, f *Finding) {
+	host, port := requestTarget(r)
+	if f.Where == "target host" || p.dlp.Scan("", host) != nil {
+		host = redacted
+	}
+	rec := p.record(eventDecision, r.Method, host, port)
+	rec.Decision, rec.Rule, rec.Reason = decisionDeny, f.Rule, "carries a secret in the "+f.Where
+	p.audit.Record(rec)
+	w.Header().Set("X-Bottle-Egress", "denied")
+	http.Error(w, fmt.Sprintf("bottle egress: %s refused: the request carries a secret in the %s (rule %s)", r.Method, f.Where, f.Rule),
+		http.StatusForbidden)
+}
+
+// redacted stands in for a host name that carries a secret.
+const redacted = "(redacted)"
+
+// requestTarget is the host and port a request asks for, as well as they
+// can be read from a request that may be malformed.
+func requestTarget(r *http.Request) (string, int) {
+	authority := r.Host
+	if r.Method != http.MethodConnect && r.URL != nil && r.URL.Host != "" {
+		authority = r.URL.Host
+	}
+	h, ps, err := net.SplitHostPort(authority)
+	if err != nil {
+		h, ps = authority, ""
+	}
+	port, err := parsePort(ps)
+	if err != nil {
+		port = 0
+		if r.Method != http.MethodConnect && r.URL != nil && r.URL.Scheme == "http" && ps == "" {
+			port = 80
+		}
+	}
+	return normalizeHost(h), port
 }
 
 // fail answers an allowed request whose upstream could not be used, and

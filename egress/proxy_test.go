@@ -53,7 +53,7 @@ func proxyClient(proxyAddr string, base *http.Transport) *http.Client {
 }
 
 // hostPort returns the host:port of a test server URL and its port.
-func hostPort(t *testing.T, rawURL string) (string, int) {
+func hostPort(t testing.TB, rawURL string) (string, int) {
 	t.Helper()
 	u, err := url.Parse(rawURL)
 	if err != nil {

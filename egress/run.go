@@ -40,7 +40,7 @@ func Run(ctx context.Context, cfg Config, auditOut, logOut io.Writer) error {
 }
 
 func run(ctx context.Context, cfg Config, auditOut, logOut io.Writer, lim limits) error {
-	policy, err := NewPolicy(cfg.Allow)
+	opts, err := cfg.options()
 	if err != nil {
 		return err
 	}
@@ -54,7 +54,8 @@ func run(ctx context.Context, cfg Config, auditOut, logOut io.Writer, lim limits
 		return fmt.Errorf("egress: listen: %w", err)
 	}
 	errorLog := log.New(logOut, "egress: ", log.LstdFlags)
-	p := newProxy(policy, NewJSONAuditor(auditOut), cfg.Session, lim.dial)
+	opts.Audit = NewJSONAuditor(auditOut)
+	p := newProxy(opts, lim.dial)
 	p.errorLog = errorLog
 	defer p.transport.CloseIdleConnections()
 	// Hijacked CONNECT connections are outside the server's timeouts, so

@@ -197,3 +197,28 @@ func TestRunClosesTunnelsStillOpenAfterGrace(t *testing.T) {
 		t.Errorf("audit = %+v, want a close record saying the proxy closed it", recs)
 	}
 }
+
+func TestRunRefusesBadSecurityConfigWithoutListening(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"block entry", Config{Block: []string{"a/b"}}, `block entry "a/b"`},
+		{"trusted entry", Config{Trusted: []string{"git.test:22"}}, `trusted entry "git.test:22"`},
+		{"DLP pattern", Config{DLP: DLPConfig{Patterns: []Pattern{{Name: "p", Regex: "("}}}}, `DLP pattern "p"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.Listen = "127.0.0.1:0"
+			logs := make(logLines, 1)
+			err := Run(context.Background(), tt.cfg, io.Discard, logs)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Run = %v, want %q", err, tt.want)
+			}
+			if len(logs) > 0 {
+				t.Errorf("it listened: %q", <-logs)
+			}
+		})
+	}
+}

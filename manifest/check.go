@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/bottle-dev/bottle/egress"
 )
 
 // imageRef is the grammar of Docker image references (as in
@@ -133,4 +135,41 @@ func checkMemory(n int64) (int64, error) {
 		return 0, fmt.Errorf("%d bytes is below Docker's minimum of 6m; raise it or use 0 for no limit", n)
 	}
 	return n, nil
+}
+
+// trustedEntry checks one egress.trusted entry: a host, *.domain, an IP
+// address or a CIDR range, without a port.
+func trustedEntry(s string) (string, error) {
+	e := strings.ToLower(s)
+	if _, err := egress.NewTrust([]string{e}); err != nil {
+		return "", fmt.Errorf("%q is not a trusted host; write a host, *.domain, an IP address or a CIDR range like 10.0.0.0/8, without a port", s)
+	}
+	return e, nil
+}
+
+// checkPatternName keeps DLP pattern names readable in audit lines.
+func checkPatternName(s string) error {
+	if s == "" || len(s) > 64 {
+		return errors.New("a pattern name is 1 to 64 characters")
+	}
+	for _, c := range s {
+		if c < ' ' || c == 0x7f {
+			return errors.New("a pattern name has no control characters")
+		}
+	}
+	return nil
+}
+
+// checkPatternRegex compiles a DLP regular expression the way the proxy
+// will, and refuses one that matches empty text: it would refuse every
+// request.
+func checkPatternRegex(s string) error {
+	re, err := regexp.Compile(s)
+	if err != nil {
+		return fmt.Errorf("not a regular expression (RE2 syntax): %v", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+	}
+	if re.MatchString("") {
+		return fmt.Errorf("%q matches empty text, so it would refuse every request", s)
+	}
+	return nil
 }

@@ -66,9 +66,40 @@ type Build struct {
 	Args       map[string]string
 }
 
-// Egress is where a bottle may connect, through the egress proxy.
+// Egress is where a bottle may connect, through the egress proxy, and what
+// may not leave on the way. A policy file's entries are merged in.
 type Egress struct {
 	Allow []string // lowercase "host", "*.domain", "host:port", "*.domain:port", "host:*"
+	// Block entries (the same forms) are refused even when Allow matches;
+	// one without a port blocks every port.
+	Block []string
+	// Trusted hosts ("host", "*.domain") and addresses ("10.0.0.5",
+	// "10.0.0.0/8") may resolve to private, loopback or link-local
+	// addresses; the proxy refuses such targets otherwise (SSRF).
+	Trusted []string
+	// SecretEnv names host variables whose values must never leave through
+	// the proxy. The values go to the proxy's stdin, never into a container
+	// configuration.
+	SecretEnv []string
+	DLP       DLP
+	// PolicyFile is the absolute path of a pipelock-style policy file whose
+	// entries were merged into these fields, or "".
+	PolicyFile string
+}
+
+// DLP configures the proxy's secret scanning of URLs and headers.
+type DLP struct {
+	// NoBuiltin turns the built-in key shapes off (builtin: false); the zero
+	// value keeps them.
+	NoBuiltin bool
+	Disable   []string // built-in patterns left out, by name
+	Patterns  []DLPPattern
+}
+
+// DLPPattern is a named RE2 regular expression for a secret's shape.
+type DLPPattern struct {
+	Name  string
+	Regex string
 }
 
 // SSH is a server the agent may reach with a provisioned key.

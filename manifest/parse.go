@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/bottle-dev/bottle/egress"
 )
 
 // runtimes are the values of bottles.NAME.runtime: auto picks runsc when the
@@ -228,26 +230,150 @@ func (p *parser) build(f field) *Build {
 
 func (p *parser) egress(f field) Egress {
 	var e Egress
-	fs, ok := p.fields(f, "allow")
+	fs, ok := p.fields(f, "allow", "block", "trusted", "secret_env", "dlp", "policy_file")
 	if !ok {
 		return e
 	}
 	if a, ok := fs["allow"]; ok {
-		items, _ := p.items(a)
+		e.Allow = p.hostEntries(a)
+	}
+	if b, ok := fs["block"]; ok {
+		e.Block = p.hostEntries(b)
+	}
+	if tr, ok := fs["trusted"]; ok {
+		items, _ := p.items(tr)
 		for _, it := range items {
-			s, ok := p.str(it)
-			if !ok {
-				continue
+			if s, ok := p.str(it); ok {
+				if entry, err := trustedEntry(s); err != nil {
+					p.errorf(it, "%v", err)
+				} else {
+					e.Trusted = append(e.Trusted, entry)
+				}
 			}
-			entry, err := allowEntry(s)
-			if err != nil {
-				p.errorf(it, "%v", err)
-				continue
-			}
-			e.Allow = append(e.Allow, entry)
 		}
 	}
+	if se, ok := fs["secret_env"]; ok {
+		e.SecretEnv = p.names(se)
+	}
+	if d, ok := fs["dlp"]; ok {
+		e.DLP = p.dlp(d)
+	}
+	if pf, ok := fs["policy_file"]; ok {
+		p.policyFile(pf, &e)
+	}
 	return e
+}
+
+// hostEntries reads a list of allowlist-style entries.
+func (p *parser) hostEntries(f field) []string {
+	var out []string
+	items, _ := p.items(f)
+	for _, it := range items {
+		s, ok := p.str(it)
+		if !ok {
+			continue
+		}
+		entry, err := allowEntry(s)
+		if err != nil {
+			p.errorf(it, "%v", err)
+			continue
+		}
+		out = append(out, entry)
+	}
+	return out
+}
+
+func (p *parser) dlp(f field) DLP {
+	var d DLP
+	fs, ok := p.fields(f, "builtin", "disable", "patterns")
+	if !ok {
+		return d
+	}
+	if b, ok := fs["builtin"]; ok {
+		if v, ok := p.bool(b); ok {
+			d.NoBuiltin = !v
+		}
+	}
+	if dis, ok := fs["disable"]; ok {
+		items, _ := p.items(dis)
+		for _, it := range items {
+			if s, ok := p.str(it); ok {
+				if !slices.Contains(egress.BuiltinNames(), s) {
+					p.errorf(it, "%q is not a built-in pattern; they are %s", s, strings.Join(egress.BuiltinNames(), ", "))
+					continue
+				}
+				d.Disable = append(d.Disable, s)
+			}
+		}
+	}
+	if pats, ok := fs["patterns"]; ok {
+		items, _ := p.items(pats)
+		for _, it := range items {
+			if pat, ok := p.dlpPattern(it, "name", "regex"); ok {
+				p.addPattern(&d, it, pat)
+			}
+		}
+	}
+	return d
+}
+
+// dlpPattern reads one {name, regex} mapping; extra names the fields
+// besides those two that are allowed (and ignored) here.
+func (p *parser) dlpPattern(f field, allowed ...string) (DLPPattern, bool) {
+	var pat DLPPattern
+	fs, ok := p.fields(f, allowed...)
+	if !ok {
+		return pat, false
+	}
+	n, hasName := fs["name"]
+	r, hasRegex := fs["regex"]
+	if !hasName {
+		p.missing(f, "name", "name the pattern: refusals and the audit report it by name")
+	}
+	if !hasRegex {
+		p.missing(f, "regex", "give the secret's shape as a regular expression (RE2 syntax)")
+	}
+	if !hasName || !hasRegex {
+		return pat, false
+	}
+	var okName, okRegex bool
+	if pat.Name, okName = p.str(n); okName {
+		if err := checkPatternName(pat.Name); err != nil {
+			p.errorf(n, "%v", err)
+			okName = false
+		}
+	}
+	if pat.Regex, okRegex = p.str(r); okRegex {
+		if err := checkPatternRegex(pat.Regex); err != nil {
+			p.errorf(r, "%v", err)
+			okRegex = false
+		}
+	}
+	return pat, okName && okRegex
+}
+
+// addPattern adds pat to d unless its name is taken.
+func (p *parser) addPattern(d *DLP, f field, pat DLPPattern) {
+	taken := slices.ContainsFunc(d.Patterns, func(q DLPPattern) bool { return q.Name == pat.Name })
+	if taken || slices.Contains(egress.BuiltinNames(), pat.Name) {
+		p.errorf(f, "a DLP pattern named %q already exists; give this one another name", pat.Name)
+		return
+	}
+	d.Patterns = append(d.Patterns, pat)
+}
+
+// bool reads a YAML boolean.
+func (p *parser) bool(f field) (bool, bool) {
+	if f.val.Kind != yaml.ScalarNode || f.val.ShortTag() != "!!bool" {
+		p.errorf(f, "must be true or false, got %s", describe(f.val))
+		return false, false
+	}
+	var v bool
+	if err := f.val.Decode(&v); err != nil {
+		p.errorf(f, "must be true or false, got %s", describe(f.val))
+		return false, false
+	}
+	return v, true
 }
 
 func (p *parser) ssh(f field) (SSH, bool) {

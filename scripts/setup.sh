@@ -122,9 +122,10 @@ sshd_packages="openssh-server openssh-sftp-server libwrap0 libnsl2 libtirpc3 lib
 ensure_sshd_image() {
   ssh_version=$(docker run --rm --network none --entrypoint dpkg-query $base_image -W -f '${Version}' openssh-client)
   base_id=$(docker image inspect --format '{{.Id}}' $base_image)
-  recipe=$(printf '%s\n' "$base_id" "$ssh_version" "$sshd_packages" v1 | sha256sum | cut -c1-16)
+  recipe=$(printf '%s\n' "$base_id" "$ssh_version" "$sshd_packages" v2 | sha256sum | cut -c1-16)
   have=$(docker image inspect --format '{{index .Config.Labels "dev.bottle.recipe"}}' $sshd_image 2>/dev/null || true)
   if [ "$have" = "$recipe" ]; then log "$sshd_image is up to date"; return; fi
+  old=$(docker image inspect --format '{{.Id}}' $sshd_image 2>/dev/null || true)
   ctx=$(mktemp -d /var/tmp/bottle-sshd.XXXXXX)
   trap 'rm -rf "$ctx"' RETURN
   if [ -z "$apt_updated" ]; then apt-get update -q >/dev/null; apt_updated=1; fi
@@ -149,7 +150,7 @@ FROM $base_image
 COPY root/ /
 RUN ! ldd /usr/sbin/sshd /usr/lib/openssh/sftp-server | grep 'not found' \\
  && useradd --system --no-create-home --home-dir /run/sshd --shell /usr/sbin/nologin sshd \\
- && useradd --create-home --shell /usr/bin/git-shell git \\
+ && useradd --create-home --shell /usr/bin/git-shell --password "*" git \\
  && cp /usr/share/openssh/sshd_config /etc/ssh/sshd_config \\
  && mkdir -p /run/sshd && chmod 0755 /run/sshd
 LABEL dev.bottle.recipe=$recipe
@@ -157,6 +158,8 @@ ENTRYPOINT ["/usr/sbin/sshd", "-D", "-e"]
 DOCKERFILE
   docker build --network none --force-rm -q -t $sshd_image "$ctx" >/var/log/bottle-sshd-build.log 2>&1 ||
     die "building $sshd_image failed; see /var/log/bottle-sshd-build.log"
+  # The previous build, now untagged, is of no use to anyone.
+  [ -z "$old" ] || docker rmi "$old" >/dev/null 2>&1 || true
   log "built $sshd_image"
 }
 

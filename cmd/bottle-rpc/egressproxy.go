@@ -13,7 +13,14 @@ import (
 func egressProxy(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("egress-proxy", flag.ExitOnError)
 	config := fs.String("config", "-", "config file (JSON), - for stdin")
+	blockDNS := fs.Bool("block-embedded-dns", false, "instead of serving, make Docker's embedded DNS unreachable in this network namespace and exit (needs CAP_NET_ADMIN)")
 	fs.Parse(args)
+	if *blockDNS {
+		if err := egress.BlockEmbeddedDNS(); err != nil {
+			return fail("egress-proxy: %v", err)
+		}
+		return 0
+	}
 	in := os.Stdin
 	if *config != "-" {
 		f, err := os.Open(*config)

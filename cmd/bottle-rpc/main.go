@@ -17,6 +17,7 @@ Commands:
   serve          JSON-RPC server on stdin/stdout (the default; see protocol.md)
   run AGENT      start a bottle and run its agent in this terminal
   gc             remove bottles whose server is gone (--dry-run lists them)
+  audit SESSION  a bottle's egress decisions, as the audit kept them (no SESSION: list)
   doctor         say what this machine lacks to run bottles, and how to fix it
   egress-proxy   the egress sidecar's entrypoint (reads its config on stdin)
   version        print the version
@@ -45,6 +46,8 @@ func main() {
 		code = run(ctx, args)
 	case "gc":
 		code = gc(ctx, args)
+	case "audit":
+		code = audit(ctx, args)
 	case "doctor":
 		code = doctor(ctx, args)
 	case "egress-proxy":

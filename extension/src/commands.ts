@@ -25,6 +25,9 @@ export interface CommandDeps {
  */
 const listAgentsProbe = ' list agents ';
 
+/** How long a new terminal may take to open before its exec starts anyway. */
+const openWaitMs = 3000;
+
 /** The agent's workspace when the plan does not say (the base image's). */
 const defaultWorkspace = '/home/node/workspace';
 
@@ -165,17 +168,22 @@ export class Commands {
     }
   }
 
-  /** Runs argv (the agent's command when undefined) in a new terminal. */
+  /**
+   * Runs argv (the agent's command when undefined) in a new terminal. The
+   * exec starts once the terminal opens, at its size, so that the agent's
+   * queries to the terminal are answered while it waits for them; a
+   * terminal that does not open soon (a hidden panel) gets its output held.
+   */
   private async openExec(session: string, argv: string[] | undefined, name: string): Promise<void> {
-    const dims = this.lastDims ?? { columns: 80, rows: 24 };
-    const pty = new ExecTerminal(this.d.client, dims, (d) => {
+    const pty = new ExecTerminal(this.d.client, (d) => {
       this.lastDims = d;
     });
     const terminal = vscode.window.createTerminal({ name, pty, iconPath: new vscode.ThemeIcon('package') });
     terminal.show();
+    const dims = (await Promise.race([pty.opened, delay(openWaitMs)])) ?? this.lastDims ?? { columns: 80, rows: 24 };
     try {
       const exec = await this.d.client.exec({ session, argv, cols: dims.columns, rows: dims.rows }, pty);
-      pty.attach(exec);
+      pty.attach(exec, dims);
       this.terminals.set(exec, { terminal, pty });
     } catch (err) {
       const report = describeError(`Run ${argv?.join(' ') ?? 'the agent'}`, err);
@@ -426,6 +434,10 @@ export function describePlan(p: PlanResult): string {
     `Networks: ${p.networks.join('; ')}`,
     ...(copied.length ? ['Copied in:', ...copied] : []),
   ].join('\n');
+}
+
+function delay(ms: number): Promise<undefined> {
+  return new Promise((resolve) => setTimeout(() => resolve(undefined), ms));
 }
 
 function formatBytes(n: number): string {

@@ -3,19 +3,22 @@
 
 import { Emitter, type Event } from 'vscode-jsonrpc';
 import type { BottleClient } from './client';
+
+/** The part of the client the model uses. */
+export type SessionSource = Pick<BottleClient, 'state' | 'list' | 'onDidChangeState' | 'onDidExitExec'>;
 import type { PlanResult, SessionInfo } from './protocol';
 
 export class Sessions {
   private sessions: SessionInfo[] = [];
   private readonly startingAgents: string[] = [];
   private readonly plans = new Map<string, PlanResult>();
-  private refreshing: Promise<void> | undefined;
-  private again = false;
+  private current: Promise<void> | undefined;
+  private queued: Promise<void> | undefined;
   private readonly changed = new Emitter<void>();
   readonly onDidChange: Event<void> = this.changed.event;
 
   constructor(
-    private readonly client: BottleClient,
+    private readonly client: SessionSource,
     private readonly log: (line: string) => void,
   ) {
     client.onDidChangeState(() => void this.refresh());
@@ -55,31 +58,37 @@ export class Sessions {
     }
   }
 
-  /** Reloads the list; calls during a reload make one more afterwards. */
+  /**
+   * Reloads the list. A call while a reload runs waits for one more reload
+   * after it, so that it sees what happened before the call.
+   */
   refresh(): Promise<void> {
-    if (this.refreshing) {
-      this.again = true;
-      return this.refreshing;
+    if (!this.current) {
+      this.current = this.reload().finally(() => {
+        this.current = undefined;
+      });
+      return this.current;
     }
-    this.refreshing = (async () => {
-      do {
-        this.again = false;
-        try {
-          this.sessions = this.client.state === 'running' ? (await this.client.list()).sessions : [];
-        } catch (err) {
-          this.log(`bottle/list: ${err instanceof Error ? err.message : String(err)}`);
-          this.sessions = [];
-        }
-      } while (this.again);
-      for (const id of this.plans.keys()) {
-        if (!this.sessions.some((s) => s.session === id && s.state !== 'closed')) {
-          this.plans.delete(id);
-        }
+    this.queued ??= this.current.then(() => {
+      this.queued = undefined;
+      return this.refresh();
+    });
+    return this.queued;
+  }
+
+  private async reload(): Promise<void> {
+    try {
+      this.sessions = this.client.state === 'running' ? (await this.client.list()).sessions : [];
+    } catch (err) {
+      this.log(`bottle/list: ${err instanceof Error ? err.message : String(err)}`);
+      this.sessions = [];
+    }
+    for (const id of this.plans.keys()) {
+      if (!this.sessions.some((s) => s.session === id && s.state !== 'closed')) {
+        this.plans.delete(id);
       }
-      this.refreshing = undefined;
-      this.changed.fire();
-    })();
-    return this.refreshing;
+    }
+    this.changed.fire();
   }
 
   dispose(): void {

@@ -30,6 +30,19 @@ type Pending = { kind: 'output'; data: Uint8Array } | { kind: 'end'; text: strin
 const encoder = new TextEncoder();
 
 /**
+ * Input the terminal emulator sends by itself, not the user: focus in/out,
+ * mouse events, cursor position and device attribute reports. The agent may
+ * have turned these on and not off.
+ */
+const terminalReport = /^\x1b\[(?:I|O|<[\d;]*[Mm]|M[\s\S]{3}|\d+;\d+R|[?>][\d;]*c)$/;
+
+/**
+ * Turns off what an ended process may have left on: focus reports, mouse
+ * tracking, bracketed paste, a hidden cursor.
+ */
+const resetModes = '\x1b[?1004l\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l\x1b[?25h';
+
+/**
  * A Pseudoterminal on one exec. Make it, hand it to the editor, then attach
  * it to the exec id once bottle/exec answers (or fail it when the exec could
  * not start). Output that arrives before the editor opened the terminal is
@@ -41,10 +54,15 @@ export class ExecTerminal implements ExecSink {
   private readonly closeEmitter = new Emitter<number | void>();
   readonly onDidWrite: Event<string> = this.writeEmitter.event;
   readonly onDidClose: Event<number | void> = this.closeEmitter.event;
+  private markOpened: (d: Dimensions | undefined) => void = () => undefined;
+  /** Settles when the editor opens the terminal, with its size if it gave one. */
+  readonly opened = new Promise<Dimensions | undefined>((resolve) => {
+    this.markOpened = resolve;
+  });
 
   private readonly decoder = new TextDecoder('utf-8');
   private execId: string | undefined;
-  private opened = false;
+  private isOpen = false;
   private pending: Pending[] = [];
   /** Input typed before the exec id was known. */
   private earlyInput: Uint8Array[] = [];
@@ -57,16 +75,12 @@ export class ExecTerminal implements ExecSink {
 
   /**
    * @param channel where input, resizes, acks and kills go
-   * @param initial the size the exec was (or will be) started with
    * @param onDimensions hears the sizes the editor gives the terminal
    */
   constructor(
     private readonly channel: ExecChannel,
-    initial?: Dimensions,
     private readonly onDimensions?: (d: Dimensions) => void,
-  ) {
-    this.sentDims = initial;
-  }
+  ) {}
 
   /** The exec this terminal shows, once known. */
   get exec(): string | undefined {
@@ -78,9 +92,13 @@ export class ExecTerminal implements ExecSink {
     return this.execId !== undefined && !this.exited;
   }
 
-  /** Binds the terminal to its exec, sending what waited for the id. */
-  attach(exec: string): void {
+  /**
+   * Binds the terminal to its exec, started at size startedAt, and sends
+   * what waited for the id (input, and the editor's size if it differs).
+   */
+  attach(exec: string, startedAt: Dimensions): void {
     this.execId = exec;
+    this.sentDims = startedAt;
     if (this.closed) {
       // The user closed the terminal while the exec was starting.
       if (!this.exited) {
@@ -121,7 +139,8 @@ export class ExecTerminal implements ExecSink {
   // --- Pseudoterminal -------------------------------------------------------
 
   open(initialDimensions: Dimensions | undefined): void {
-    this.opened = true;
+    this.isOpen = true;
+    this.markOpened(initialDimensions);
     if (initialDimensions) {
       this.setDimensions(initialDimensions);
     }
@@ -145,7 +164,9 @@ export class ExecTerminal implements ExecSink {
 
   handleInput(data: string): void {
     if (this.endedCode !== undefined) {
-      this.closeEmitter.fire(this.endedCode);
+      if (!terminalReport.test(data)) {
+        this.closeEmitter.fire(this.endedCode);
+      }
       return;
     }
     if (this.exited) {
@@ -168,7 +189,7 @@ export class ExecTerminal implements ExecSink {
   // --- internals ------------------------------------------------------------
 
   private enqueue(p: Pending): void {
-    if (this.opened) {
+    if (this.isOpen) {
       this.deliver(p);
     } else {
       this.pending.push(p);
@@ -188,7 +209,7 @@ export class ExecTerminal implements ExecSink {
       return;
     }
     const rest = this.decoder.decode();
-    this.writeEmitter.fire(`${rest}\r\n${p.text}\r\n`);
+    this.writeEmitter.fire(`${rest}${resetModes}\r\n${p.text}\r\n`);
     this.endedCode = p.code;
   }
 

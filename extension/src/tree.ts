@@ -25,9 +25,16 @@ export function isExecNode(x: unknown): x is ExecNode {
   return typeof x === 'object' && x !== null && (x as Partial<ExecNode>).kind === 'exec';
 }
 
-/** How an exec is named: its command, or the agent for the agent's own. */
+/**
+ * How an exec is named: the command line given to Run Command, else the
+ * program (the agent's own command carries long flags), else the agent.
+ */
 export function execLabel(session: SessionInfo, exec: ExecInfo): string {
-  return exec.argv.length ? exec.argv.join(' ') : session.agent;
+  const [program, flag, line] = exec.argv;
+  if (!program) {
+    return session.agent;
+  }
+  return program === 'sh' && flag === '-c' && line ? line : program.split('/').pop() || program;
 }
 
 const sessionIcons: Record<string, vscode.ThemeIcon> = {
@@ -96,7 +103,7 @@ function execItem(node: ExecNode): vscode.TreeItem {
   item.description = e.running ? 'running' : e.code === -1 ? 'ended' : `exited ${e.code ?? ''}`.trim();
   item.iconPath = new vscode.ThemeIcon(e.running ? 'terminal' : 'circle-slash');
   item.contextValue = e.running ? 'bottle.exec.running' : 'bottle.exec.exited';
-  item.tooltip = e.error ? `${e.exec}: ${e.error}` : e.exec;
+  item.tooltip = `${e.exec}: ${e.argv.join(' ') || node.session.agent}${e.error ? `\n${e.error}` : ''}`;
   item.command = { command: 'bottle.showTerminal', title: 'Show Terminal', arguments: [node] };
   return item;
 }

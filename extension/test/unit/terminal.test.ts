@@ -27,9 +27,11 @@ class FakeChannel implements ExecChannel {
   }
 }
 
-function setup(initial = { columns: 80, rows: 24 }) {
+const size = { columns: 80, rows: 24 };
+
+function setup() {
   const channel = new FakeChannel();
-  const term = new ExecTerminal(channel, initial);
+  const term = new ExecTerminal(channel);
   const written: string[] = [];
   const closed: (number | void)[] = [];
   term.onDidWrite((s) => written.push(s));
@@ -43,7 +45,7 @@ describe('ExecTerminal', () => {
   it('writes a multi-byte character split across two output chunks whole', () => {
     const { term, written } = setup();
     term.open(undefined);
-    term.attach('e1');
+    term.attach('e1', size);
     const euro = bytes('price: 5€ ✓'); // € is 3 bytes, ✓ is 3 bytes
     const cut = euro.indexOf(0xe2) + 1; // inside the first 3-byte sequence
     term.output('e1', euro.slice(0, cut));
@@ -55,7 +57,7 @@ describe('ExecTerminal', () => {
   it('acknowledges every consumed output chunk with its byte count', () => {
     const { term, channel } = setup();
     term.open(undefined);
-    term.attach('e1');
+    term.attach('e1', size);
     term.output('e1', bytes('héllo'));
     term.output('e1', new Uint8Array([0xe2, 0x9c])); // half a character: consumed, nothing written yet
     term.output('e1', new Uint8Array([0x93]));
@@ -68,7 +70,7 @@ describe('ExecTerminal', () => {
 
   it('holds output that arrives before open, unacknowledged, and writes it on open', () => {
     const { term, channel, written } = setup();
-    term.attach('e1');
+    term.attach('e1', size);
     term.output('e1', bytes('early '));
     term.output('e1', bytes('bird'));
     assert.deepEqual(written, [], 'nothing written before open');
@@ -81,11 +83,17 @@ describe('ExecTerminal', () => {
     );
   });
 
+  it('settles opened with the size the editor opens it at', async () => {
+    const { term } = setup();
+    term.open({ columns: 132, rows: 43 });
+    assert.deepEqual(await term.opened, { columns: 132, rows: 43 });
+  });
+
   it('takes the exec id from output that arrives before attach', () => {
     const { term, channel, written } = setup();
     term.open(undefined);
     term.output('e7', bytes('x'));
-    term.attach('e7');
+    term.attach('e7', size);
     assert.equal(written.join(''), 'x');
     assert.deepEqual(channel.of('ack'), [{ m: 'ack', exec: 'e7', bytes: 1 }]);
   });
@@ -96,7 +104,7 @@ describe('ExecTerminal', () => {
     term.handleInput('ls ');
     term.handleInput('ä\r');
     assert.deepEqual(channel.of('input'), []);
-    term.attach('e1');
+    term.attach('e1', size);
     term.handleInput('\x03');
     assert.deepEqual(
       channel.of('input').map((c) => c.text),
@@ -105,9 +113,9 @@ describe('ExecTerminal', () => {
   });
 
   it('sends a resize only when the editor size differs from the exec size', () => {
-    const { term, channel } = setup({ columns: 80, rows: 24 });
+    const { term, channel } = setup();
     term.setDimensions({ columns: 120, rows: 40 }); // before attach: remembered
-    term.attach('e1');
+    term.attach('e1', size);
     term.open({ columns: 120, rows: 40 });
     term.setDimensions({ columns: 120, rows: 40 });
     term.setDimensions({ columns: 100, rows: 30 });
@@ -120,23 +128,38 @@ describe('ExecTerminal', () => {
   it('shows the exit code when the exec ends and closes with it on the next key', () => {
     const { term, channel, written, closed } = setup();
     term.open(undefined);
-    term.attach('e1');
+    term.attach('e1', size);
     term.output('e1', bytes('bye'));
     term.exit({ exec: 'e1', code: 3 });
-    assert.match(written.join(''), /bye\r\n.*exited with code 3/);
+    assert.match(written.join(''), /bye\x1b.*\r\n.*exited with code 3/);
     assert.deepEqual(closed, []);
     term.handleInput('q');
     assert.deepEqual(closed, [3]);
     assert.deepEqual(channel.of('input'), [], 'the key is not sent to the ended exec');
   });
 
+  it('stays open after the exit on reports the emulator sends by itself, and turns them off', () => {
+    const { term, written, closed } = setup();
+    term.open(undefined);
+    term.attach('e1', size);
+    term.output('e1', bytes('\x1b[?1004h\x1b[?1000h')); // focus and mouse reports on
+    term.exit({ exec: 'e1', code: 1 });
+    assert.match(written.join(''), /\x1b\[\?1004l/, 'focus reports turned off');
+    for (const report of ['\x1b[O', '\x1b[I', '\x1b[<0;12;5M', '\x1b[M !!', '\x1b[12;40R', '\x1b[?1;2c']) {
+      term.handleInput(report);
+    }
+    assert.deepEqual(closed, []);
+    term.handleInput('\r');
+    assert.deepEqual(closed, [1]);
+  });
+
   it('delivers an exit that arrives before open after the held output', () => {
     const { term, written, closed } = setup();
-    term.attach('e1');
+    term.attach('e1', size);
     term.output('e1', bytes('done'));
     term.exit({ exec: 'e1', code: 0 });
     term.open(undefined);
-    assert.match(written.join(''), /^done\r\n.*exited with code 0/);
+    assert.match(written.join(''), /^done\x1b.*\r\n.*exited with code 0/);
     term.handleInput('\r');
     assert.deepEqual(closed, [0]);
   });
@@ -144,23 +167,23 @@ describe('ExecTerminal', () => {
   it('flushes an incomplete character at exit as a replacement character', () => {
     const { term, written } = setup();
     term.open(undefined);
-    term.attach('e1');
+    term.attach('e1', size);
     term.output('e1', new Uint8Array([0x61, 0xe2, 0x82]));
     term.exit({ exec: 'e1', code: -1, error: 'session closed' });
-    assert.match(written.join(''), /^a\ufffd\r\n.*process ended: session closed/);
+    assert.match(written.join(''), /^a\ufffd\x1b.*\r\n.*process ended: session closed/);
   });
 
   it('kills the exec when the user closes the terminal, not after it ended', () => {
     const running = setup();
     running.term.open(undefined);
-    running.term.attach('e1');
+    running.term.attach('e1', size);
     running.term.close();
     running.term.close();
     assert.deepEqual(running.channel.of('kill'), [{ m: 'kill', exec: 'e1' }]);
 
     const ended = setup();
     ended.term.open(undefined);
-    ended.term.attach('e2');
+    ended.term.attach('e2', size);
     ended.term.exit({ exec: 'e2', code: 0 });
     ended.term.close();
     assert.deepEqual(ended.channel.of('kill'), []);
@@ -170,7 +193,7 @@ describe('ExecTerminal', () => {
     const { term, channel } = setup();
     term.open(undefined);
     term.close();
-    term.attach('e1');
+    term.attach('e1', size);
     assert.deepEqual(channel.of('kill'), [{ m: 'kill', exec: 'e1' }]);
   });
 

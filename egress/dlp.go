@@ -1,0 +1,275 @@
+package egress
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// BuiltinPatterns are the key shapes the proxy refuses unless told not to.
+// Each is named by its rule ("dlp:NAME" in the audit and the refusal).
+var BuiltinPatterns = []Pattern{
+	// sk-ant-api03-..., sk-ant-oat01-..., sk-ant-admin01-...
+	{Name: "anthropic-key", Regex: `sk-ant-[a-z]+[0-9]*-[A-Za-z0-9_-]{20,}`},
+	// Project, service-account and admin keys, and the older plain form.
+	{Name: "openai-key", Regex: `sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,}|\bsk-[A-Za-z0-9]{32,}`},
+	// Classic tokens (personal, OAuth, user-to-server, server-to-server,
+	// refresh) and fine-grained personal access tokens.
+	{Name: "github-token", Regex: `\bgh[pousr]_[A-Za-z0-9]{36,}|\bgithub_pat_[A-Za-z0-9_]{22,}`},
+	{Name: "aws-access-key", Regex: `\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA)[A-Z0-9]{16}\b`},
+	// A secret access key has no shape of its own; its usual label does.
+	{Name: "aws-secret-key", Regex: `(?i)aws_?secret_?access_?key["']?\s*[:=]\s*["']?[A-Za-z0-9/+]{40}`},
+	{Name: "slack-token", Regex: `\bxox[abposr]-[A-Za-z0-9-]{10,}|\bxapp-[0-9]+-[A-Za-z0-9-]{10,}|hooks\.slack\.com/services/T[A-Za-z0-9]+/B[A-Za-z0-9]+/[A-Za-z0-9]+`},
+	// RSA, EC, DSA, OPENSSH, ENCRYPTED, PKCS#8 and PGP private key blocks.
+	{Name: "private-key", Regex: `-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----`},
+}
+
+// minSecretLen is the shortest secret value the proxy accepts: a shorter
+// one would match ordinary text and refuse innocent requests.
+const minSecretLen = 8
+
+// Scanner finds secrets in text. It is safe for concurrent use.
+type Scanner struct {
+	patterns []namedRegexp
+	secrets  []secretForms
+}
+
+type namedRegexp struct {
+	name string
+	re   *regexp.Regexp
+}
+
+// secretForms are the spellings of one secret value that the scanner
+// looks for: as is, and as base64 (standard and URL alphabets, at each
+// alignment), hex and percent-encoding produce it.
+type secretForms struct {
+	name  string
+	forms []string
+}
+
+// Finding is one secret found: which rule fired, and where. It never holds
+// the secret.
+type Finding struct {
+	Rule  string // "dlp:PATTERN" or "dlp:secret:NAME"
+	Where string // "URL", "header Authorization", "target host", "TLS server name", ...
+}
+
+// NewScanner compiles cfg.
+func NewScanner(cfg DLPConfig) (*Scanner, error) {
+	s := &Scanner{}
+	seen := map[string]bool{}
+	add := func(p Pattern) error {
+		if p.Name == "" {
+			return errors.New("egress: a DLP pattern has no name")
+		}
+		if seen[p.Name] {
+			return fmt.Errorf("egress: DLP pattern %q is defined twice", p.Name)
+		}
+		seen[p.Name] = true
+		re, err := regexp.Compile(p.Regex)
+		if err != nil {
+			return fmt.Errorf("egress: DLP pattern %q: %w", p.Name, err)
+		}
+		if re.MatchString("") {
+			return fmt.Errorf("egress: DLP pattern %q matches empty text, so it would refuse every request", p.Name)
+		}
+		s.patterns = append(s.patterns, namedRegexp{p.Name, re})
+		return nil
+	}
+	for _, name := range cfg.Disable {
+		if !slices.ContainsFunc(BuiltinPatterns, func(p Pattern) bool { return p.Name == name }) {
+			return nil, fmt.Errorf("egress: cannot disable DLP pattern %q: no built-in pattern has that name (they are %s)", name, strings.Join(BuiltinNames(), ", "))
+		}
+	}
+	if !cfg.NoBuiltin {
+		for _, p := range BuiltinPatterns {
+			if !slices.Contains(cfg.Disable, p.Name) {
+				if err := add(p); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	for _, p := range cfg.Patterns {
+		if err := add(p); err != nil {
+			return nil, err
+		}
+	}
+	for _, sec := range cfg.Secrets {
+		if sec.Name == "" {
+			return nil, errors.New("egress: a DLP secret has no name")
+		}
+		if len(sec.Value) < minSecretLen {
+			// Say how long, never what.
+			return nil, fmt.Errorf("egress: DLP secret %s is %d bytes; at least %d are needed to tell it from ordinary text", sec.Name, len(sec.Value), minSecretLen)
+		}
+		s.secrets = append(s.secrets, secretForms{name: sec.Name, forms: encodings(sec.Value)})
+	}
+	return s, nil
+}
+
+// BuiltinNames lists the built-in patterns' names.
+func BuiltinNames() []string {
+	names := make([]string, len(BuiltinPatterns))
+	for i, p := range BuiltinPatterns {
+		names[i] = p.Name
+	}
+	return names
+}
+
+// encodings returns v and the spellings an agent could give it on the way
+// out without changing what it is.
+func encodings(v string) []string {
+	forms := []string{v, hex.EncodeToString([]byte(v)), strings.ToUpper(hex.EncodeToString([]byte(v)))}
+	if q := url.QueryEscape(v); q != v {
+		forms = append(forms, q)
+	}
+	if q := url.PathEscape(v); q != v {
+		forms = append(forms, q)
+	}
+	// Base64 of v inside a longer payload depends on where v starts
+	// relative to a 3-byte group: keep, for each of the three offsets, the
+	// characters that only v's bits determine.
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+		for k := range 3 {
+			full := enc.EncodeToString(append(make([]byte, k), v...))
+			start := (k*8 + 5) / 6
+			end := ((k + len(v)) * 8) / 6
+			if end-start >= minSecretLen {
+				forms = append(forms, full[start:end])
+			}
+		}
+	}
+	slices.Sort(forms)
+	return slices.Compact(forms)
+}
+
+// Scan looks for a secret in text, also in its percent-decoded form.
+func (s *Scanner) Scan(where, text string) *Finding {
+	if s == nil || text == "" {
+		return nil
+	}
+	for _, t := range decodings(text) {
+		if f := s.scanOne(where, t); f != nil {
+			return f
+		}
+	}
+	return nil
+}
+
+func (s *Scanner) scanOne(where, text string) *Finding {
+	for _, sec := range s.secrets {
+		for _, form := range sec.forms {
+			if strings.Contains(text, form) {
+				return &Finding{Rule: "dlp:secret:" + sec.name, Where: where}
+			}
+		}
+	}
+	for _, p := range s.patterns {
+		if p.re.MatchString(text) {
+			return &Finding{Rule: "dlp:" + p.name, Where: where}
+		}
+	}
+	return nil
+}
+
+// decodings returns text and what percent-decoding makes of it, twice over
+// (a secret encoded twice is still the secret).
+func decodings(text string) []string {
+	out := []string{text}
+	cur := text
+	for range 2 {
+		if !strings.ContainsAny(cur, "%+") {
+			break
+		}
+		dec, err := url.QueryUnescape(cur)
+		if err != nil {
+			// Decode what can be decoded: a stray % must not hide the rest.
+			dec = lenientUnescape(cur)
+		}
+		if dec == cur {
+			break
+		}
+		out = append(out, dec)
+		cur = dec
+	}
+	return out
+}
+
+// lenientUnescape decodes valid %XX escapes and "+" and leaves the rest.
+func lenientUnescape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '+':
+			b.WriteByte(' ')
+		case s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
+			v, _ := hex.DecodeString(s[i+1 : i+3])
+			b.Write(v)
+			i += 2
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// ScanRequest looks for a secret in what a proxy request shows: its target
+// (request line and Host), and every header, with Basic credentials
+// decoded. Bodies are not read. The header Where names the header, never
+// its value.
+func (s *Scanner) ScanRequest(r *http.Request) *Finding {
+	if s == nil {
+		return nil
+	}
+	if f := s.Scan("target host", r.Host); f != nil {
+		return f
+	}
+	if f := s.Scan("URL", r.RequestURI); f != nil {
+		return f
+	}
+	if r.URL != nil {
+		if f := s.Scan("URL", r.URL.String()); f != nil {
+			return f
+		}
+	}
+	for name, values := range r.Header {
+		where := "header " + name
+		if f := s.Scan(where, name); f != nil {
+			return f
+		}
+		for _, v := range values {
+			if f := s.Scan(where, v); f != nil {
+				return f
+			}
+			if f := s.scanBasic(where, v); f != nil {
+				return f
+			}
+		}
+	}
+	return nil
+}
+
+// scanBasic decodes Basic credentials (user:password in base64), where a
+// token usually sits as the password.
+func (s *Scanner) scanBasic(where, v string) *Finding {
+	scheme, cred, ok := strings.Cut(strings.TrimSpace(v), " ")
+	if !ok || !strings.EqualFold(scheme, "basic") {
+		return nil
+	}
+	dec, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+	if err != nil {
+		return nil
+	}
+	return s.Scan(where, string(dec))
+}

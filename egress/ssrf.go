@@ -1,0 +1,318 @@
+package egress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Trust is the SSRF guard's exception list: the hosts that may resolve to
+// addresses that are not public (private, loopback, link-local, shared,
+// multicast, reserved), and address ranges that are trusted whatever name
+// leads to them.
+//
+// Entries:
+//
+//	host        that name
+//	*.domain    any subdomain of domain (not domain itself)
+//	IP          that address
+//	CIDR        any address in that range, like 10.20.0.0/16
+//
+// Without an entry, an allowlisted name that resolves to such an address is
+// refused: an allowlist names hosts on the internet, and a name that points
+// into the sidecar's own networks, the host or the cloud's metadata service
+// is the classic way to turn a proxy against its own side (SSRF). An
+// allowlist entry that names an IP literal is explicit about its address and
+// needs no trust entry.
+type Trust struct {
+	names    []string // exact names
+	suffixes []string // ".domain" of wildcards
+	prefixes []netip.Prefix
+}
+
+// NewTrust parses trust entries.
+func NewTrust(entries []string) (*Trust, error) {
+	t := &Trust{}
+	for _, entry := range entries {
+		if err := t.add(entry); err != nil {
+			return nil, fmt.Errorf("egress: trusted entry %q: %w", entry, err)
+		}
+	}
+	return t, nil
+}
+
+func (t *Trust) add(entry string) error {
+	e := normalizeHost(strings.TrimSpace(entry))
+	if e == "" {
+		return errors.New("empty")
+	}
+	if strings.Contains(e, "/") {
+		p, err := netip.ParsePrefix(e)
+		if err != nil {
+			return errors.New("not a CIDR range like 10.0.0.0/8")
+		}
+		t.prefixes = append(t.prefixes, p.Masked())
+		return nil
+	}
+	if ip, err := netip.ParseAddr(strings.Trim(e, "[]")); err == nil {
+		t.prefixes = append(t.prefixes, netip.PrefixFrom(ip, ip.BitLen()))
+		return nil
+	}
+	if strings.Contains(e, ":") {
+		return errors.New("a trusted host has no port: trust applies to the host on every port the allowlist opens")
+	}
+	if domain, ok := strings.CutPrefix(e, "*."); ok {
+		if !validName(domain) {
+			return fmt.Errorf("%q is not a host name", domain)
+		}
+		t.suffixes = append(t.suffixes, "."+domain)
+		return nil
+	}
+	if !validName(e) {
+		return fmt.Errorf("%q is not a host name, IP address or CIDR range", e)
+	}
+	t.names = append(t.names, e)
+	return nil
+}
+
+// Host reports whether host (normalized) is trusted by name.
+func (t *Trust) Host(host string) bool {
+	if t == nil {
+		return false
+	}
+	for _, n := range t.names {
+		if host == n {
+			return true
+		}
+	}
+	for _, s := range t.suffixes {
+		if strings.HasSuffix(host, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// Addr reports whether addr lies in a trusted range.
+func (t *Trust) Addr(addr netip.Addr) bool {
+	if t == nil {
+		return false
+	}
+	addr = addr.Unmap()
+	for _, p := range t.prefixes {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// nonPublic are the IPv4 ranges the SSRF guard refuses besides those netip
+// classifies (loopback, private, link-local, multicast, unspecified).
+var nonPublic = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),      // "this network"
+	netip.MustParsePrefix("100.64.0.0/10"),  // shared address space (carrier-grade NAT)
+	netip.MustParsePrefix("192.0.0.0/24"),   // IETF protocol assignments
+	netip.MustParsePrefix("198.18.0.0/15"),  // benchmarking
+	netip.MustParsePrefix("240.0.0.0/4"),    // reserved, and the broadcast address
+	netip.MustParsePrefix("64:ff9b:1::/48"), // local-use IPv4/IPv6 translation
+	netip.MustParsePrefix("100::/64"),       // discard-only
+	netip.MustParsePrefix("2001:db8::/32"),  // documentation: routed nowhere, so only a trick
+	netip.MustParsePrefix("fec0::/10"),      // deprecated site-local
+	netip.MustParsePrefix("::/96"),          // deprecated IPv4-compatible
+	netip.MustParsePrefix("2001::/32"),      // Teredo: tunnels to an embedded IPv4 address
+	netip.MustParsePrefix("2001:10::/28"),   // ORCHID
+	netip.MustParsePrefix("2001:20::/28"),   // ORCHIDv2
+	netip.MustParsePrefix("ff00::/8"),       // multicast
+	netip.MustParsePrefix("fe80::/10"),      // link-local
+	netip.MustParsePrefix("fc00::/7"),       // unique local
+	netip.MustParsePrefix("::1/128"),        // loopback
+	netip.MustParsePrefix("::/128"),         // unspecified
+	netip.MustParsePrefix("169.254.0.0/16"), // link-local, cloud metadata
+	netip.MustParsePrefix("127.0.0.0/8"),    // loopback
+	netip.MustParsePrefix("255.255.255.255/32"),
+}
+
+// publicAddr reports whether addr is an ordinary public unicast address,
+// and when it is not, what it is. IPv4 addresses carried in IPv6 forms
+// (mapped, NAT64, 6to4) are judged by the IPv4 address they carry.
+func publicAddr(addr netip.Addr) (bool, string) {
+	addr = addr.Unmap()
+	if addr.Is6() {
+		b := addr.As16()
+		switch {
+		case netip.MustParsePrefix("64:ff9b::/96").Contains(addr):
+			return publicAddr(netip.AddrFrom4([4]byte(b[12:16])))
+		case netip.MustParsePrefix("2002::/16").Contains(addr):
+			return publicAddr(netip.AddrFrom4([4]byte(b[2:6])))
+		}
+	}
+	switch {
+	case addr.IsLoopback():
+		return false, "loopback"
+	case addr.IsLinkLocalUnicast():
+		return false, "link-local"
+	case addr.IsPrivate():
+		return false, "private"
+	case addr.IsMulticast(), addr.IsLinkLocalMulticast(), addr.IsInterfaceLocalMulticast():
+		return false, "multicast"
+	case addr.IsUnspecified():
+		return false, "unspecified"
+	}
+	for _, p := range nonPublic {
+		if p.Contains(addr) {
+			return false, "reserved"
+		}
+	}
+	return true, ""
+}
+
+// dnsCacheTTL is how long a lookup is reused. Every request still checks
+// the addresses it dials; the cache only saves the round trip to the
+// resolver, which costs more than everything else the proxy does per
+// request. A dial that fails forgets the answer.
+const dnsCacheTTL = 5 * time.Second
+
+// dnsCache holds recent lookups. Its zero value is ready to use.
+type dnsCache struct {
+	mu      sync.Mutex
+	entries map[string]dnsEntry
+}
+
+type dnsEntry struct {
+	addrs   []netip.Addr
+	expires time.Time
+}
+
+func (c *dnsCache) get(host string) ([]netip.Addr, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[host]
+	if !ok || time.Now().After(e.expires) {
+		return nil, false
+	}
+	return e.addrs, true
+}
+
+func (c *dnsCache) put(host string, addrs []netip.Addr) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil || len(c.entries) > 4096 {
+		c.entries = map[string]dnsEntry{} // a crude bound: start over
+	}
+	c.entries[host] = dnsEntry{addrs: addrs, expires: time.Now().Add(dnsCacheTTL)}
+}
+
+func (c *dnsCache) forget(host string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, host)
+}
+
+// Resolver looks names up; *net.Resolver is one.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// errNotPublic is a refusal of the SSRF guard.
+type errNotPublic struct {
+	host string
+	addr netip.Addr
+	kind string
+}
+
+func (e *errNotPublic) Error() string {
+	return fmt.Sprintf("%s resolves to %s address %s; trust the host (egress.trusted) if it is meant to be reached", e.host, e.kind, e.addr)
+}
+
+// ruleNotPublic is the audit rule of an SSRF refusal.
+const ruleNotPublic = "ssrf-guard"
+
+// targets resolves host and returns the addresses to dial, all checked. An
+// IP literal needs no lookup: the policy only admits one that an allowlist
+// entry names exactly. A name is refused (*errNotPublic) when any of its
+// addresses is not public, unless the name or that address is trusted: a
+// name with one private address among public ones is a rebinding trick, not
+// a reason to pick the public one.
+func (p *Proxy) targets(ctx context.Context, host string) ([]netip.Addr, error) {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip}, nil
+	}
+	addrs, ok := p.dns.get(host)
+	if !ok {
+		lctx, cancel := context.WithTimeout(ctx, p.dialer.Timeout)
+		defer cancel()
+		var err error
+		addrs, err = p.resolver.LookupNetIP(lctx, "ip", host)
+		if err != nil {
+			return nil, fmt.Errorf("lookup %s: %w", host, unwrapDNS(err))
+		}
+		if len(addrs) == 0 {
+			return nil, fmt.Errorf("lookup %s: no addresses", host)
+		}
+		p.dns.put(host, addrs)
+	}
+	trustedName := p.trust.Host(host)
+	for _, a := range addrs {
+		if ok, kind := publicAddr(a); !ok && !trustedName && !p.trust.Addr(a) {
+			return nil, &errNotPublic{host: host, addr: a.Unmap(), kind: kind}
+		}
+	}
+	return addrs, nil
+}
+
+func unwrapDNS(err error) error {
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return errors.New(dnsErr.Err)
+	}
+	return err
+}
+
+// dialAddrs dials the checked addresses in turn until one answers, all
+// within the proxy's dial timeout.
+func (p *Proxy) dialAddrs(ctx context.Context, addrs []netip.Addr, port int) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.dialer.Timeout)
+	defer cancel()
+	var errs []error
+	for _, a := range addrs {
+		c, err := p.dialer.DialContext(ctx, "tcp", net.JoinHostPort(a.Unmap().String(), strconv.Itoa(port)))
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if len(errs) == 1 {
+		return nil, errs[0]
+	}
+	return nil, errors.Join(errs...)
+}
+
+// checkedKey carries the checked addresses of a forwarded request from its
+// decision to the transport's dial.
+type checkedKey struct{}
+
+type checked struct {
+	addrs []netip.Addr
+	port  int
+}
+
+// dialChecked is the forwarding transport's dial: it connects only to the
+// addresses the SSRF guard checked for this request, never to what a second
+// lookup of the name might return.
+func (p *Proxy) dialChecked(ctx context.Context, _, _ string) (net.Conn, error) {
+	c, ok := ctx.Value(checkedKey{}).(checked)
+	if !ok {
+		return nil, errors.New("internal error: no checked addresses for this request")
+	}
+	return p.dialAddrs(ctx, c.addrs, c.port)
+}

