@@ -4,13 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bottle-dev/bottle/backend"
 	"github.com/bottle-dev/bottle/dockerbottle"
 	"github.com/bottle-dev/bottle/egress"
+	"github.com/bottle-dev/bottle/manifest"
 )
 
 // TestDLPEndToEnd: from inside a bottle, requests that carry a secret (the
@@ -19,6 +23,7 @@ import (
 // rule; and the secret is nowhere: not in a refusal, an audit record, the
 // audit file, the sidecar's log or a container's configuration.
 func TestDLPEndToEnd(t *testing.T) {
+	t.Parallel()
 	for _, rt := range runtimes {
 		t.Run(rt, func(t *testing.T) {
 			t.Parallel()
@@ -114,6 +119,16 @@ dlp:
 			if denials < len(tests) {
 				t.Errorf("the audit file holds %d DLP refusals, want %d", denials, len(tests))
 			}
+
+			// bottle-rpc audit reads the same file.
+			cmd := exec.Command(filepath.Join(workDir, "bottle-rpc"), "audit", "--dir", engine.AuditDir(), session, "--deny")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("bottle-rpc audit: %v: %s", err, out)
+			}
+			if n := strings.Count(string(out), "dlp:"); n < len(tests) || strings.Contains(string(out), secret) {
+				t.Errorf("bottle-rpc audit --deny shows %d DLP refusals (want %d) or the secret:\n%s", n, len(tests), out)
+			}
 		})
 	}
 }
@@ -125,4 +140,23 @@ func rawInspect(t testing.TB, id string) string {
 		t.Fatal(err)
 	}
 	return string(raw)
+}
+
+// TestStartFailsFastWhenTheProxyRefusesItsConfig: a config the proxy
+// refuses (here a pattern no manifest would let through) fails the start
+// with the proxy's reason, at once rather than after the readiness
+// timeout, and leaves nothing.
+func TestStartFailsFastWhenTheProxyRefusesItsConfig(t *testing.T) {
+	m := egressManifest(t, "runc", "allow: [upstream.test]", nil)
+	m.Bottles["plain"].Egress.DLP.Patterns = []manifest.DLPPattern{{Name: "broken", Regex: "(unclosed"}}
+	session := "dlpbad" + strconv.FormatInt(time.Now().UnixNano()%1e9, 10)
+	t0 := time.Now()
+	_, err := engine.Start(context.Background(), backend.StartSpec{Manifest: m, Agent: "sh", Session: session}, nil)
+	if err == nil || !strings.Contains(err.Error(), `DLP pattern "broken"`) {
+		t.Fatalf("start = %v, want the proxy's refusal of the pattern", err)
+	}
+	if d := time.Since(t0); d > 20*time.Second {
+		t.Errorf("the failed start took %s", d)
+	}
+	assertNothingLeft(t, session)
 }

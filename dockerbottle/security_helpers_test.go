@@ -57,9 +57,9 @@ func testNetprobe(t testing.TB) (image, binary string) {
 			return
 		}
 		// The agent image of these tests: the base image with the probe in
-		// it. Copying the probe into a started agent would not do: under
-		// gVisor a running container does not see files that docker cp
-		// adds to its root file system.
+		// it, the same under both runtimes. (Copying it into a started
+		// agent's /tmp would not do: gVisor mounts a tmpfs of its own
+		// there, which docker cp does not reach.)
 		probeAgent = "bottle-test/probe-agent:latest"
 		netprobeErr = buildTestImage(probeAgent, map[string][]byte{
 			"Dockerfile": []byte("FROM " + baseImage + "\nCOPY netprobe /usr/local/bin/netprobe\n"),

@@ -88,9 +88,9 @@ func (bt *Bottle) startSidecar(ctx context.Context, b *manifest.Bottle, allow []
 	if err != nil {
 		return fmt.Errorf("attaching to the egress sidecar: %w", engineErr(err))
 	}
-	ready := make(chan struct{})
+	ready, exited := make(chan struct{}), make(chan string, 1)
 	audit := bt.engine.openAudit(bt.session)
-	go bt.readSidecar(hj.Reader, ready, onEgress, audit, hj.Close)
+	go bt.readSidecar(hj.Reader, ready, exited, onEgress, audit, hj.Close)
 	if err := e.cli.ContainerStart(ctx, bt.sidecarID, container.StartOptions{}); err != nil {
 		hj.Close()
 		return fmt.Errorf("starting the egress sidecar: %w", engineErr(err))
@@ -107,6 +107,8 @@ func (bt *Bottle) startSidecar(ctx context.Context, b *manifest.Bottle, allow []
 	select {
 	case <-ready:
 		return nil
+	case last := <-exited:
+		return fmt.Errorf("the egress sidecar stopped before listening: %s", last)
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-time.After(30 * time.Second):
@@ -116,8 +118,10 @@ func (bt *Bottle) startSidecar(ctx context.Context, b *manifest.Bottle, allow []
 
 // readSidecar follows the sidecar's output until it exits or the bottle
 // closes: stdout carries audit records, which go to the session's audit
-// file and to onEgress, and stderr its log.
-func (bt *Bottle) readSidecar(r io.Reader, ready chan struct{}, onEgress func(egress.Record), audit *auditFile, closeConn func()) {
+// file and to onEgress, and stderr its log. When the log ends before the
+// proxy said it listens, its last line goes to exited: the proxy refused
+// its config.
+func (bt *Bottle) readSidecar(r io.Reader, ready chan struct{}, exited chan<- string, onEgress func(egress.Record), audit *auditFile, closeConn func()) {
 	defer closeConn()
 	defer audit.Close()
 	stdoutR, stdoutW := io.Pipe()
@@ -130,13 +134,20 @@ func (bt *Bottle) readSidecar(r io.Reader, ready chan struct{}, onEgress func(eg
 	go func() {
 		sc := bufio.NewScanner(stderrR)
 		signalled := false
+		last := "no output"
 		for sc.Scan() {
 			line := sc.Text()
 			if !signalled && strings.Contains(line, "listening on") {
 				close(ready)
 				signalled = true
 			}
+			if line != "" {
+				last = line
+			}
 			bt.engine.log.Debug("egress sidecar", "session", bt.session, "line", line)
+		}
+		if !signalled {
+			exited <- last
 		}
 	}()
 	sc := bufio.NewScanner(stdoutR)

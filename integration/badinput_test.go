@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,6 +27,7 @@ type rawClient struct {
 func startRaw(t *testing.T) *rawClient {
 	t.Helper()
 	cmd := exec.Command(binary, "serve")
+	cmd.Env = append(os.Environ(), "BOTTLE_STATE="+filepath.Join(workDir, "state"))
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
 	stderr := &lockedBuffer{}

@@ -140,7 +140,8 @@ func newEditor(t testing.TB, extraEnv ...string) *editor {
 func startServer(t testing.TB, extraEnv ...string) *editor {
 	t.Helper()
 	cmd := exec.Command(binary, "serve")
-	cmd.Env = append(os.Environ(), extraEnv...)
+	// Audit files go with the test run, not into the user's state folder.
+	cmd.Env = append(append(os.Environ(), "BOTTLE_STATE="+filepath.Join(workDir, "state")), extraEnv...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

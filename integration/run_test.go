@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +20,7 @@ import (
 // and get the agent's exit code.
 func TestRunInARealTerminal(t *testing.T) {
 	cmd := exec.Command(binary, "run", "sh", "--manifest", writeManifest(t, "runsc"))
+	cmd.Env = append(os.Environ(), "BOTTLE_STATE="+filepath.Join(workDir, "state"))
 	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: 90, Rows: 25})
 	if err != nil {
 		t.Fatal(err)

@@ -81,6 +81,8 @@ func TestEgressSecurityFieldsReportFileLineAndField(t *testing.T) {
 			`bottle.yaml:9: bottles.web.egress.dlp.patterns[0]: a DLP pattern named "github-token" already exists`},
 		{"unknown pattern field", "    egress:\n      dlp:\n        patterns:\n          - {name: x, regex: y, severity: high}\n",
 			`bottle.yaml:9: bottles.web.egress.dlp.patterns[0].severity: unknown field; allowed here: name, regex`},
+		{"built-in proxy settings with another sidecar", "    egress: {secret_env: [TOKEN]}\n    sidecar: {image: pipelock:1}\n",
+			`bottle.yaml:7: bottles.web.sidecar: another sidecar does not read egress.block, trusted, secret_env, dlp or policy_file`},
 		{"missing policy file", "    egress: {policy_file: pipelock.yaml}\n",
 			`bottle.yaml:6: bottles.web.egress.policy_file: {dir}/pipelock.yaml does not exist`},
 	}

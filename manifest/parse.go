@@ -186,6 +186,10 @@ func (p *parser) bottle(f field) *Bottle {
 	}
 	if s, ok := fs["sidecar"]; ok {
 		b.Sidecar = p.sidecar(s)
+		if e := b.Egress; len(e.Block) > 0 || len(e.Trusted) > 0 || len(e.SecretEnv) > 0 || e.DLP.NoBuiltin ||
+			len(e.DLP.Disable) > 0 || len(e.DLP.Patterns) > 0 || e.PolicyFile != "" {
+			p.errorAt(s.key.Line, s.path, "another sidecar does not read egress.block, trusted, secret_env, dlp or policy_file, which only the built-in proxy enforces; configure your proxy instead, or remove sidecar:")
+		}
 	}
 	return b
 }

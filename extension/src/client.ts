@@ -367,8 +367,8 @@ export class BottleClient implements ExecChannel {
       });
       proc.once('exit', (code, signal) => {
         connection.dispose();
-        const r = this.running;
-        if (r?.proc === proc) {
+        const r = this.running?.proc === proc ? this.running : undefined;
+        if (r) {
           this.running = undefined;
         }
         this.endExecs(proc);

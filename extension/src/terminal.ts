@@ -82,16 +82,6 @@ export class ExecTerminal implements ExecSink {
     private readonly onDimensions?: (d: Dimensions) => void,
   ) {}
 
-  /** The exec this terminal shows, once known. */
-  get exec(): string | undefined {
-    return this.execId;
-  }
-
-  /** Whether the exec is still running as far as this terminal knows. */
-  get running(): boolean {
-    return this.execId !== undefined && !this.exited;
-  }
-
   /**
    * Binds the terminal to its exec, started at size startedAt, and sends
    * what waited for the id (input, and the editor's size if it differs).
