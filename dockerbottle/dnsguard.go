@@ -23,7 +23,7 @@ import (
 // So a one-shot helper joins the agent's network namespace, from the
 // sidecar image (our own static binary, nothing else), as root with only
 // CAP_NET_ADMIN, and adds an "unreachable" route for 127.0.0.11; then it
-// exits and is removed, before the agent's first process runs. Under
+// exits, before the agent's first process runs, and is removed. Under
 // gVisor the embedded server does not answer at all and gVisor keeps its
 // own routes, so the helper is not needed there. It works against a remote
 // engine too: it needs nothing but the Engine API.
@@ -52,10 +52,19 @@ func (e *Engine) blockEmbeddedDNS(ctx context.Context, session, agentID string) 
 	if err != nil {
 		return fmt.Errorf("creating the DNS guard of the agent: %w", engineErr(err))
 	}
+	// Once the route is in place the helper's removal can go on while the
+	// bottle is handed out; Close finds it by its label if it is not done.
 	defer func() {
-		if rerr := e.removeContainer(context.WithoutCancel(ctx), resp.ID); rerr != nil && err == nil {
-			err = rerr
+		rctx := context.WithoutCancel(ctx)
+		if err != nil {
+			e.removeContainer(rctx, resp.ID)
+			return
 		}
+		go func() {
+			if err := e.removeContainer(rctx, resp.ID); err != nil {
+				e.log.Warn("removing the DNS guard of the agent", "session", session, "err", err)
+			}
+		}()
 	}()
 	if err := e.cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
 		return fmt.Errorf("starting the DNS guard of the agent: %w", engineErr(err))
