@@ -89,10 +89,12 @@ func (bt *Bottle) Exec(ctx context.Context, spec backend.ExecSpec) (backend.Proc
 		}()
 		p.out = pr
 	}
+	// The engine of API 1.41 cannot size an exec at creation, so it is
+	// sized at once; a process that already ended cannot be, and its
+	// output is still worth reading.
 	if spec.Tty && spec.Cols > 0 && spec.Rows > 0 {
 		if err := p.Resize(ctx, spec.Cols, spec.Rows); err != nil {
-			p.Close()
-			return nil, err
+			e.log.Debug("sizing a new exec", "session", bt.session, "err", err)
 		}
 	}
 	return p, nil

@@ -192,3 +192,35 @@ func TestKillEndsTheProcessNotTheBottle(t *testing.T) {
 		e.waitExit(check)
 	}
 }
+
+func TestQuickCommandInATerminalRuns(t *testing.T) {
+	e := newEditor(t)
+	started := e.start(rpc.StartParams{Agent: "sh", Manifest: writeManifest(t, "runc")})
+	id := e.exec(started.Session, true, "echo", "quick")
+	if ex := e.waitExit(id); ex.Code != 0 || ex.Error != "" {
+		t.Errorf("a command that ends at once: exit %+v", ex)
+	}
+	if out := e.output(id); !strings.Contains(out, "quick") {
+		t.Errorf("its output %q was lost", out)
+	}
+}
+
+// TestClientThatVanishesMidOutputLeavesNothing: the editor dies with the
+// server writing to it; the server must not die of SIGPIPE before it tore
+// its bottles down.
+func TestClientThatVanishesMidOutputLeavesNothing(t *testing.T) {
+	e := newEditor(t)
+	started := e.start(rpc.StartParams{Agent: "sh", Manifest: writeManifest(t, "runc")})
+	id := e.exec(started.Session, true, "yes", "flood")
+	e.waitOutput(id, "flood")
+	e.conn.Close() // both pipes: the server's next write fails
+	select {
+	case <-e.waited:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("bottle-rpc did not exit after its client vanished")
+	}
+	if ws, ok := e.cmd.ProcessState.Sys().(interface{ Signaled() bool }); ok && ws.Signaled() {
+		t.Errorf("bottle-rpc was killed by a signal (%v) instead of exiting", e.cmd.ProcessState)
+	}
+	assertGone(t, started.Session)
+}

@@ -19,6 +19,10 @@ go vet ./...
 # side would make them judge each other's bottles.
 go test -p 1 -count=1 -timeout 25m "$@" ./...
 
+# The VS Code extension: unit, integration against the real server, and
+# end to end in code-server driven through Chromium.
+extension/scripts/test.sh
+
 # Fuzz targets, each for a bounded time (the seeds run in go test above).
 fuzztime=${BOTTLE_FUZZTIME:-10s}
 for target in rpc:FuzzStream rpc:FuzzParams manifest:FuzzParse egress:FuzzPolicy; do

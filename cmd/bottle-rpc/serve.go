@@ -5,6 +5,8 @@ import (
 	"flag"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/bottle-dev/bottle/dockerbottle"
 	"github.com/bottle-dev/bottle/rpc"
@@ -17,6 +19,10 @@ func serve(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
 	window := fs.Int("window", 0, "flow-control window per exec in bytes (default 256 KiB)")
 	fs.Parse(args)
+	// A client that died must not kill the server with SIGPIPE on its next
+	// write, before it has torn its bottles down: the write fails instead,
+	// and serving ends the orderly way.
+	signal.Ignore(syscall.SIGPIPE)
 	eng, err := dockerbottle.New(ctx, dockerbottle.Options{SubnetPool: os.Getenv("BOTTLE_SUBNET_POOL")})
 	if err != nil {
 		return fail("serve: %v", err)

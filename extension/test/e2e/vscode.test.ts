@@ -9,7 +9,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { bottleRpc, extensionRoot, leftovers, requireServer } from '../helpers/engine';
+import { bottleRpc, claudeManifestYaml, extensionRoot, leftovers, requireServer } from '../helpers/engine';
 
 const cache = process.env.BOTTLE_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'bottle');
 const codeServer =
@@ -159,6 +159,9 @@ describe('the extension in VS Code (code-server)', () => {
     mkdirSync(join(userData, 'User'), { recursive: true });
     mkdirSync(workspace);
     writeFileSync(join(workspace, 'README.md'), '# a project the agent gets a copy of\n');
+    // The workspace's bottle.yaml (the extension's default manifest) keeps
+    // the agent's egress on this machine.
+    writeFileSync(join(workspace, 'bottle.yaml'), claudeManifestYaml());
     writeFileSync(
       join(userData, 'User', 'settings.json'),
       JSON.stringify({
@@ -250,7 +253,7 @@ describe('the extension in VS Code (code-server)', () => {
       const preflight = await dialog.innerText();
       assert.match(preflight, /Start claude in a bottle\?/);
       assert.match(preflight, /Runtime: run(sc|c)/);
-      assert.match(preflight, /Egress allowed to: api\.anthropic\.com/);
+      assert.match(preflight, /Egress allowed to: x\.test/);
       assert.match(preflight, /workspace: .*project → \/home\/node\/workspace/);
       await dialog.getByRole('button', { name: 'Start' }).click();
 

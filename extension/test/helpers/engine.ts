@@ -3,7 +3,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { BottleClient, type CrashInfo } from '../../src/client';
 
@@ -32,6 +32,36 @@ export function quickManifest(): string {
       '',
     ].join('\n'),
   );
+  return file;
+}
+
+/** The cache folder where scripts/setup.sh puts the Claude Code build context. */
+export const bottleCache =
+  process.env.BOTTLE_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'bottle');
+
+/**
+ * The YAML of the default Claude Code agent with an allowlist that names no
+ * real host: its attempt to reach its API is refused at the sidecar, so no
+ * test sends traffic off this machine.
+ */
+export function claudeManifestYaml(): string {
+  return [
+    'agents:',
+    '  claude: {bottle: claude, command: [claude], prompt: "You are in a test."}',
+    'bottles:',
+    '  claude:',
+    `    build: {context: ${JSON.stringify(join(bottleCache, 'agents', 'claude'))}, args: {BASE: "bottle/base:bookworm"}}`,
+    '    egress: {allow: [x.test]}',
+    '    env: {DISABLE_AUTOUPDATER: "1"}',
+    '',
+  ].join('\n');
+}
+
+/** claudeManifestYaml written to a bottle.yaml of its own. */
+export function claudeManifest(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'bottle-ext-manifest-'));
+  const file = join(dir, 'bottle.yaml');
+  writeFileSync(file, claudeManifestYaml());
   return file;
 }
 

@@ -1,10 +1,11 @@
-// The real Claude Code, from the built-in manifest (under gVisor when the
-// engine has it), drawn through the extension's terminal into xterm.
+// The real Claude Code, in the default agent's image (under gVisor when
+// the engine has it) with an allowlist of no real host, drawn through the
+// extension's terminal into xterm.
 
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { ExecTerminal } from '../../src/terminal';
-import { leftovers, realClient } from '../helpers/engine';
+import { claudeManifest, leftovers, realClient } from '../helpers/engine';
 import { Screen } from '../helpers/screen';
 
 describe('Claude Code in a bottle', () => {
@@ -20,9 +21,10 @@ describe('Claude Code in a bottle', () => {
   });
 
   it('shows the Claude Code welcome screen in the agent’s terminal', { timeout: 300_000 }, async () => {
-    const plan = await client.plan({ agent: 'claude' });
+    const manifest = claudeManifest();
+    const plan = await client.plan({ agent: 'claude', manifest });
     assert.equal(plan.command[0], 'claude');
-    const started = await client.start({ agent: 'claude' });
+    const started = await client.start({ agent: 'claude', manifest });
     sessions.add(started.session);
     assert.equal(started.runtime, plan.runtime);
 
