@@ -13,7 +13,7 @@ func FuzzParams(f *testing.F) {
 	methods := []string{
 		rpc.MethodInitialize, rpc.MethodPlan, rpc.MethodStart, rpc.MethodExec, rpc.MethodInput,
 		rpc.MethodResize, rpc.MethodAck, rpc.MethodKill, rpc.MethodCp, rpc.MethodClose,
-		rpc.MethodList, rpc.MethodCancelRequest, "bottle/unknown",
+		rpc.MethodList, rpc.MethodAgents, rpc.MethodCancelRequest, "bottle/unknown",
 	}
 	for i := range methods {
 		f.Add(uint8(i), []byte(`{}`))

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/bottle-dev/bottle/backend"
@@ -32,6 +33,26 @@ func (s *Server) plan(ctx context.Context, p *PlanParams) (*PlanResult, error) {
 		return nil, fmt.Errorf("plan %s: %w", p.Agent, err)
 	}
 	return plan, nil
+}
+
+// agents lists a manifest's agents, so that an editor can offer them.
+func (s *Server) agents(_ context.Context, p *AgentsParams) (*AgentsResult, error) {
+	if p.Cwd != "" && !filepath.IsAbs(p.Cwd) {
+		return nil, invalidParams("cwd", "give an absolute host folder", "cwd %q is not an absolute path", p.Cwd)
+	}
+	m, err := loadManifest(p.Manifest, p.Cwd)
+	if err != nil {
+		return nil, err
+	}
+	res := &AgentsResult{Manifest: m.Path, Agents: []AgentInfo{}}
+	for _, name := range m.AgentNames() {
+		a, b, err := m.Agent(name)
+		if err != nil {
+			return nil, err
+		}
+		res.Agents = append(res.Agents, AgentInfo{Name: name, Bottle: b.Name, Command: slices.Concat(a.Command, a.Args), Allow: b.Egress.Allow})
+	}
+	return res, nil
 }
 
 func (s *Server) start(ctx context.Context, p *StartParams) (*StartResult, error) {

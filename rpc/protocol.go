@@ -29,6 +29,7 @@ const (
 	MethodCp            = "bottle/cp"       // request
 	MethodClose         = "bottle/close"    // request
 	MethodList          = "bottle/list"     // request
+	MethodAgents        = "bottle/agents"   // request
 )
 
 // Notifications the server sends.
@@ -99,6 +100,29 @@ type PlanParams struct {
 	Manifest string `json:"manifest,omitempty"`
 	// Cwd is an absolute host folder copied into the agent's workspace.
 	Cwd string `json:"cwd,omitempty"`
+}
+
+// AgentsParams are the params of bottle/agents.
+type AgentsParams struct {
+	// Manifest is a bottle.yaml path as in bottle/plan; empty: the
+	// built-in manifest.
+	Manifest string `json:"manifest,omitempty"`
+	// Cwd resolves a relative Manifest.
+	Cwd string `json:"cwd,omitempty"`
+}
+
+// AgentsResult lists a manifest's agents, sorted by name.
+type AgentsResult struct {
+	Manifest string      `json:"manifest"` // the file read, or "(built-in)"
+	Agents   []AgentInfo `json:"agents"`
+}
+
+// AgentInfo is one agent of a manifest.
+type AgentInfo struct {
+	Name    string   `json:"name"`
+	Bottle  string   `json:"bottle"`
+	Command []string `json:"command"`
+	Allow   []string `json:"allow"`
 }
 
 // PlanResult is the result of bottle/plan: the preflight.

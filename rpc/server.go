@@ -119,12 +119,13 @@ func NewServer(be backend.Backend, opts Options) *Server {
 	}
 	s.reg = session.NewRegistry(be, session.Options{Window: opts.Window, Events: events{s}, Logger: opts.Logger})
 	s.methods = map[string]handlerFunc{
-		MethodPlan:  handler(s.plan),
-		MethodStart: handler(s.start),
-		MethodExec:  s.exec,
-		MethodCp:    handler(s.cp),
-		MethodClose: handler(s.closeSession),
-		MethodList:  handler(s.list),
+		MethodPlan:   handler(s.plan),
+		MethodStart:  handler(s.start),
+		MethodExec:   s.exec,
+		MethodCp:     handler(s.cp),
+		MethodClose:  handler(s.closeSession),
+		MethodList:   handler(s.list),
+		MethodAgents: handler(s.agents),
 	}
 	s.controls = map[string]controlFunc{
 		MethodInput:  control(s.input),

@@ -888,3 +888,31 @@ func BenchmarkOutputThroughput(b *testing.B) {
 		}
 	}
 }
+
+func TestAgentsListsTheManifestsAgents(t *testing.T) {
+	dir := t.TempDir()
+	own := filepath.Join(dir, "bottle.yaml")
+	if err := os.WriteFile(own, []byte("agents:\n  b: {bottle: x, command: [bash], args: [-l]}\n  a: {bottle: x}\nbottles:\n  x: {image: img, egress: {allow: [h.test]}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, rpc.Options{})
+	h.initialize()
+
+	var res rpc.AgentsResult
+	h.client.mustCall(rpc.MethodAgents, rpc.AgentsParams{}, &res)
+	if res.Manifest != "(built-in)" || len(res.Agents) != 1 || res.Agents[0].Name != "claude" {
+		t.Errorf("built-in agents = %+v", res)
+	}
+	h.client.mustCall(rpc.MethodAgents, rpc.AgentsParams{Manifest: "bottle.yaml", Cwd: dir}, &res)
+	want := []rpc.AgentInfo{
+		{Name: "a", Bottle: "x", Command: []string{"claude"}, Allow: []string{"h.test"}},
+		{Name: "b", Bottle: "x", Command: []string{"bash", "-l"}, Allow: []string{"h.test"}},
+	}
+	if !slices.EqualFunc(res.Agents, want, func(a, b rpc.AgentInfo) bool {
+		return a.Name == b.Name && a.Bottle == b.Bottle && slices.Equal(a.Command, b.Command) && slices.Equal(a.Allow, b.Allow)
+	}) {
+		t.Errorf("agents = %+v, want %+v", res.Agents, want)
+	}
+	checkError(t, "missing manifest", h.client.callErr(rpc.MethodAgents, rpc.AgentsParams{Manifest: filepath.Join(dir, "none.yaml")}), -32102, rpc.KindManifestUnreadable)
+	checkError(t, "relative cwd", h.client.callErr(rpc.MethodAgents, rpc.AgentsParams{Cwd: "rel"}), -32602, rpc.KindInvalidParams)
+}

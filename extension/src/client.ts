@@ -18,6 +18,8 @@ import {
 } from 'vscode-jsonrpc/node';
 import {
   Method,
+  type AgentsParams,
+  type AgentsResult,
   type ClientInfo,
   type CpParams,
   type CpResult,
@@ -190,6 +192,10 @@ export class BottleClient implements ExecChannel {
   }
 
   // --- requests ---------------------------------------------------------------
+
+  agents(params: AgentsParams): Promise<AgentsResult> {
+    return this.request(Method.agents, params);
+  }
 
   plan(params: PlanParams, token?: CancellationToken): Promise<PlanResult> {
     return this.request(Method.plan, params, token);

@@ -4,10 +4,9 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { ResponseError } from 'vscode-jsonrpc';
 import type { BottleClient, ServerSpec } from './client';
 import { describeError, type ErrorAction } from './errors';
-import type { ErrorData, PlanResult, SessionInfo } from './protocol';
+import type { PlanResult, SessionInfo } from './protocol';
 import type { Sessions } from './sessions';
 import { ExecTerminal, type Dimensions } from './terminal';
 import { execLabel, isExecNode, isSessionNode } from './tree';
@@ -18,12 +17,6 @@ export interface CommandDeps {
   log: vscode.OutputChannel;
   serverSpec: () => ServerSpec;
 }
-
-/**
- * An agent name no manifest has: bottle/plan answers it with the
- * manifest's agent list (there is no method that lists them).
- */
-const listAgentsProbe = ' list agents ';
 
 /** How long a new terminal may take to open before its exec starts anyway. */
 const openWaitMs = 3000;
@@ -123,16 +116,8 @@ export class Commands {
 
   /** The manifest's agents. */
   private async agents(manifest: string | undefined, cwd: string | undefined): Promise<string[]> {
-    try {
-      await this.d.client.plan({ agent: listAgentsProbe, manifest, cwd });
-    } catch (err) {
-      const data = err instanceof ResponseError ? (err.data as ErrorData | undefined) : undefined;
-      if (data?.kind === 'unknownAgent' && data.agents) {
-        return data.agents;
-      }
-      throw err;
-    }
-    return [listAgentsProbe.trim()];
+    const res = await this.d.client.agents({ manifest, cwd });
+    return res.agents.map((a) => a.name);
   }
 
   private async pickAgent(agents: string[], manifest: string | undefined): Promise<string | undefined> {

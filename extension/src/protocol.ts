@@ -8,6 +8,7 @@ export const Method = {
   shutdown: 'shutdown',
   exit: 'exit',
   plan: 'bottle/plan',
+  agents: 'bottle/agents',
   start: 'bottle/start',
   exec: 'bottle/exec',
   input: 'bottle/input',
@@ -49,6 +50,23 @@ export interface PlanParams {
   agent: string;
   manifest?: string;
   cwd?: string;
+}
+
+export interface AgentsParams {
+  manifest?: string;
+  cwd?: string;
+}
+
+export interface AgentInfo {
+  name: string;
+  bottle: string;
+  command: string[];
+  allow: string[];
+}
+
+export interface AgentsResult {
+  manifest: string;
+  agents: AgentInfo[];
 }
 
 export interface CopyItem {
