@@ -9,14 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/pkg/jsonmessage"
 
 	"github.com/bottle-dev/bottle/backend"
@@ -25,38 +22,6 @@ import (
 )
 
 const labelTest = "dev.bottle.test"
-
-var (
-	upstreamOnce  sync.Once
-	upstreamImage string
-	upstreamErr   error
-)
-
-// testUpstreamImage is a FROM scratch image of testdata/upstream, built
-// once per test run and removed at its end.
-func testUpstreamImage(t *testing.T) string {
-	t.Helper()
-	upstreamOnce.Do(func() {
-		bin := filepath.Join(workDir, "upstream")
-		if upstreamErr = goBuild(bin, "./testdata/upstream"); upstreamErr != nil {
-			return
-		}
-		data, err := os.ReadFile(bin)
-		if err != nil {
-			upstreamErr = err
-			return
-		}
-		upstreamImage = "bottle-test/upstream:latest"
-		upstreamErr = buildTestImage(upstreamImage, map[string][]byte{
-			"Dockerfile": []byte("FROM scratch\nCOPY upstream /upstream\nENTRYPOINT [\"/upstream\"]\n"),
-			"upstream":   data,
-		})
-	})
-	if upstreamErr != nil {
-		t.Fatalf("building the upstream test image: %v", upstreamErr)
-	}
-	return upstreamImage
-}
 
 func buildTestImage(tag string, files map[string][]byte) error {
 	var buf bytes.Buffer
@@ -83,28 +48,6 @@ func removeTestImages(ctx context.Context) {
 	}
 }
 
-// startUpstream runs the upstream on the bottle's egress network under an
-// alias, labelled with the bottle's session so that its teardown removes it.
-func startUpstream(t *testing.T, session, alias string) (ip string) {
-	t.Helper()
-	ctx := context.Background()
-	img := testUpstreamImage(t)
-	netName := "bottle-" + session + "-egress"
-	resp, err := engine.Client().ContainerCreate(ctx,
-		&container.Config{Image: img, Labels: engine.Owner().Labels(session, "test-upstream")},
-		&container.HostConfig{NetworkMode: container.NetworkMode(netName)},
-		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{netName: {Aliases: []string{alias}}}},
-		nil, "")
-	if err != nil {
-		t.Fatalf("creating the upstream: %v", err)
-	}
-	if err := engine.Client().ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
-		t.Fatalf("starting the upstream: %v", err)
-	}
-	c := inspect(t, resp.ID)
-	return c.NetworkSettings.Networks[netName].IPAddress
-}
-
 func TestEgressOnlyThroughTheSidecar(t *testing.T) {
 	for _, rt := range runtimes {
 		t.Run(rt, func(t *testing.T) {
@@ -115,13 +58,13 @@ func TestEgressOnlyThroughTheSidecar(t *testing.T) {
 			m := egressManifest(t, rt, "allow: [upstream.test, secure.test]\ntrusted: [upstream.test, secure.test]", nil)
 			bt := startBottle(t, backend.StartSpec{Manifest: m, Agent: "sh", OnEgress: audit.add})
 			session := bt.Info().Session
-			ip := startUpstream(t, session, "upstream.test")
-			startUpstream(t, session, "secure.test")
-			startUpstream(t, session, "denied.test")
+			ip := startNetprobe(t, session, "upstream.test")
+			startNetprobe(t, session, "secure.test")
+			startNetprobe(t, session, "denied.test")
 
 			t.Run("allowlisted name over plain HTTP", func(t *testing.T) {
 				out := mustRun(t, bt, "curl", "-sS", "--max-time", "20", "http://upstream.test/hello")
-				if out != "upstream: GET /hello\n" {
+				if out != "netprobe: GET /hello\n" {
 					t.Errorf("got %q", out)
 				}
 				audit.waitFor(t, func(r egress.Record) bool {
@@ -130,7 +73,7 @@ func TestEgressOnlyThroughTheSidecar(t *testing.T) {
 			})
 			t.Run("allowlisted name over CONNECT", func(t *testing.T) {
 				out := mustRun(t, bt, "curl", "-sS", "-k", "--max-time", "20", "https://secure.test/tls")
-				if out != "upstream: GET /tls\n" {
+				if out != "netprobe: GET /tls\n" {
 					t.Errorf("got %q", out)
 				}
 				audit.waitFor(t, func(r egress.Record) bool {

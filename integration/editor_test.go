@@ -342,8 +342,8 @@ func writeManifest(t testing.TB, runtime string, allow ...string) string {
 	return path
 }
 
-// assertGone checks that nothing labelled with session is on the engine.
-func assertGone(t *testing.T, session string) {
+// resourcesWhere lists the labelled resources on the engine that match.
+func resourcesWhere(t *testing.T, match func(dockerbottle.Resource) bool) []dockerbottle.Resource {
 	t.Helper()
 	ctx := context.Background()
 	eng, err := dockerbottle.New(ctx, dockerbottle.Options{ProxyBinary: binary})
@@ -351,14 +351,24 @@ func assertGone(t *testing.T, session string) {
 		t.Fatal(err)
 	}
 	defer eng.Close()
-	res, err := eng.Resources(ctx)
+	all, err := eng.Resources(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range res {
-		if r.Session == session {
-			t.Errorf("bottle %s left %s %s behind", session, r.Kind, r.Name)
+	var out []dockerbottle.Resource
+	for _, r := range all {
+		if match(r) {
+			out = append(out, r)
 		}
+	}
+	return out
+}
+
+// assertGone checks that nothing labelled with session is on the engine.
+func assertGone(t *testing.T, session string) {
+	t.Helper()
+	for _, r := range resourcesWhere(t, func(r dockerbottle.Resource) bool { return r.Session == session }) {
+		t.Errorf("bottle %s left %s %s behind", session, r.Kind, r.Name)
 	}
 }
 

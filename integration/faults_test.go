@@ -17,23 +17,7 @@ import (
 // ownedBy lists what the server with pid made and is still on the engine.
 func ownedBy(t *testing.T, pid int) []dockerbottle.Resource {
 	t.Helper()
-	ctx := context.Background()
-	eng, err := dockerbottle.New(ctx, dockerbottle.Options{ProxyBinary: binary})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
-	all, err := eng.Resources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []dockerbottle.Resource
-	for _, r := range all {
-		if r.OwnerPID == strconv.Itoa(pid) {
-			out = append(out, r)
-		}
-	}
-	return out
+	return resourcesWhere(t, func(r dockerbottle.Resource) bool { return r.OwnerPID == strconv.Itoa(pid) })
 }
 
 // TestServerKilledAtEachStepLeavesNothingAfterGC kills the server with
