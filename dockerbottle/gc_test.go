@@ -108,4 +108,8 @@ func TestBuiltImageIsCachedByContent(t *testing.T) {
 	if third == first {
 		t.Errorf("changed context reused image %s", first)
 	}
+	// The cache keeps one image a repository: the first build is gone.
+	if _, err := engine.Client().ImageInspect(ctx, first); err == nil {
+		t.Errorf("the outdated image %s is still on the engine", first)
+	}
 }

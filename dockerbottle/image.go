@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -227,12 +226,20 @@ func (e *Engine) pruneCache(ctx context.Context, repo, keep string) {
 		e.log.Warn("listing cached images", "repo", repo, "err", err)
 		return
 	}
+	// By tag: builds of the same content share one image under several
+	// tags, and removing a tag removes the image with its last tag.
 	for _, img := range imgs {
-		if slices.Contains(img.RepoTags, keep) {
-			continue
+		refs := img.RepoTags
+		if len(refs) == 0 {
+			refs = []string{img.ID}
 		}
-		if _, err := e.cli.ImageRemove(ctx, img.ID, image.RemoveOptions{PruneChildren: true}); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
-			e.log.Warn("removing an old cached image", "image", img.ID, "err", err)
+		for _, ref := range refs {
+			if ref == keep {
+				continue
+			}
+			if _, err := e.cli.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true}); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
+				e.log.Warn("removing an old cached image", "image", ref, "err", err)
+			}
 		}
 	}
 }
