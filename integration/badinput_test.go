@@ -19,12 +19,12 @@ import (
 // rawClient writes frames as given and reads the server's frames: bad
 // input cannot be sent through a well-behaved JSON-RPC library.
 type rawClient struct {
-	t   *testing.T
+	t   testing.TB
 	in  io.WriteCloser
 	out *bufio.Reader
 }
 
-func startRaw(t *testing.T) *rawClient {
+func startRaw(t testing.TB) *rawClient {
 	t.Helper()
 	cmd := exec.Command(binary, "serve")
 	cmd.Env = append(os.Environ(), "BOTTLE_STATE="+filepath.Join(workDir, "state"))
@@ -74,32 +74,38 @@ type response struct {
 func (c *rawClient) next() response {
 	c.t.Helper()
 	for {
-		length := -1
-		for {
-			line, err := c.out.ReadString('\n')
-			if err != nil {
-				c.t.Fatalf("reading a header: %v", err)
-			}
-			line = strings.TrimSpace(line)
-			if line == "" {
-				break
-			}
-			if v, ok := strings.CutPrefix(line, "Content-Length: "); ok {
-				length, _ = strconv.Atoi(v)
-			}
-		}
-		body := make([]byte, length)
-		if _, err := io.ReadFull(c.out, body); err != nil {
-			c.t.Fatal(err)
-		}
 		var r response
-		if err := json.Unmarshal(body, &r); err != nil {
-			c.t.Fatalf("server sent bad JSON %q: %v", body, err)
+		if err := json.Unmarshal(c.frame(), &r); err != nil {
+			c.t.Fatalf("server sent bad JSON: %v", err)
 		}
 		if r.Method == "" {
 			return r
 		}
 	}
+}
+
+// frame reads the body of the next message.
+func (c *rawClient) frame() []byte {
+	c.t.Helper()
+	length := -1
+	for {
+		line, err := c.out.ReadString('\n')
+		if err != nil {
+			c.t.Fatalf("reading a header: %v", err)
+		}
+		line = strings.TrimSpace(line)
+		if line == "" {
+			break
+		}
+		if v, ok := strings.CutPrefix(line, "Content-Length: "); ok {
+			length, _ = strconv.Atoi(v)
+		}
+	}
+	body := make([]byte, length)
+	if _, err := io.ReadFull(c.out, body); err != nil {
+		c.t.Fatal(err)
+	}
+	return body
 }
 
 func TestBadInputIsAnsweredAndServingGoesOn(t *testing.T) {

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"slices"
@@ -24,42 +25,81 @@ const ptyBytes = 50 << 20
 func benchRuntimes() []string { return []string{"runc", "runsc"} }
 
 // BenchmarkPtyThroughput: 50 MB of pty output through the server and the
-// protocol, against `docker exec -t` on the same container.
+// protocol, against `docker exec -t` on the same container. The client is
+// a lean one, as an editor's would be: it decodes each output message and
+// acknowledges it, and keeps nothing.
 func BenchmarkPtyThroughput(b *testing.B) {
 	for _, rt := range benchRuntimes() {
 		b.Run(rt, func(b *testing.B) {
-			e := newEditor(b)
-			started := e.start(rpc.StartParams{Agent: "sh", Manifest: writeManifest(b, rt)})
-			var ours, docker []time.Duration
+			c := startRaw(b)
+			c.send(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`)
+			c.next()
+			c.send(fmt.Sprintf(`{"jsonrpc":"2.0","id":2,"method":"bottle/start","params":{"agent":"sh","manifest":%q}}`, writeManifest(b, rt)))
+			var started rpc.StartResult
+			if r := c.next(); r.Error != nil || json.Unmarshal(r.Result, &started) != nil {
+				b.Fatalf("start: %+v", r.Error)
+			}
 			argv := []string{"head", "-c", fmt.Sprint(ptyBytes), "/dev/zero"}
-			for range b.N {
+			var ours, docker []time.Duration
+			for i := range b.N {
 				t0 := time.Now()
-				var res rpc.ExecResult
-				tty := true
-				if err := e.try(rpc.MethodExec, rpc.ExecParams{Session: started.Session, Argv: argv, Tty: &tty}, &res); err != nil {
-					b.Fatal(err)
-				}
-				e.waitExit(res.Exec)
-				ours = append(ours, time.Since(t0))
-				if n := len(e.output(res.Exec)); n != ptyBytes {
+				if n := c.drain(b, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"bottle/exec","params":{"session":%q,"argv":["head","-c","%d","/dev/zero"],"tty":true}}`, 10+i, started.Session, ptyBytes)); n != ptyBytes {
 					b.Fatalf("got %d bytes, want %d", n, ptyBytes)
 				}
-				e.dropOutput(res.Exec)
+				ours = append(ours, time.Since(t0))
 
 				t0 = time.Now()
-				cmd := exec.Command("docker", append([]string{"exec", "-t", started.ContainerID}, argv...)...)
-				out, err := cmd.Output()
+				out, err := exec.Command("docker", append([]string{"exec", "-t", started.ContainerID}, argv...)...).Output()
 				if err != nil || len(out) != ptyBytes {
 					b.Fatalf("docker exec -t: %v, %d bytes", err, len(out))
 				}
 				docker = append(docker, time.Since(t0))
 			}
+			c.send(fmt.Sprintf(`{"jsonrpc":"2.0","id":3,"method":"bottle/close","params":{"session":%q}}`, started.Session))
+			c.next()
 			mbps := func(d time.Duration) float64 { return float64(ptyBytes) / (1 << 20) / d.Seconds() }
 			b.ReportMetric(mbps(median(ours)), "server-MB/s")
 			b.ReportMetric(mbps(median(docker)), "docker-exec-t-MB/s")
 			b.ReportMetric(mbps(median(ours))/mbps(median(docker)), "throughput-ratio")
 			b.ReportMetric(0, "ns/op")
 		})
+	}
+}
+
+// drain sends an exec request and reads until its bottle/exit,
+// acknowledging every output message; it returns the bytes received.
+func (c *rawClient) drain(b *testing.B, request string) int {
+	c.send(request)
+	var exec string
+	n := 0
+	for {
+		var m struct {
+			Method string          `json:"method"`
+			Result json.RawMessage `json:"result"`
+			Error  json.RawMessage `json:"error"`
+			Params struct {
+				Exec string `json:"exec"`
+				Data []byte `json:"data"`
+			} `json:"params"`
+		}
+		if err := json.Unmarshal(c.frame(), &m); err != nil {
+			b.Fatal(err)
+		}
+		switch m.Method {
+		case "":
+			var res rpc.ExecResult
+			if m.Error != nil || json.Unmarshal(m.Result, &res) != nil {
+				b.Fatalf("exec: %s", m.Error)
+			}
+			exec = res.Exec
+		case rpc.MethodOutput:
+			n += len(m.Params.Data)
+			c.send(fmt.Sprintf(`{"jsonrpc":"2.0","method":"bottle/ack","params":{"exec":%q,"bytes":%d}}`, m.Params.Exec, len(m.Params.Data)))
+		case rpc.MethodExecExit:
+			if m.Params.Exec == exec {
+				return n
+			}
+		}
 	}
 }
 

@@ -371,11 +371,3 @@ func assertGone(t *testing.T, session string) {
 		t.Errorf("bottle %s left %s %s behind", session, r.Kind, r.Name)
 	}
 }
-
-// dropOutput forgets an exec's output, so that benchmarks do not hold
-// every run's bytes.
-func (e *editor) dropOutput(exec string) {
-	e.mu.Lock()
-	delete(e.outputs, exec)
-	e.mu.Unlock()
-}
