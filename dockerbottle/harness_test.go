@@ -144,20 +144,10 @@ func parseManifest(t testing.TB, yaml string, files map[string]string) *manifest
 	return m
 }
 
-// simpleManifest is one agent "sh" on the base image.
+// simpleManifest is one agent "sh" on the base image, with an allowlist.
 func simpleManifest(t *testing.T, runtime string, allow ...string) *manifest.Manifest {
 	t.Helper()
-	y := fmt.Sprintf(`
-agents:
-  sh: {bottle: plain, command: [bash]}
-bottles:
-  plain:
-    image: %s
-    runtime: %s
-    egress: {allow: [%s]}
-    limits: {memory: 512m, pids: 256}
-`, baseImage, runtime, strings.Join(allow, ", "))
-	return parseManifest(t, y, nil)
+	return egressManifest(t, runtime, "allow: ["+strings.Join(allow, ", ")+"]", nil)
 }
 
 // startBottle starts a bottle and closes it when the test ends.
