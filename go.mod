@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/creack/pty v1.1.24
 	github.com/docker/docker v28.5.2+incompatible
+	github.com/moby/patternmatcher v0.6.1
 	go.lsp.dev/jsonrpc2 v0.10.0
 	golang.org/x/term v0.48.0
 	gopkg.in/yaml.v3 v3.0.1

@@ -202,7 +202,7 @@ func (e *Engine) Start(ctx context.Context, spec backend.StartSpec, progress bac
 		return nil, err
 	}
 	proxyAddr := fmt.Sprintf("%s:%d", sidecarAddr(internal), proxyPort(b))
-	var agentName string
+	var agentName, guardID string
 	err = parallel(
 		func() error {
 			cfg, host, net := e.sidecarSpec(b, proxyImg, session, internal)
@@ -219,6 +219,10 @@ func (e *Engine) Start(ctx context.Context, spec backend.StartSpec, progress bac
 		func() error {
 			id, name, err := e.createAgent(mk, spec, agent, b, agentImg, runtime, session, internal, proxyAddr)
 			bt.agentID, agentName = id, name
+			if err != nil || runtime != RuntimeRunc {
+				return err
+			}
+			guardID, err = e.createDNSGuard(mk, session, id) // see dnsguard.go
 			return err
 		},
 	)
@@ -246,8 +250,8 @@ func (e *Engine) Start(ctx context.Context, spec backend.StartSpec, progress bac
 			if err := e.cli.ContainerStart(mk, bt.agentID, container.StartOptions{}); err != nil {
 				return fmt.Errorf("starting the agent container: %w", engineErr(err))
 			}
-			if runtime == RuntimeRunc {
-				return e.blockEmbeddedDNS(mk, session, bt.agentID) // see dnsguard.go
+			if guardID != "" {
+				return e.runDNSGuard(mk, session, guardID)
 			}
 			return nil
 		},

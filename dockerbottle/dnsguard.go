@@ -1,17 +1,21 @@
 package dockerbottle
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/bottle-dev/bottle/egress"
 )
 
-// blockEmbeddedDNS cuts a runc agent off from Docker's embedded DNS server
+// createDNSGuard makes the helper that cuts a runc agent off from Docker's embedded DNS server
 // (127.0.0.11 in its network namespace). The engine puts that server in
 // every container on a user-defined network and offers no way to leave it
 // out (Docker 20.10): it answers the names of the containers on the
@@ -27,17 +31,24 @@ import (
 // gVisor the embedded server does not answer at all and gVisor keeps its
 // own routes, so the helper is not needed there. It works against a remote
 // engine too: it needs nothing but the Engine API.
-func (e *Engine) blockEmbeddedDNS(ctx context.Context, session, agentID string) (err error) {
+//
+// The helper is created next to the agent container and started once the
+// agent runs; Start waits for the line it prints when the route is in
+// place rather than for its exit, which the engine reports about 100 ms
+// later.
+func (e *Engine) createDNSGuard(ctx context.Context, session, agentID string) (string, error) {
 	img, err := e.sidecarImage(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
 	pids := int64(16)
 	cfg := &container.Config{
-		Image:  img,
-		User:   "0:0", // capabilities take effect for root only
-		Cmd:    []string{"--block-embedded-dns"},
-		Labels: e.owner.Labels(session, "dns-guard"),
+		Image:        img,
+		User:         "0:0", // capabilities take effect for root only
+		Cmd:          []string{"--block-embedded-dns"},
+		Labels:       e.owner.Labels(session, "dns-guard"),
+		AttachStdout: true,
+		AttachStderr: true,
 	}
 	host := &container.HostConfig{
 		NetworkMode:    container.NetworkMode("container:" + agentID),
@@ -50,39 +61,62 @@ func (e *Engine) blockEmbeddedDNS(ctx context.Context, session, agentID string) 
 	}
 	resp, err := e.cli.ContainerCreate(ctx, cfg, host, nil, nil, "")
 	if err != nil {
-		return fmt.Errorf("creating the DNS guard of the agent: %w", engineErr(err))
+		return "", fmt.Errorf("creating the DNS guard of the agent: %w", engineErr(err))
 	}
-	// Once the route is in place the helper's removal can go on while the
-	// bottle is handed out; Close finds it by its label if it is not done.
+	return resp.ID, nil
+}
+
+// runDNSGuard starts the helper made by createDNSGuard once the agent
+// container runs, and returns when the route is in place. Its removal goes
+// on while the bottle is handed out; Close finds it by its label if that
+// is not done yet.
+func (e *Engine) runDNSGuard(ctx context.Context, session, id string) (err error) {
+	rctx := context.WithoutCancel(ctx)
 	defer func() {
-		rctx := context.WithoutCancel(ctx)
 		if err != nil {
-			e.removeContainer(rctx, resp.ID)
+			e.removeContainer(rctx, id)
 			return
 		}
 		go func() {
-			if err := e.removeContainer(rctx, resp.ID); err != nil {
+			if err := e.removeContainer(rctx, id); err != nil {
 				e.log.Warn("removing the DNS guard of the agent", "session", session, "err", err)
 			}
 		}()
 	}()
-	if err := e.cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
+	hj, err := e.cli.ContainerAttach(ctx, id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
+	if err != nil {
+		return fmt.Errorf("attaching to the DNS guard of the agent: %w", engineErr(err))
+	}
+	defer hj.Close()
+	out, w := io.Pipe()
+	go func() {
+		_, err := stdcopy.StdCopy(w, w, hj.Reader)
+		w.CloseWithError(err)
+	}()
+	blocked := make(chan error, 1)
+	go func() {
+		var said []string
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if sc.Text() == egress.EmbeddedDNSBlocked {
+				blocked <- nil
+				return
+			}
+			said = append(said, sc.Text())
+		}
+		blocked <- fmt.Errorf("the DNS guard of the agent stopped before blocking the embedded DNS: %s", strings.Join(said, "; "))
+	}()
+	if err := e.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		return fmt.Errorf("starting the DNS guard of the agent: %w", engineErr(err))
 	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	waitC, errC := e.cli.ContainerWait(wctx, resp.ID, container.WaitConditionNotRunning)
-	var code int64
 	select {
-	case w := <-waitC:
-		code = w.StatusCode
-	case err := <-errC:
-		return fmt.Errorf("waiting for the DNS guard of the agent: %w", engineErr(err))
+	case err := <-blocked:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("the DNS guard of the agent did not report within 30 s; see docker logs %.12s", id)
 	}
-	if code != 0 {
-		return fmt.Errorf("the DNS guard of the agent failed (exit %d): %s", code, e.containerOutput(ctx, resp.ID))
-	}
-	return nil
 }
 
 // containerOutput is what a stopped container wrote, for error messages.

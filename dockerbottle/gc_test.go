@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/docker/docker/api/types/image"
@@ -67,11 +68,14 @@ func TestGCRemovesOnlyOrphans(t *testing.T) {
 	}
 }
 
-func TestBuiltImageIsCachedByContent(t *testing.T) {
+func TestBuiltImageIsCachedByContentLessDockerignore(t *testing.T) {
 	ctx := context.Background()
 	files := map[string]string{
-		"ctx/Dockerfile": "ARG BASE\nFROM ${BASE}\nCOPY marker /marker\n",
-		"ctx/marker":     "one\n",
+		"ctx/Dockerfile":      "ARG BASE\nFROM ${BASE}\nCOPY . /ctx/\n",
+		"ctx/.dockerignore":   "# build output\nscratch\n*.log\n",
+		"ctx/marker":          "one\n",
+		"ctx/scratch/big.bin": "not for the image\n",
+		"ctx/debug.log":       "not for the image\n",
 	}
 	m := parseManifest(t, "agents: {sh: {bottle: built, command: [bash]}}\nbottles:\n  built:\n    runtime: runc\n    build: {context: ctx, args: {BASE: \""+baseImage+"\"}}\n", files)
 	start := func() string {
@@ -80,8 +84,12 @@ func TestBuiltImageIsCachedByContent(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer b.Close(ctx)
-		if out := mustRun(t, b, "cat", "/marker"); out == "" {
-			t.Fatal("built image lacks /marker")
+		if out := mustRun(t, b, "cat", "/ctx/marker"); out == "" {
+			t.Fatal("built image lacks /ctx/marker")
+		}
+		got := strings.Fields(mustRun(t, b, "ls", "-A", "/ctx"))
+		if want := []string{".dockerignore", "Dockerfile", "marker"}; !slices.Equal(got, want) {
+			t.Fatalf("the build context sent did not follow .dockerignore: /ctx holds %q, want %q", got, want)
 		}
 		return b.Info().Image
 	}
@@ -91,15 +99,18 @@ func TestBuiltImageIsCachedByContent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctxDir := filepath.Dir(m.Bottles["built"].Build.Context + "/")
+	if err := os.WriteFile(filepath.Join(ctxDir, "debug.log"), []byte("changed, and ignored\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if second := start(); second != first {
-		t.Errorf("unchanged context built a new image: %s then %s", first, second)
+		t.Errorf("a context unchanged but for an ignored file built a new image: %s then %s", first, second)
 	}
 	after, err := engine.Client().ImageInspect(ctx, first)
 	if err != nil || after.Created != before.Created {
 		t.Errorf("image was rebuilt: created %s then %s (%v)", before.Created, after.Created, err)
 	}
 
-	ctxDir := filepath.Dir(m.Bottles["built"].Build.Context + "/")
 	if err := os.WriteFile(filepath.Join(ctxDir, "marker"), []byte("two\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,8 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/jsonmessage"
+	"github.com/moby/patternmatcher"
+	"github.com/moby/patternmatcher/ignorefile"
 
 	"github.com/bottle-dev/bottle/backend"
 	"github.com/bottle-dev/bottle/manifest"
@@ -147,9 +149,21 @@ func writeTarEntry(tw *tar.Writer, f contextFile, uid, gid int) error {
 	}
 }
 
-// walkDir lists a host folder as context files under prefix, skipping the
-// names in skip at its top level.
-func walkDir(root, prefix string, skip ...string) ([]contextFile, error) {
+// skipFunc says what of a folder walkDir leaves out, by slash path
+// relative to the folder.
+type skipFunc func(rel string, dir bool) (skipWhat, error)
+
+type skipWhat int
+
+const (
+	keepEntry skipWhat = iota
+	skipEntry          // this entry only: a folder's contents are still walked
+	skipTree           // a folder and everything in it
+)
+
+// walkDir lists a host folder as context files under prefix, leaving out
+// what skip says to (nil keeps everything).
+func walkDir(root, prefix string, skip skipFunc) ([]contextFile, error) {
 	var files []contextFile
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -162,11 +176,14 @@ func walkDir(root, prefix string, skip ...string) ([]contextFile, error) {
 		if rel == "." {
 			return nil
 		}
-		for _, s := range skip {
-			if rel == s {
-				if d.IsDir() {
-					return filepath.SkipDir
-				}
+		if skip != nil {
+			what, err := skip(filepath.ToSlash(rel), d.IsDir())
+			switch {
+			case err != nil:
+				return err
+			case what == skipTree && d.IsDir():
+				return filepath.SkipDir
+			case what != keepEntry:
 				return nil
 			}
 		}
@@ -193,6 +210,52 @@ func walkDir(root, prefix string, skip ...string) ([]contextFile, error) {
 		return nil, fmt.Errorf("reading %s: %w", root, err)
 	}
 	return files, nil
+}
+
+// buildContextFiles lists a build context as the docker CLI sends it:
+// without what its .dockerignore excludes, but always with the Dockerfile
+// and the .dockerignore itself.
+func buildContextFiles(root, dockerfile string) ([]contextFile, error) {
+	f, err := os.Open(filepath.Join(root, ".dockerignore"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return walkDir(root, "", nil)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the .dockerignore of %s: %w", root, err)
+	}
+	patterns, err := ignorefile.ReadAll(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", filepath.Join(root, ".dockerignore"), err)
+	}
+	patterns = append(patterns, "!.dockerignore", "!"+filepath.ToSlash(filepath.Clean(dockerfile)))
+	pm, err := patternmatcher.New(patterns)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(root, ".dockerignore"), err)
+	}
+	return walkDir(root, "", func(rel string, dir bool) (skipWhat, error) {
+		out, err := pm.MatchesOrParentMatches(rel)
+		switch {
+		case err != nil:
+			return keepEntry, fmt.Errorf("%s: %w", filepath.Join(root, ".dockerignore"), err)
+		case !out:
+			return keepEntry, nil
+		case dir && !hasExceptionUnder(pm, rel):
+			return skipTree, nil
+		}
+		return skipEntry, nil
+	})
+}
+
+// hasExceptionUnder says whether a "!" pattern may bring back something
+// inside the excluded folder dir, so it must still be walked.
+func hasExceptionUnder(pm *patternmatcher.PatternMatcher, dir string) bool {
+	for _, p := range pm.Patterns() {
+		if p.Exclusion() && strings.HasPrefix(p.String()+"/", dir+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // buildCached returns the tag of an image built from c, building it only
@@ -298,7 +361,7 @@ func (e *Engine) agentImage(ctx context.Context, b *manifest.Bottle) (string, er
 	if st, err := os.Stat(b.Build.Context); err != nil || !st.IsDir() {
 		return "", fmt.Errorf("%w: build context %s of bottle %s is missing; run scripts/setup.sh to prepare the default agent image, or fix build.context", backend.ErrImage, b.Build.Context, b.Name)
 	}
-	files, err := walkDir(b.Build.Context, "")
+	files, err := buildContextFiles(b.Build.Context, b.Build.Dockerfile)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", backend.ErrImage, err)
 	}
@@ -309,7 +372,12 @@ func (e *Engine) agentImage(ctx context.Context, b *manifest.Bottle) (string, er
 // the workspace, owned by the agent user. .git is left out: it is copied
 // in only when asked (StartSpec.CopyGit).
 func (e *Engine) workspaceImage(ctx context.Context, from, cwd, session string) (string, error) {
-	files, err := walkDir(cwd, "workspace", ".git")
+	files, err := walkDir(cwd, "workspace", func(rel string, _ bool) (skipWhat, error) {
+		if rel == ".git" {
+			return skipTree, nil
+		}
+		return keepEntry, nil
+	})
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", backend.ErrImage, err)
 	}

@@ -56,7 +56,7 @@ func planProvisioning(agent *manifest.Agent, b *manifest.Bottle, spec backend.St
 		p.add(contextFile{Name: rel(skills), Mode: fs.ModeDir | 0o755})
 		for _, s := range agent.Skills {
 			to := skills + "/" + s.Name
-			files, err := walkDir(s.Dir, rel(to))
+			files, err := walkDir(s.Dir, rel(to), nil)
 			if err != nil {
 				return nil, fmt.Errorf("skill %s: %w", s.Name, err)
 			}
@@ -79,7 +79,7 @@ func planProvisioning(agent *manifest.Agent, b *manifest.Bottle, spec backend.St
 			return nil, fmt.Errorf("%w: copyGit: %s is not a git folder", backend.ErrInvalid, gitDir)
 		}
 		to := workspaceDir + "/.git"
-		files, err := walkDir(gitDir, rel(to))
+		files, err := walkDir(gitDir, rel(to), nil)
 		if err != nil {
 			return nil, err
 		}
@@ -170,7 +170,7 @@ func (b *Bottle) CopyIn(ctx context.Context, hostPath, containerPath string) (in
 	name := path.Base(containerPath)
 	var files []contextFile
 	if st.IsDir() {
-		files, err = walkDir(hostPath, name)
+		files, err = walkDir(hostPath, name, nil)
 		if err != nil {
 			return 0, err
 		}

@@ -8,10 +8,6 @@ import (
 	"syscall"
 )
 
-// EmbeddedDNS is the address of Docker's embedded DNS server inside every
-// container on a user-defined network.
-var EmbeddedDNS = netip.MustParseAddr("127.0.0.11")
-
 // BlockEmbeddedDNS makes Docker's embedded DNS server unreachable from the
 // network namespace the calling process is in, by adding an "unreachable"
 // route for its address to the local routing table: every packet to it,

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 
 	"github.com/bottle-dev/bottle/egress"
@@ -19,6 +20,9 @@ func egressProxy(ctx context.Context, args []string) int {
 		if err := egress.BlockEmbeddedDNS(); err != nil {
 			return fail("egress-proxy: %v", err)
 		}
+		// The server waits for this line, not for the exit, which the
+		// engine reports about 100 ms later.
+		fmt.Println(egress.EmbeddedDNSBlocked)
 		return 0
 	}
 	in := os.Stdin
