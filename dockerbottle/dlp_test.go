@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bottle-dev/bottle/auditlog"
 	"github.com/bottle-dev/bottle/backend"
-	"github.com/bottle-dev/bottle/dockerbottle"
 	"github.com/bottle-dev/bottle/egress"
 	"github.com/bottle-dev/bottle/manifest"
 )
@@ -89,7 +89,7 @@ dlp:
 				"the sidecar's config": rawInspect(t, sidecar.ID),
 				"the agent's config":   rawInspect(t, bt.Info().ContainerID),
 			}
-			file := dockerbottle.AuditPath(engine.AuditDir(), session)
+			file := auditlog.Path(engine.AuditDir(), session)
 			data, err := os.ReadFile(file)
 			if err != nil {
 				t.Fatalf("the audit file: %v", err)

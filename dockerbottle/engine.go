@@ -15,6 +15,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
 
+	"github.com/bottle-dev/bottle/auditlog"
 	"github.com/bottle-dev/bottle/backend"
 )
 
@@ -31,7 +32,7 @@ type Options struct {
 	Getenv func(string) string
 	Logger *slog.Logger
 	// AuditDir is where each bottle's egress decisions are kept, one file
-	// per session; empty means DefaultAuditDir().
+	// per session; empty means auditlog.DefaultDir().
 	AuditDir string
 }
 
@@ -82,7 +83,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		auditDir:    opts.AuditDir,
 	}
 	if e.auditDir == "" {
-		e.auditDir = DefaultAuditDir()
+		e.auditDir = auditlog.DefaultDir()
 	}
 	if e.log == nil {
 		e.log = slog.Default()

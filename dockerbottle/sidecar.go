@@ -16,6 +16,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"github.com/bottle-dev/bottle/auditlog"
 	"github.com/bottle-dev/bottle/egress"
 	"github.com/bottle-dev/bottle/manifest"
 )
@@ -121,7 +122,7 @@ func (bt *Bottle) startSidecar(ctx context.Context, b *manifest.Bottle, allow []
 // file and to onEgress, and stderr its log. When the log ends before the
 // proxy said it listens, its last line goes to exited: the proxy refused
 // its config.
-func (bt *Bottle) readSidecar(r io.Reader, ready chan struct{}, exited chan<- string, onEgress func(egress.Record), audit *auditFile, closeConn func()) {
+func (bt *Bottle) readSidecar(r io.Reader, ready chan struct{}, exited chan<- string, onEgress func(egress.Record), audit *auditlog.File, closeConn func()) {
 	defer closeConn()
 	defer audit.Close()
 	stdoutR, stdoutW := io.Pipe()
@@ -152,13 +153,17 @@ func (bt *Bottle) readSidecar(r io.Reader, ready chan struct{}, exited chan<- st
 	}()
 	sc := bufio.NewScanner(stdoutR)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	writeFailed := false
 	for sc.Scan() {
 		var rec egress.Record
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
 			bt.engine.log.Warn("egress sidecar wrote a line that is not an audit record", "session", bt.session, "err", err)
 			continue
 		}
-		audit.write(sc.Bytes())
+		if err := audit.Write(sc.Bytes()); err != nil && !writeFailed {
+			writeFailed = true
+			bt.engine.log.Error("writing the egress audit; later records of this bottle may be missing from it", "session", bt.session, "err", err)
+		}
 		if onEgress != nil {
 			onEgress(rec)
 		}

@@ -1,0 +1,244 @@
+package auditlog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const (
+	allowLine = `{"time":"2026-11-01T10:00:00Z","event":"decision","method":"CONNECT","host":"api.anthropic.com","port":443,"decision":"allow","rule":"api.anthropic.com"}`
+	denyLine  = `{"time":"2026-11-01T10:00:01Z","event":"decision","method":"GET","host":"evil.test","port":80,"decision":"deny","rule":"default-deny","reason":"not on the allowlist"}`
+	closeLine = `{"time":"2026-11-01T10:00:02Z","event":"close","method":"CONNECT","host":"api.anthropic.com","port":443,"decision":"allow","rule":"api.anthropic.com","bytes_up":2048,"bytes_down":3145728}`
+)
+
+func TestPathRefusesIDsThatAreNotFileNames(t *testing.T) {
+	tests := []struct {
+		session string
+		ok      bool
+	}{
+		{"a1b2c3", true},
+		{"bottle-1.2_x", true},
+		{"", false},
+		{"../etc/passwd", false},
+		{"a/b", false},
+		{".hidden", false},
+		{strings.Repeat("a", 129), false},
+	}
+	for _, tt := range tests {
+		if got := Path("/audit", tt.session); (got != "") != tt.ok {
+			t.Errorf("Path(%q) = %q, want a path: %v", tt.session, got, tt.ok)
+		}
+	}
+}
+
+func TestOpenKeepsTheFileToItsOwnerAndPrunesOldOnes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "audit")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old, recent := filepath.Join(dir, "old.jsonl"), filepath.Join(dir, "recent.jsonl")
+	for _, p := range []string{old, recent, filepath.Join(dir, "notes.txt")} {
+		if err := os.WriteFile(p, []byte(allowLine+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	longAgo := time.Now().Add(-Retention - time.Hour)
+	for _, p := range []string{old, filepath.Join(dir, "notes.txt")} {
+		if err := os.Chtimes(p, longAgo, longAgo); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	f, err := Open(dir, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []string{allowLine, denyLine} {
+		if err := f.Write([]byte(l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	data, err := os.ReadFile(Path(dir, "s1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := allowLine + "\n" + denyLine + "\n"; string(data) != want {
+		t.Errorf("file holds %q, want %q", data, want)
+	}
+	if st, _ := os.Stat(Path(dir, "s1")); st.Mode().Perm() != 0o600 {
+		t.Errorf("audit file mode %o, want 600", st.Mode().Perm())
+	}
+	for path, want := range map[string]bool{old: false, recent: true, filepath.Join(dir, "notes.txt"): true} {
+		if _, err := os.Stat(path); (err == nil) != want {
+			t.Errorf("%s exists = %v, want %v", filepath.Base(path), err == nil, want)
+		}
+	}
+}
+
+func TestOpenRefusesABadSessionAndNilFileWritesNothing(t *testing.T) {
+	f, err := Open(t.TempDir(), "../x")
+	if err == nil || f != nil {
+		t.Fatalf("Open with a bad session id = %v, %v; want an error", f, err)
+	}
+	if err := f.Write([]byte(allowLine)); err != nil {
+		t.Errorf("nil File Write: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Errorf("nil File Close: %v", err)
+	}
+}
+
+func TestListSummarisesSessionsNewestFirst(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, lines ...string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("older.jsonl", allowLine)
+	write("newer.jsonl", allowLine, denyLine, closeLine, "not json")
+	write("ignored.txt", allowLine)
+
+	got, err := List(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Session != "newer" || got[1].Session != "older" {
+		t.Fatalf("List = %+v, want newer then older", got)
+	}
+	if got[0].Decisions != 2 || got[0].Refused != 1 {
+		t.Errorf("newer: %d decisions, %d refused; want 2 and 1", got[0].Decisions, got[0].Refused)
+	}
+	if none, err := List(filepath.Join(dir, "missing")); err != nil || len(none) != 0 {
+		t.Errorf("List of a missing folder = %v, %v; want nothing and no error", none, err)
+	}
+}
+
+func TestPrinter(t *testing.T) {
+	tests := []struct {
+		name           string
+		json, denyOnly bool
+		want           []string // substrings of the output, in order
+		absent         []string
+	}{
+		{"table shows every record", false, false,
+			[]string{"allow CONNECT api.anthropic.com:443", "deny GET evil.test:80 default-deny not on the allowlist", "closed CONNECT api.anthropic.com:443 api.anthropic.com up 2.0 KiB, down 3.0 MiB"}, nil},
+		{"table of refusals only", false, true,
+			[]string{"evil.test:80"}, []string{"api.anthropic.com"}},
+		{"json as recorded", true, false,
+			[]string{allowLine + "\n" + denyLine + "\n" + closeLine + "\n"}, nil},
+		{"json refusals only", true, true,
+			[]string{denyLine + "\n"}, []string{allowLine}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, warn bytes.Buffer
+			p := NewPrinter(&out, &warn, tt.json, tt.denyOnly)
+			for _, l := range []string{allowLine, denyLine, closeLine, "garbage"} {
+				p.Print([]byte(l))
+			}
+			p.Flush()
+			got := out.String()
+			if !tt.json {
+				got = strings.Join(strings.Fields(got), " ") // column widths aside
+			}
+			rest := got
+			for _, w := range tt.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("output lacks %q (in order):\n%s", w, got)
+				}
+				rest = rest[i+len(w):]
+			}
+			for _, a := range tt.absent {
+				if strings.Contains(out.String(), a) {
+					t.Errorf("output holds %q:\n%s", a, out.String())
+				}
+			}
+			if !strings.Contains(warn.String(), "not a record") {
+				t.Errorf("a bad line was not reported: %q", warn.String())
+			}
+		})
+	}
+}
+
+func TestReadMissingSessionSaysSo(t *testing.T) {
+	err := Read(context.Background(), t.TempDir(), "nosuch", false, NewPrinter(&bytes.Buffer{}, &bytes.Buffer{}, true, false))
+	if !errors.Is(err, ErrNoAudit) || !strings.Contains(err.Error(), "nosuch") {
+		t.Fatalf("got %v, want ErrNoAudit naming the session", err)
+	}
+}
+
+// syncBuffer is read by the test while Read writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestReadFollowsRecordsAsTheyAreWritten(t *testing.T) {
+	dir := t.TempDir()
+	f, err := Open(dir, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	f.Write([]byte(allowLine))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- Read(ctx, dir, "s1", true, NewPrinter(&out, &bytes.Buffer{}, true, false)) }()
+
+	waitFor := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(out.String(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("output never held %q; it holds %q", want, out.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor(allowLine + "\n")
+	// A line written in two parts is printed whole, once.
+	raw, err := os.OpenFile(Path(dir, "s1"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.WriteString(denyLine[:20])
+	time.Sleep(2 * followPoll)
+	raw.WriteString(denyLine[20:] + "\n")
+	waitFor(denyLine + "\n")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	if got, want := out.String(), allowLine+"\n"+denyLine+"\n"; got != want {
+		t.Errorf("followed output %q, want %q", got, want)
+	}
+}
