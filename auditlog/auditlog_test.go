@@ -7,9 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/bottle-dev/bottle/internal/lockedbuf"
 )
 
 const (
@@ -181,24 +182,6 @@ func TestReadMissingSessionSaysSo(t *testing.T) {
 	}
 }
 
-// syncBuffer is read by the test while Read writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestReadFollowsRecordsAsTheyAreWritten(t *testing.T) {
 	dir := t.TempDir()
 	f, err := Open(dir, "s1")
@@ -209,7 +192,7 @@ func TestReadFollowsRecordsAsTheyAreWritten(t *testing.T) {
 	f.Write([]byte(allowLine))
 
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out lockedbuf.Buffer
 	done := make(chan error, 1)
 	go func() { done <- Read(ctx, dir, "s1", true, NewPrinter(&out, &bytes.Buffer{}, true, false)) }()
 

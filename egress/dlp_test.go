@@ -282,9 +282,7 @@ func TestSecretsNeverReachTheAuditThroughRun(t *testing.T) {
 	}
 	stop()
 	waitRun(t, done)
-	audit.mu.Lock()
-	all := audit.buf.String()
-	audit.mu.Unlock()
+	all := audit.String()
 	if strings.Contains(all, secret) || !strings.Contains(all, "dlp:secret:API_TOKEN") {
 		t.Errorf("audit:\n%s", all)
 	}

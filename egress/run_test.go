@@ -2,7 +2,6 @@ package egress
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -10,29 +9,19 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/bottle-dev/bottle/internal/lockedbuf"
 )
 
 // syncBuffer collects what Run writes from its goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+type syncBuffer struct{ lockedbuf.Buffer }
 
 func (b *syncBuffer) records(t *testing.T) []Record {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var recs []Record
-	sc := bufio.NewScanner(&b.buf)
+	sc := bufio.NewScanner(strings.NewReader(b.String()))
 	for sc.Scan() {
 		var rec Record
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {

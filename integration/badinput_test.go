@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/bottle-dev/bottle/rpc"
+
+	"github.com/bottle-dev/bottle/internal/lockedbuf"
 )
 
 // rawClient writes frames as given and reads the server's frames: bad
@@ -30,7 +32,7 @@ func startRaw(t testing.TB) *rawClient {
 	cmd.Env = append(os.Environ(), "BOTTLE_STATE="+filepath.Join(workDir, "state"))
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
-	stderr := &lockedBuffer{}
+	stderr := &lockedbuf.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

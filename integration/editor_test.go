@@ -20,6 +20,8 @@ import (
 
 	"github.com/bottle-dev/bottle/dockerbottle"
 	"github.com/bottle-dev/bottle/rpc"
+
+	"github.com/bottle-dev/bottle/internal/lockedbuf"
 )
 
 var (
@@ -82,7 +84,7 @@ type editor struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	conn   jsonrpc2.Conn
-	stderr *lockedBuffer
+	stderr *lockedbuf.Buffer
 	waited chan struct{}
 	exit   error
 
@@ -102,23 +104,6 @@ type note struct {
 	method string
 	params json.RawMessage
 	at     time.Time
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // newEditor starts bottle-rpc serve and initializes it.
@@ -150,7 +135,7 @@ func startServer(t testing.TB, extraEnv ...string) *editor {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &editor{t: t, cmd: cmd, stdin: stdin, stderr: &lockedBuffer{}, waited: make(chan struct{}),
+	e := &editor{t: t, cmd: cmd, stdin: stdin, stderr: &lockedbuf.Buffer{}, waited: make(chan struct{}),
 		outputs: map[string]*bytes.Buffer{}, exits: map[string]rpc.ExitParams{}, noAck: map[string]bool{}, changed: make(chan struct{}), autoAck: true}
 	cmd.Stderr = e.stderr
 	if err := cmd.Start(); err != nil {

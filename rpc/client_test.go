@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/bottle-dev/bottle/rpc"
+
+	"github.com/bottle-dev/bottle/internal/lockedbuf"
 )
 
 // waitTimeout bounds every wait of the tests: generous, since each wait
@@ -385,28 +387,11 @@ func (h *harness) serveResult() error {
 // fails: goroutines may still log after the test returned, when t.Log
 // would panic.
 func testLogger(t testing.TB) *slog.Logger {
-	var buf lockedBuffer
+	var buf lockedbuf.Buffer
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("server log:\n%s", buf.String())
 		}
 	})
 	return slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
