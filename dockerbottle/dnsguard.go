@@ -2,8 +2,8 @@ package dockerbottle
 
 import (
 	"bufio"
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -15,8 +15,8 @@ import (
 	"github.com/bottle-dev/bottle/egress"
 )
 
-// createDNSGuard makes the helper that cuts a runc agent off from Docker's embedded DNS server
-// (127.0.0.11 in its network namespace). The engine puts that server in
+// createDNSGuard makes the helper that cuts a runc agent off from Docker's
+// embedded DNS server (127.0.0.11 in its network namespace). The engine puts that server in
 // every container on a user-defined network and offers no way to leave it
 // out (Docker 20.10): it answers the names of the containers on the
 // network, the sidecar's among them (by name, short id and reverse lookup),
@@ -115,18 +115,6 @@ func (e *Engine) runDNSGuard(ctx context.Context, session, id string) (err error
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-time.After(30 * time.Second):
-		return fmt.Errorf("the DNS guard of the agent did not report within 30 s; see docker logs %.12s", id)
+		return errors.New("the DNS guard of the agent did not block the embedded DNS within 30 s; is the engine overloaded?")
 	}
-}
-
-// containerOutput is what a stopped container wrote, for error messages.
-func (e *Engine) containerOutput(ctx context.Context, id string) string {
-	rc, err := e.cli.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true})
-	if err != nil {
-		return "(no output: " + err.Error() + ")"
-	}
-	defer rc.Close()
-	var out bytes.Buffer
-	stdcopy.StdCopy(&out, &out, rc)
-	return strings.TrimSpace(out.String())
 }

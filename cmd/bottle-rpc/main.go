@@ -35,7 +35,7 @@ func main() {
 	defer stop()
 
 	cmd, args := "serve", os.Args[1:]
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] != "" && args[0][0] != '-') {
 		cmd, args = args[0], args[1:]
 	}
 	var code int
