@@ -88,16 +88,17 @@ type Bottle interface {
 	Close(ctx context.Context) error
 }
 
-// Info describes a started bottle.
+// Info describes a started bottle. It is not a wire type: the protocol's
+// StartResult copies what a client may see of it.
 type Info struct {
-	Session      string `json:"session"`
-	Agent        string `json:"agent"`
-	Container    string `json:"container"`
-	ContainerID  string `json:"containerId"`
-	Runtime      string `json:"runtime"`
-	RuntimeLabel string `json:"runtimeLabel"`
-	Image        string `json:"image"`
-	ProxyAddr    string `json:"proxy"`
+	Session      string
+	Agent        string
+	Container    string
+	ContainerID  string
+	Runtime      string
+	RuntimeLabel string
+	Image        string
+	ProxyAddr    string
 }
 
 // ExecSpec is a process to run in a bottle.

@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -508,18 +507,27 @@ func decodeParams(params json.RawMessage, v any) error {
 	return nil
 }
 
-// notify queues a notification.
-func (s *Server) notify(method string, params any, p priority) {
+// notification is a framed JSON-RPC notification.
+func notification(method string, params any) ([]byte, error) {
 	body, err := json.Marshal(struct {
 		JSONRPC string `json:"jsonrpc"`
 		Method  string `json:"method"`
 		Params  any    `json:"params"`
 	}{"2.0", method, params})
 	if err != nil {
-		s.log.Error("marshal notification", "method", method, "err", err)
+		return nil, fmt.Errorf("marshal %s notification: %w", method, err)
+	}
+	return frame(body), nil
+}
+
+// notify queues a notification.
+func (s *Server) notify(method string, params any, p priority) {
+	msg, err := notification(method, params)
+	if err != nil {
+		s.log.Error("notification not sent", "err", err)
 		return
 	}
-	if err := s.w.send(frame(body), p); err != nil {
+	if err := s.w.send(msg, p); err != nil {
 		s.log.Debug("notification not sent", "method", method, "err", err)
 	}
 }
@@ -554,10 +562,7 @@ func (s *Server) sendOutput(exec string, data []byte) {
 		tail = `"}}`
 	)
 	n := len(head) + len(id) + len(mid) + base64.StdEncoding.EncodedLen(len(data)) + len(tail)
-	b := make([]byte, 0, n+32)
-	b = append(b, "Content-Length: "...)
-	b = strconv.AppendInt(b, int64(n), 10)
-	b = append(b, "\r\n\r\n"...)
+	b := appendHeader(make([]byte, 0, n+32), n)
 	b = append(b, head...)
 	b = append(b, id...)
 	b = append(b, mid...)
@@ -580,16 +585,12 @@ func (s *Server) sendExit(exec string, code int, err error) {
 // sendEgress sends bottle/egress; it is dropped if the client has stopped
 // reading and the queue is full.
 func (s *Server) sendEgress(sessionID string, rec egress.Record) {
-	body, err := json.Marshal(struct {
-		JSONRPC string       `json:"jsonrpc"`
-		Method  string       `json:"method"`
-		Params  EgressParams `json:"params"`
-	}{"2.0", MethodEgress, EgressParams{Session: sessionID, Record: egressRecord(rec)}})
+	msg, err := notification(MethodEgress, EgressParams{Session: sessionID, Record: egressRecord(rec)})
 	if err != nil {
-		s.log.Error("marshal egress record", "err", err)
+		s.log.Error("egress record not sent", "err", err)
 		return
 	}
-	s.w.sendDroppable(frame(body))
+	s.w.sendDroppable(msg)
 }
 
 func egressRecord(r egress.Record) EgressRecord {
@@ -605,14 +606,4 @@ func egressRecord(r egress.Record) EgressRecord {
 		BytesUp:   r.BytesUp,
 		BytesDown: r.BytesDown,
 	}
-}
-
-// Serve runs a Server for one connection (the stdio server of
-// cmd/bottle-rpc) and returns the process's exit code: 0 when the client
-// sent shutdown before exit or end of input, else 1; err is non-nil when
-// serving ended for another reason than exit or end of input.
-func Serve(ctx context.Context, in io.Reader, out io.Writer, be backend.Backend, opts Options) (int, error) {
-	s := NewServer(be, opts)
-	err := s.Serve(ctx, in, out)
-	return s.ExitCode(), err
 }

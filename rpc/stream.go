@@ -336,11 +336,14 @@ func (sc *idScanner) result() json.RawMessage {
 
 // frame puts the Content-Length header before body.
 func frame(body []byte) []byte {
-	b := make([]byte, 0, len(body)+32)
+	return append(appendHeader(make([]byte, 0, len(body)+32), len(body)), body...)
+}
+
+// appendHeader appends the header of a message whose body is n bytes.
+func appendHeader(b []byte, n int) []byte {
 	b = append(b, "Content-Length: "...)
-	b = strconv.AppendInt(b, int64(len(body)), 10)
-	b = append(b, "\r\n\r\n"...)
-	return append(b, body...)
+	b = strconv.AppendInt(b, int64(n), 10)
+	return append(b, "\r\n\r\n"...)
 }
 
 // priority orders the writer's queues.
@@ -401,6 +404,11 @@ var errWriterClosed = errors.New("output closed")
 func (w *writer) send(frame []byte, p priority) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.enqueue(frame, p)
+}
+
+// enqueue is send with w.mu held.
+func (w *writer) enqueue(frame []byte, p priority) error {
 	if w.err != nil {
 		return w.err
 	}
@@ -420,15 +428,12 @@ func (w *writer) send(frame []byte, p priority) error {
 // full, which only happens when the client has stopped reading.
 func (w *writer) sendDroppable(frame []byte) {
 	w.mu.Lock()
-	full := len(w.high) >= maxHighQueue
-	if full {
+	defer w.mu.Unlock()
+	if len(w.high) >= maxHighQueue {
 		w.dropped++
-	}
-	w.mu.Unlock()
-	if full {
 		return
 	}
-	_ = w.send(frame, high) // a closed or failed writer already logged why
+	_ = w.enqueue(frame, high) // a closed or failed writer already logged why
 }
 
 // reply queues an error response to the request with the given raw id.
@@ -487,21 +492,18 @@ func (w *writer) run() {
 func (w *writer) next() ([]byte, priority, bool) {
 	for {
 		w.mu.Lock()
+		q, p := &w.high, high
+		if len(w.high) == 0 {
+			q, p = &w.low, low
+		}
 		switch {
-		case len(w.high) > 0:
-			msg := w.high[0]
-			w.high[0] = nil
-			w.high = w.high[1:]
+		case len(*q) > 0:
+			msg := (*q)[0]
+			(*q)[0] = nil
+			*q = (*q)[1:]
 			w.busy = true
 			w.mu.Unlock()
-			return msg, high, true
-		case len(w.low) > 0:
-			msg := w.low[0]
-			w.low[0] = nil
-			w.low = w.low[1:]
-			w.busy = true
-			w.mu.Unlock()
-			return msg, low, true
+			return msg, p, true
 		case w.closed:
 			w.mu.Unlock()
 			return nil, 0, false

@@ -73,9 +73,6 @@ func newExec(s *Session, id string, spec backend.ExecSpec, p backend.Process, ca
 // ID is the exec's id, unique in its registry: "SESSION-N".
 func (e *Exec) ID() string { return e.id }
 
-// Session is the session the exec runs in.
-func (e *Exec) Session() *Session { return e.s }
-
 // Done is closed once the exec's exit has been delivered.
 func (e *Exec) Done() <-chan struct{} { return e.done }
 

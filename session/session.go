@@ -32,9 +32,8 @@ var errClosedWhileStarting = fmt.Errorf("%w: closed while starting", ErrNotReady
 
 // Session is one bottle and the processes running in it.
 type Session struct {
-	r     *Registry
-	id    string
-	agent string
+	r  *Registry
+	id string
 	// life ends when the session starts closing; it cancels a start in
 	// progress, credit waits and Wait calls of the execs.
 	life       context.Context
@@ -62,7 +61,6 @@ func newSession(r *Registry, id, agent string) *Session {
 	return &Session{
 		r:          r,
 		id:         id,
-		agent:      agent,
 		life:       life,
 		cancelLife: cancel,
 		started:    make(chan struct{}),
