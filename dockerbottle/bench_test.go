@@ -1,6 +1,7 @@
 package dockerbottle_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -223,7 +224,7 @@ func engineFloor(ctx context.Context, runtime string, i int) (start, stop time.D
 	return t1.Sub(t0), time.Since(t2), err
 }
 
-func median(ds []time.Duration) time.Duration {
+func median[T cmp.Ordered](ds []T) T {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[len(s)/2]

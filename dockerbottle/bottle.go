@@ -159,7 +159,9 @@ func (e *Engine) Start(ctx context.Context, spec backend.StartSpec, progress bac
 	if err := step(1, "preparing images and networks"); err != nil {
 		return nil, err
 	}
-	var agentImg, proxyImg string
+	// builtinImg is our own binary's image: the built-in proxy's, and the
+	// DNS guard's under runc even when the bottle names its own sidecar.
+	var agentImg, proxyImg, builtinImg string
 	var internal, egressNet bottleNetwork
 	err = parallel(
 		func() error {
@@ -173,13 +175,14 @@ func (e *Engine) Start(ctx context.Context, spec backend.StartSpec, progress bac
 			agentImg = img
 			return err
 		},
-		func() error {
+		func() (err error) {
+			if b.Sidecar == nil || runtime == RuntimeRunc {
+				builtinImg, err = e.sidecarImage(ctx)
+			}
+			proxyImg = builtinImg
 			if b.Sidecar != nil {
 				proxyImg = b.Sidecar.Image
-				return nil
 			}
-			var err error
-			proxyImg, err = e.sidecarImage(ctx)
 			return err
 		},
 		func() (err error) {
@@ -222,7 +225,7 @@ func (e *Engine) Start(ctx context.Context, spec backend.StartSpec, progress bac
 			if err != nil || runtime != RuntimeRunc {
 				return err
 			}
-			guardID, err = e.createDNSGuard(mk, session, id) // see dnsguard.go
+			guardID, err = e.createDNSGuard(mk, session, id, builtinImg) // see dnsguard.go
 			return err
 		},
 	)
@@ -240,7 +243,7 @@ func (e *Engine) Start(ctx context.Context, spec backend.StartSpec, progress bac
 	// The agent's first process runs only after Start returns, so the
 	// agent container and the sidecar can boot side by side.
 	err = parallel(
-		func() error { return bt.startSidecar(mk, b, b.Egress.Allow, spec.OnEgress) },
+		func() error { return bt.startSidecar(mk, spec.OnEgress) },
 		func() error {
 			if len(prov.files) > 0 {
 				if err := e.copyFiles(mk, bt.agentID, "/", prov.files); err != nil {
@@ -382,31 +385,22 @@ func (e *Engine) removeSession(ctx context.Context, session string) error {
 	if err != nil {
 		return fmt.Errorf("listing the containers of bottle %s: %w", session, engineErr(err))
 	}
-	var errs []error
-	var mu sync.Mutex
-	keep := func(err error) {
-		if err != nil {
-			mu.Lock()
-			errs = append(errs, err)
-			mu.Unlock()
-		}
-	}
 	var fns []func() error
 	for _, c := range containers {
 		fns = append(fns, func() error { return e.removeContainer(ctx, c.ID) })
 	}
-	keep(parallel(fns...))
+	errs := []error{parallel(fns...)}
 	nets, err := e.cli.NetworkList(ctx, network.ListOptions{Filters: f})
-	keep(engineErr(err))
+	errs = append(errs, engineErr(err))
 	fns = fns[:0]
 	for _, n := range nets {
 		fns = append(fns, func() error { return e.removeNetwork(ctx, n.ID, n.Name) })
 	}
-	keep(parallel(fns...))
+	errs = append(errs, parallel(fns...))
 	imgs, err := e.cli.ImageList(ctx, image.ListOptions{Filters: f})
-	keep(engineErr(err))
+	errs = append(errs, engineErr(err))
 	for _, img := range imgs {
-		keep(e.removeImage(ctx, img.ID))
+		errs = append(errs, e.removeImage(ctx, img.ID))
 	}
 	return errors.Join(errs...)
 }

@@ -84,7 +84,7 @@ dlp:
 			// the audit file, and both containers' configurations.
 			sidecar := sidecarOf(t, session)
 			places := map[string]string{
-				"the audit records":    audit.lines(t),
+				"the audit records":    audit.lines(),
 				"the sidecar's log":    containerLogs(t, sidecar.ID),
 				"the sidecar's config": rawInspect(t, sidecar.ID),
 				"the agent's config":   rawInspect(t, bt.Info().ContainerID),

@@ -5,12 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/bottle-dev/bottle/egress"
 )
@@ -36,11 +34,7 @@ import (
 // agent runs; Start waits for the line it prints when the route is in
 // place rather than for its exit, which the engine reports about 100 ms
 // later.
-func (e *Engine) createDNSGuard(ctx context.Context, session, agentID string) (string, error) {
-	img, err := e.sidecarImage(ctx)
-	if err != nil {
-		return "", err
-	}
+func (e *Engine) createDNSGuard(ctx context.Context, session, agentID, img string) (string, error) {
 	pids := int64(16)
 	cfg := &container.Config{
 		Image:        img,
@@ -88,11 +82,7 @@ func (e *Engine) runDNSGuard(ctx context.Context, session, id string) (err error
 		return fmt.Errorf("attaching to the DNS guard of the agent: %w", engineErr(err))
 	}
 	defer hj.Close()
-	out, w := io.Pipe()
-	go func() {
-		_, err := stdcopy.StdCopy(w, w, hj.Reader)
-		w.CloseWithError(err)
-	}()
+	out := demux(hj.Reader)
 	blocked := make(chan error, 1)
 	go func() {
 		var said []string

@@ -82,12 +82,7 @@ func (bt *Bottle) Exec(ctx context.Context, spec backend.ExecSpec) (backend.Proc
 	if !spec.Tty {
 		// Without a TTY the engine multiplexes stdout and stderr; a
 		// Process has one output stream.
-		pr, pw := io.Pipe()
-		go func() {
-			_, err := stdcopy.StdCopy(pw, pw, hj.Reader)
-			pw.CloseWithError(err)
-		}()
-		p.out = pr
+		p.out = demux(hj.Reader)
 	}
 	// The engine of API 1.41 cannot size an exec at creation, so it is
 	// sized at once; a process that already ended cannot be, and its
@@ -161,4 +156,15 @@ func (p *process) Wait(ctx context.Context) (int, error) {
 		}
 		delay = min(2*delay, 200*time.Millisecond)
 	}
+}
+
+// demux merges the stdout and stderr that the engine multiplexes on the
+// stream of a process without a TTY.
+func demux(r io.Reader) io.Reader {
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := stdcopy.StdCopy(pw, pw, r)
+		pw.CloseWithError(err)
+	}()
+	return pr
 }

@@ -78,7 +78,7 @@ func (e *Engine) GC(ctx context.Context, dryRun bool) ([]Resource, error) {
 	orphaned := map[string]bool{}
 	var sessions []string
 	for _, r := range all {
-		dead := r.Owner != e.owner.ID && !ownerAlive(r.labels)
+		dead := r.Owner != e.owner.ID && !e.owner.ownerAlive(r.labels)
 		was, seen := orphaned[r.Session]
 		if !seen {
 			sessions = append(sessions, r.Session)

@@ -94,9 +94,6 @@ func leftovers(ctx context.Context) []string {
 	for _, r := range res {
 		if r.Owner == engine.Owner().ID {
 			out = append(out, fmt.Sprintf("  %s %s (bottle %s)", r.Kind, r.Name, r.Session))
-			if _, err := engine.GC(ctx, false); err != nil {
-				out = append(out, err.Error())
-			}
 		}
 	}
 	return out

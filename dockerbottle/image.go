@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -97,10 +99,10 @@ func hashFile(w io.Writer, path string) error {
 	return err
 }
 
-// writeTar streams the context; owner is applied to every entry (nil keeps 0).
-func (c *buildContext) writeTar(w io.Writer, uid, gid int) error {
+// writeTar streams files as a tar, every entry owned by uid:gid.
+func writeTar(w io.Writer, files []contextFile, uid, gid int) error {
 	tw := tar.NewWriter(w)
-	for _, f := range c.Files {
+	for _, f := range files {
 		if err := writeTarEntry(tw, f, uid, gid); err != nil {
 			return err
 		}
@@ -267,10 +269,8 @@ func (e *Engine) buildCached(ctx context.Context, repo string, c *buildContext) 
 		return "", fmt.Errorf("hashing the build context of %s: %w", repo, err)
 	}
 	tag := repo + ":" + key
-	if _, err := e.cli.ImageInspect(ctx, tag); err == nil {
-		return tag, nil
-	} else if !errdefs.IsNotFound(err) {
-		return "", fmt.Errorf("looking up image %s: %w", tag, engineErr(err))
+	if ok, err := e.haveImage(ctx, tag); err != nil || ok {
+		return tag, err
 	}
 	e.log.Info("building image", "image", tag)
 	if err := e.build(ctx, c, tag, map[string]string{LabelCache: repo}); err != nil {
@@ -311,7 +311,7 @@ func (e *Engine) pruneCache(ctx context.Context, repo, keep string) {
 // a bottle image is made.
 func (e *Engine) build(ctx context.Context, c *buildContext, tag string, labels map[string]string) error {
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(c.writeTar(pw, 0, 0)) }()
+	go func() { pw.CloseWithError(writeTar(pw, c.Files, 0, 0)) }()
 	defer pr.Close()
 	args := make(map[string]*string, len(c.Args))
 	for k, v := range c.Args {
@@ -350,11 +350,12 @@ func lastLines(s string, n int) string {
 // built from its build context.
 func (e *Engine) agentImage(ctx context.Context, b *manifest.Bottle) (string, error) {
 	if b.Image != "" {
-		if _, err := e.cli.ImageInspect(ctx, b.Image); err != nil {
-			if errdefs.IsNotFound(err) {
-				return "", fmt.Errorf("%w: image %s of bottle %s is not on the engine; build or load it (docker build -t %s ...), or give the bottle a build: section", backend.ErrImage, b.Image, b.Name, b.Image)
-			}
-			return "", fmt.Errorf("looking up image %s: %w", b.Image, engineErr(err))
+		ok, err := e.haveImage(ctx, b.Image)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			return "", fmt.Errorf("%w: image %s of bottle %s is not on the engine; build or load it (docker build -t %s ...), or give the bottle a build: section", backend.ErrImage, b.Image, b.Name, b.Image)
 		}
 		return b.Image, nil
 	}
@@ -455,14 +456,8 @@ func (e *Engine) CheckProxyBinary() error { return checkStatic(e.proxyBinary) }
 // build argument naming a base image that is not on the engine.
 func (e *Engine) MissingImages(ctx context.Context, m *manifest.Manifest) ([]string, error) {
 	var missing []string
-	have := func(ref string) (bool, error) {
-		_, err := e.cli.ImageInspect(ctx, ref)
-		if errdefs.IsNotFound(err) {
-			return false, nil
-		}
-		return err == nil, engineErr(err)
-	}
-	for _, name := range sortedKeys(m.Bottles) {
+	have := func(ref string) (bool, error) { return e.haveImage(ctx, ref) }
+	for _, name := range slices.Sorted(maps.Keys(m.Bottles)) {
 		b := m.Bottles[name]
 		if b.Image != "" {
 			ok, err := have(b.Image)
@@ -490,11 +485,14 @@ func (e *Engine) MissingImages(ctx context.Context, m *manifest.Manifest) ([]str
 	return missing, nil
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+// haveImage says whether the engine has the image ref.
+func (e *Engine) haveImage(ctx context.Context, ref string) (bool, error) {
+	_, err := e.cli.ImageInspect(ctx, ref)
+	if errdefs.IsNotFound(err) {
+		return false, nil
 	}
-	sort.Strings(keys)
-	return keys
+	if err != nil {
+		return false, fmt.Errorf("looking up image %s: %w", ref, engineErr(err))
+	}
+	return true, nil
 }

@@ -103,5 +103,5 @@ func (e *Engine) createNetwork(ctx context.Context, name string, internal bool, 
 
 func isSubnetTaken(err error) bool {
 	s := err.Error()
-	return strings.Contains(s, "overlaps") || strings.Contains(s, "Pool overlaps")
+	return strings.Contains(s, "overlaps")
 }

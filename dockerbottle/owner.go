@@ -59,14 +59,12 @@ func (o Owner) Labels(session, role string) map[string]string {
 	}
 }
 
-// ownerAlive says whether the process that labelled a resource still runs.
-// Resources without owner labels have no owner to wait for.
-func ownerAlive(labels map[string]string) bool {
+// ownerAlive says whether the process that labelled a resource still runs;
+// o is this process, whose boot is the machine's current one. Resources
+// without owner labels have no owner to wait for.
+func (o Owner) ownerAlive(labels map[string]string) bool {
 	pid, err := strconv.Atoi(labels[LabelOwnerPID])
-	if err != nil || labels[LabelOwnerBoot] == "" {
-		return false
-	}
-	if boot, err := bootID(); err != nil || boot != labels[LabelOwnerBoot] {
+	if err != nil || labels[LabelOwnerBoot] == "" || labels[LabelOwnerBoot] != o.Boot {
 		return false
 	}
 	start, err := processStart(pid)

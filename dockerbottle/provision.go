@@ -1,7 +1,6 @@
 package dockerbottle
 
 import (
-	"archive/tar"
 	"context"
 	"fmt"
 	"io"
@@ -136,16 +135,7 @@ func (p *provisioning) addSSH(entries []manifest.SSH, proxyAddr string) error {
 // half-provisioned home.
 func (e *Engine) copyFiles(ctx context.Context, containerID, dir string, files []contextFile) error {
 	pr, pw := io.Pipe()
-	go func() {
-		tw := tar.NewWriter(pw)
-		for _, f := range files {
-			if err := writeTarEntry(tw, f, agentUID, agentGID); err != nil {
-				pw.CloseWithError(err)
-				return
-			}
-		}
-		pw.CloseWithError(tw.Close())
-	}()
+	go func() { pw.CloseWithError(writeTar(pw, files, agentUID, agentGID)) }()
 	defer pr.Close()
 	err := e.cli.CopyToContainer(ctx, containerID, dir, pr, container.CopyToContainerOptions{})
 	if err != nil {

@@ -174,14 +174,7 @@ func runNetprobe(t testing.TB, session string, networks []string, args ...string
 	case err := <-errC:
 		t.Fatalf("waiting for the probe: %v", err)
 	}
-	rc, err := engine.Client().ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	var out bytes.Buffer
-	stdcopy.StdCopy(&out, &out, rc)
-	return out.String(), code
+	return containerLogs(t, id), code
 }
 
 // sidecarInfo is what the tests need of a bottle's sidecar.
@@ -318,8 +311,8 @@ func (a *auditLog) count(match func(egress.Record) bool) int {
 	return n
 }
 
-// all returns the records so far, as JSON lines.
-func (a *auditLog) lines(t testing.TB) string {
+// lines returns the records so far, one a line.
+func (a *auditLog) lines() string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var b strings.Builder

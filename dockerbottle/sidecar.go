@@ -22,7 +22,7 @@ import (
 )
 
 // ProxyPort is where the built-in egress proxy listens.
-const ProxyPort = 3128
+const ProxyPort = egress.DefaultPort
 
 // sidecarSpec is the container config of the egress sidecar. The built-in
 // proxy gets its config on stdin, so nothing of it (the DLP secrets above
@@ -50,7 +50,6 @@ func (e *Engine) sidecarSpec(b *manifest.Bottle, image, session string, internal
 		cfg.AttachStderr = true
 		host.ReadonlyRootfs = true
 	} else {
-		cfg.Image = b.Sidecar.Image
 		cfg.Cmd = b.Sidecar.Args
 	}
 	net := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
@@ -71,8 +70,8 @@ func proxyPort(b *manifest.Bottle) int {
 // startSidecar starts the built-in proxy: attach first (stdin is the
 // config, stdout the audit stream), then start, then send the config and
 // wait until it listens, so the agent's first request finds it ready.
-func (bt *Bottle) startSidecar(ctx context.Context, b *manifest.Bottle, allow []string, onEgress func(egress.Record)) error {
-	e := bt.engine
+func (bt *Bottle) startSidecar(ctx context.Context, onEgress func(egress.Record)) error {
+	e, b := bt.engine, bt.bottle
 	if b.Sidecar != nil {
 		if b.Sidecar.Config != "" {
 			f := []contextFile{{Name: strings.TrimPrefix(b.Sidecar.ConfigPath, "/"), Host: b.Sidecar.Config, Mode: 0o644}}
@@ -96,7 +95,7 @@ func (bt *Bottle) startSidecar(ctx context.Context, b *manifest.Bottle, allow []
 		hj.Close()
 		return fmt.Errorf("starting the egress sidecar: %w", engineErr(err))
 	}
-	cfg := bt.proxyConfig(b, allow)
+	cfg := bt.proxyConfig()
 	if err := json.NewEncoder(hj.Conn).Encode(cfg); err != nil {
 		hj.Close()
 		return fmt.Errorf("sending the egress sidecar its config: %w", err)
@@ -138,7 +137,7 @@ func (bt *Bottle) readSidecar(r io.Reader, ready chan struct{}, exited chan<- st
 		last := "no output"
 		for sc.Scan() {
 			line := sc.Text()
-			if !signalled && strings.Contains(line, "listening on") {
+			if !signalled && strings.Contains(line, egress.ListeningLine) {
 				close(ready)
 				signalled = true
 			}
@@ -170,21 +169,22 @@ func (bt *Bottle) readSidecar(r io.Reader, ready chan struct{}, exited chan<- st
 	}
 }
 
-// proxyConfig is the built-in proxy's config for bottle b: its allowlist,
+// proxyConfig is the built-in proxy's config for the bottle: its allowlist,
 // blocklist, trusted hosts and DLP, with the values of the variables the
 // manifest marks secret. It goes to the proxy's stdin only.
-func (bt *Bottle) proxyConfig(b *manifest.Bottle, allow []string) egress.Config {
+func (bt *Bottle) proxyConfig() egress.Config {
+	b := bt.bottle
 	return egress.Config{
 		Listen:  ":" + strconv.Itoa(ProxyPort),
 		Session: bt.session,
-		Allow:   allow,
+		Allow:   b.Egress.Allow,
 		Block:   b.Egress.Block,
 		Trusted: b.Egress.Trusted,
 		DLP: egress.DLPConfig{
 			NoBuiltin: b.Egress.DLP.NoBuiltin,
 			Disable:   b.Egress.DLP.Disable,
 			Patterns:  dlpPatterns(b.Egress.DLP.Patterns),
-			Secrets:   bt.secrets(b),
+			Secrets:   bt.secrets(),
 		},
 	}
 }
@@ -192,7 +192,7 @@ func (bt *Bottle) proxyConfig(b *manifest.Bottle, allow []string) egress.Config 
 func dlpPatterns(ps []manifest.DLPPattern) []egress.Pattern {
 	out := make([]egress.Pattern, len(ps))
 	for i, p := range ps {
-		out[i] = egress.Pattern{Name: p.Name, Regex: p.Regex}
+		out[i] = egress.Pattern(p)
 	}
 	return out
 }
@@ -206,7 +206,8 @@ const minSecretLen = 8
 // host (or the env file), and the OAuth token the agent is given: it is
 // meant for Anthropic over TLS, never for a URL or header the proxy sees.
 // Values are never logged; names are.
-func (bt *Bottle) secrets(b *manifest.Bottle) []egress.Secret {
+func (bt *Bottle) secrets() []egress.Secret {
+	b := bt.bottle
 	var out []egress.Secret
 	add := func(name, value string) {
 		switch {

@@ -8,10 +8,18 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 )
 
-const defaultListen = ":3128"
+// DefaultPort is where the proxy listens unless its config says otherwise.
+const DefaultPort = 3128
+
+// ListeningLine starts the line Run writes to its log once it accepts
+// connections; the server waits for it before it hands a bottle out.
+const ListeningLine = "egress proxy listening on "
+
+var defaultListen = ":" + strconv.Itoa(DefaultPort)
 
 // limits are the proxy's timeouts, gathered so that tests can shrink them.
 type limits struct {
@@ -66,7 +74,7 @@ func run(ctx context.Context, cfg Config, auditOut, logOut io.Writer, lim limits
 		IdleTimeout:       lim.idle,
 		ErrorLog:          errorLog,
 	}
-	fmt.Fprintf(logOut, "egress proxy listening on %s\n", ln.Addr())
+	fmt.Fprintf(logOut, "%s%s\n", ListeningLine, ln.Addr())
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

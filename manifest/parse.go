@@ -21,7 +21,7 @@ const (
 	defaultCommand    = "claude"
 	defaultDockerfile = "Dockerfile"
 	defaultSSHPort    = 22
-	defaultProxyPort  = 3128
+	defaultProxyPort  = egress.DefaultPort
 	defaultConfigPath = "/etc/bottle/proxy-config"
 )
 
