@@ -67,10 +67,10 @@ func summarise(path string) (Summary, error) {
 		if json.Unmarshal(sc.Bytes(), &rec) != nil {
 			continue
 		}
-		if rec.Event == "decision" {
+		if rec.Event == egress.EventDecision {
 			s.Decisions++
 		}
-		if rec.Decision == "deny" {
+		if rec.Decision == egress.DecisionDeny {
 			s.Refused++
 		}
 		if rec.Time.After(s.Last) {
@@ -105,7 +105,7 @@ func (p *Printer) Print(line []byte) {
 		fmt.Fprintf(p.warn, "audit: skipping a line that is not a record: %v\n", err)
 		return
 	}
-	if p.denyOnly && rec.Decision != "deny" {
+	if p.denyOnly && rec.Decision != egress.DecisionDeny {
 		return
 	}
 	if p.json {
@@ -113,7 +113,7 @@ func (p *Printer) Print(line []byte) {
 		return
 	}
 	what := rec.Decision
-	if rec.Event == "close" {
+	if rec.Event == egress.EventClose {
 		what = "closed"
 	}
 	target := rec.Host
@@ -121,7 +121,7 @@ func (p *Printer) Print(line []byte) {
 		target = fmt.Sprintf("%s:%d", rec.Host, rec.Port)
 	}
 	detail := rec.Reason
-	if rec.Event == "close" && (rec.BytesUp > 0 || rec.BytesDown > 0) {
+	if rec.Event == egress.EventClose && (rec.BytesUp > 0 || rec.BytesDown > 0) {
 		bytes := fmt.Sprintf("up %s, down %s", size(rec.BytesUp), size(rec.BytesDown))
 		detail = strings.TrimSuffix(bytes+"; "+detail, "; ")
 	}

@@ -25,15 +25,15 @@ type Record struct {
 
 // Values of Record fields.
 const (
-	// eventDecision is written once per request, before anything is dialled.
-	eventDecision = "decision"
-	// eventClose ends an allowed exchange that did not simply succeed: a
+	// EventDecision is written once per request, before anything is dialled.
+	EventDecision = "decision"
+	// EventClose ends an allowed exchange that did not simply succeed: a
 	// CONNECT tunnel that ended (with its byte counts), or a dial or upstream
 	// failure (with its reason).
-	eventClose = "close"
+	EventClose = "close"
 
-	decisionAllow = "allow"
-	decisionDeny  = "deny"
+	DecisionAllow = "allow"
+	DecisionDeny  = "deny"
 
 	ruleDefaultDeny = "default-deny"
 	ruleBadRequest  = "bad-request"

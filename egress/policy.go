@@ -81,12 +81,18 @@ func (p *Policy) Decide(host string, port int) (allowed bool, rule string) {
 		return false, ruleDefaultDeny
 	}
 	host = normalizeHost(host)
+	ip, err := netip.ParseAddr(host)
+	isIP := err == nil
 	for _, r := range p.block {
-		if r.matchesHost(host) && r.matchesPort(port) {
+		matches := r.ip.IsValid() && r.ip == ip
+		if !isIP {
+			matches = r.matchesName(host)
+		}
+		if matches && r.matchesPort(port) {
 			return false, "block:" + r.entry
 		}
 	}
-	if ip, err := netip.ParseAddr(host); err == nil {
+	if isIP {
 		for _, r := range p.rules {
 			if r.ip.IsValid() && r.ip == ip && r.matchesPort(port) {
 				return true, r.entry
@@ -103,14 +109,6 @@ func (p *Policy) Decide(host string, port int) (allowed bool, rule string) {
 		}
 	}
 	return false, ruleDefaultDeny
-}
-
-// matchesHost matches a normalized host, name or IP literal.
-func (r rule) matchesHost(host string) bool {
-	if ip, err := netip.ParseAddr(host); err == nil {
-		return r.ip.IsValid() && r.ip == ip
-	}
-	return r.matchesName(host)
 }
 
 func (r rule) matchesName(host string) bool {

@@ -145,8 +145,8 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 	defer client.Close()
 	defer upstream.Close()
 
-	rec := p.record(eventClose, r.Method, host, port)
-	rec.Decision, rec.Rule = decisionAllow, rule
+	rec := p.record(EventClose, r.Method, host, port)
+	rec.Decision, rec.Rule = DecisionAllow, rule
 	t := &tunnel{client: client, upstream: upstream}
 	if !p.track(t) {
 		rec.Reason = "proxy shutting down"
@@ -165,8 +165,8 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 		// The tunnel never carried the ClientHello: a second decision
 		// for this request, and no close line.
 		p.untrack(t)
-		deny := p.record(eventDecision, r.Method, host, port)
-		deny.Decision, deny.Rule, deny.Reason = decisionDeny, refused.rule, refused.reason
+		deny := p.record(EventDecision, r.Method, host, port)
+		deny.Decision, deny.Rule, deny.Reason = DecisionDeny, refused.rule, refused.reason
 		p.audit.Record(deny)
 		return
 	}
@@ -181,25 +181,22 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 
 // splice relays bytes both ways until both directions have ended. pending
 // is what the client sent right after its CONNECT head, which the HTTP
-// server has already read. check, when set, sees the client's first bytes
-// before any reach the upstream and returns what it consumed of them; an
-// error from it ends the tunnel without sending them.
+// server has already read. check sees the client's first bytes before any
+// reach the upstream and returns what it consumed of them; an error from it
+// ends the tunnel without sending them.
 func splice(client, upstream net.Conn, pending []byte, check func(io.Reader) ([]byte, error)) (up, down int64, err error) {
 	errs := make(chan error, 2)
 	go func() {
-		var err error
 		var src io.Reader = client
 		if len(pending) > 0 {
 			src = io.MultiReader(bytes.NewReader(pending), client)
 		}
-		first := []byte(nil)
-		if check != nil {
-			if first, err = check(src); err != nil {
-				client.Close()
-				upstream.Close()
-				errs <- err
-				return
-			}
+		first, err := check(src)
+		if err != nil {
+			client.Close()
+			upstream.Close()
+			errs <- err
+			return
 		}
 		up, err = relay(upstream, client, src, first)
 		errs <- err
@@ -301,7 +298,7 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, host string, port int) (rule string, addrs []netip.Addr, ok bool) {
 	method := r.Method
 	allowed, rule := p.policy.Decide(host, port)
-	rec := p.record(eventDecision, method, host, port)
+	rec := p.record(EventDecision, method, host, port)
 	rec.Rule = rule
 	if !allowed {
 		reason := "not on the allowlist"
@@ -318,7 +315,7 @@ func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, host string, port 
 		p.deny(w, rec, private.Error())
 		return ruleNotPublic, nil, false
 	}
-	rec.Decision = decisionAllow
+	rec.Decision = DecisionAllow
 	p.audit.Record(rec)
 	if err != nil {
 		p.fail(w, http.StatusBadGateway, method, host, port, rule, err)
@@ -329,7 +326,7 @@ func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, host string, port 
 
 // deny audits a refusal and answers it with 403 and the reason.
 func (p *Proxy) deny(w http.ResponseWriter, rec Record, reason string) {
-	rec.Decision, rec.Reason = decisionDeny, reason
+	rec.Decision, rec.Reason = DecisionDeny, reason
 	p.audit.Record(rec)
 	w.Header().Set("X-Bottle-Egress", "denied")
 	http.Error(w, fmt.Sprintf("bottle egress: %s to %s refused: %s (rule %s)",
@@ -344,8 +341,8 @@ func (p *Proxy) refuseSecret(w http.ResponseWriter, r *http.Request, f *Finding)
 	if f.Where == "target host" || p.dlp.Scan("", host) != nil {
 		host = redacted
 	}
-	rec := p.record(eventDecision, r.Method, host, port)
-	rec.Decision, rec.Rule, rec.Reason = decisionDeny, f.Rule, "carries a secret in the "+f.Where
+	rec := p.record(EventDecision, r.Method, host, port)
+	rec.Decision, rec.Rule, rec.Reason = DecisionDeny, f.Rule, "carries a secret in the "+f.Where
 	p.audit.Record(rec)
 	w.Header().Set("X-Bottle-Egress", "denied")
 	http.Error(w, fmt.Sprintf("bottle egress: %s refused: the request carries a secret in the %s (rule %s)", r.Method, f.Where, f.Rule),
@@ -379,8 +376,8 @@ func requestTarget(r *http.Request) (string, int) {
 // fail answers an allowed request whose upstream could not be used, and
 // audits why.
 func (p *Proxy) fail(w http.ResponseWriter, status int, method, host string, port int, rule string, err error) {
-	rec := p.record(eventClose, method, host, port)
-	rec.Decision, rec.Rule, rec.Reason = decisionAllow, rule, err.Error()
+	rec := p.record(EventClose, method, host, port)
+	rec.Decision, rec.Rule, rec.Reason = DecisionAllow, rule, err.Error()
 	p.audit.Record(rec)
 	http.Error(w, fmt.Sprintf("bottle egress: %s to %s failed: %v",
 		method, net.JoinHostPort(host, strconv.Itoa(port)), err), status)
@@ -389,8 +386,8 @@ func (p *Proxy) fail(w http.ResponseWriter, status int, method, host string, por
 // badRequest refuses what is not a proxy request. It is audited as a denial
 // so that every request the proxy receives leaves a line.
 func (p *Proxy) badRequest(w http.ResponseWriter, r *http.Request, why string) {
-	rec := p.record(eventDecision, r.Method, r.Host, 0)
-	rec.Decision, rec.Rule, rec.Reason = decisionDeny, ruleBadRequest, why
+	rec := p.record(EventDecision, r.Method, r.Host, 0)
+	rec.Decision, rec.Rule, rec.Reason = DecisionDeny, ruleBadRequest, why
 	p.audit.Record(rec)
 	http.Error(w, "bottle egress: this is a proxy; send CONNECT host:port, or a request for an absolute http:// URL ("+why+")",
 		http.StatusBadRequest)

@@ -139,6 +139,12 @@ var nonPublic = []netip.Prefix{
 	netip.MustParsePrefix("255.255.255.255/32"),
 }
 
+// IPv6 prefixes that carry an IPv4 address.
+var (
+	nat64     = netip.MustParsePrefix("64:ff9b::/96")
+	sixToFour = netip.MustParsePrefix("2002::/16")
+)
+
 // publicAddr reports whether addr is an ordinary public unicast address,
 // and when it is not, what it is. IPv4 addresses carried in IPv6 forms
 // (mapped, NAT64, 6to4) are judged by the IPv4 address they carry.
@@ -147,9 +153,9 @@ func publicAddr(addr netip.Addr) (bool, string) {
 	if addr.Is6() {
 		b := addr.As16()
 		switch {
-		case netip.MustParsePrefix("64:ff9b::/96").Contains(addr):
+		case nat64.Contains(addr):
 			return publicAddr(netip.AddrFrom4([4]byte(b[12:16])))
-		case netip.MustParsePrefix("2002::/16").Contains(addr):
+		case sixToFour.Contains(addr):
 			return publicAddr(netip.AddrFrom4([4]byte(b[2:6])))
 		}
 	}

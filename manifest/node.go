@@ -154,6 +154,11 @@ func (p *parser) entries(f field) ([]field, bool) {
 // fields reads a mapping with a fixed set of keys. Keys with no value
 // (null) count as absent, so "env:" with nothing under it is no error.
 func (p *parser) fields(f field, allowed ...string) (map[string]field, bool) {
+	return p.fieldsOr(f, "unknown field; allowed here: "+strings.Join(allowed, ", "), allowed)
+}
+
+// fieldsOr is fields with the message an unknown key gets.
+func (p *parser) fieldsOr(f field, unknown string, allowed []string) (map[string]field, bool) {
 	es, ok := p.entries(f)
 	if !ok {
 		return nil, false
@@ -162,7 +167,7 @@ func (p *parser) fields(f field, allowed ...string) (map[string]field, bool) {
 	for _, e := range es {
 		switch {
 		case !slices.Contains(allowed, e.key.Value):
-			p.errorAt(e.key.Line, e.path, "unknown field; allowed here: %s", strings.Join(allowed, ", "))
+			p.errorAt(e.key.Line, e.path, "%s", unknown)
 		case !isNull(e.val):
 			out[e.key.Value] = e
 		}

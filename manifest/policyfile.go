@@ -126,19 +126,7 @@ func (p *parser) policy(data []byte, e *Egress) {
 // enforces: the fields it does not read are controls of pipelock's that it
 // does not have, or typos. It returns nil when f is not a mapping.
 func (p *parser) policyFields(f field, allowed ...string) map[string]field {
-	es, ok := p.entries(f)
-	if !ok {
-		return nil
-	}
-	out := map[string]field{}
-	for _, e := range es {
-		switch {
-		case !slices.Contains(allowed, e.key.Value):
-			p.errorAt(e.key.Line, e.path, "not enforced by bottle's built-in proxy, which enforces %s; remove it, or run pipelock itself as the bottle's sidecar (sidecar: {image: ...})", policyEnforced)
-		case !isNull(e.val):
-			out[e.key.Value] = e
-		}
-	}
+	out, _ := p.fieldsOr(f, "not enforced by bottle's built-in proxy, which enforces "+policyEnforced+"; remove it, or run pipelock itself as the bottle's sidecar (sidecar: {image: ...})", allowed)
 	return out
 }
 
