@@ -5,7 +5,6 @@
 package termclient
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +13,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 
 	"go.lsp.dev/jsonrpc2"
@@ -45,11 +43,9 @@ func Run(ctx context.Context, conn io.ReadWriteCloser, opts Options) (int, error
 	c.conn.Go(ctx, c.handle)
 	defer c.conn.Close()
 
-	var init rpc.InitializeResult
-	if err := c.call(ctx, rpc.MethodInitialize, rpc.InitializeParams{ClientInfo: &rpc.ClientInfo{Name: "bottle-rpc run"}}, &init); err != nil {
+	if err := c.call(ctx, rpc.MethodInitialize, rpc.InitializeParams{ClientInfo: &rpc.ClientInfo{Name: "bottle-rpc run"}}, nil); err != nil {
 		return 1, err
 	}
-	c.window = int64(init.Capabilities.FlowControl.Window)
 	if err := c.conn.Notify(ctx, rpc.MethodInitialized, struct{}{}); err != nil {
 		return 1, err
 	}
@@ -78,14 +74,11 @@ func Run(ctx context.Context, conn io.ReadWriteCloser, opts Options) (int, error
 	return c.runExec(ctx, started.Session)
 }
 
+// client runs one exec, so every bottle/output and bottle/exit is its own,
+// even one that arrives before the reply to bottle/exec.
 type client struct {
 	opts   Options
 	conn   jsonrpc2.Conn
-	window int64
-
-	mu     sync.Mutex
-	exec   string
-	early  [][]byte // output that arrived before the exec id
 	exited chan rpc.ExitParams
 }
 
@@ -119,12 +112,7 @@ func (c *client) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc
 	case rpc.MethodExecExit:
 		var p rpc.ExitParams
 		if json.Unmarshal(req.Params(), &p) == nil {
-			c.mu.Lock()
-			mine := p.Exec == c.exec
-			c.mu.Unlock()
-			if mine {
-				c.exited <- p
-			}
+			c.exited <- p
 		}
 	case rpc.MethodProgress:
 		var p rpc.ProgressParams
@@ -154,13 +142,6 @@ func isCall(req jsonrpc2.Request) bool {
 }
 
 func (c *client) output(ctx context.Context, p rpc.OutputParams) {
-	c.mu.Lock()
-	if c.exec == "" {
-		c.early = append(c.early, p.Data)
-		c.mu.Unlock()
-		return
-	}
-	c.mu.Unlock()
 	c.opts.Out.Write(p.Data)
 	c.conn.Notify(ctx, rpc.MethodAck, rpc.AckParams{Exec: p.Exec, Bytes: int64(len(p.Data))})
 }
@@ -181,15 +162,6 @@ func (c *client) runExec(ctx context.Context, session string) (int, error) {
 	if err := c.call(ctx, rpc.MethodExec, rpc.ExecParams{Session: session, Argv: c.opts.Argv, Tty: &tty, Cols: uint(cols), Rows: uint(rows)}, &res); err != nil {
 		return 1, err
 	}
-	c.mu.Lock()
-	c.exec = res.Exec
-	early := c.early
-	c.early = nil
-	c.mu.Unlock()
-	for _, d := range early {
-		c.output(ctx, rpc.OutputParams{Exec: res.Exec, Data: d})
-	}
-
 	if isTerm {
 		old, err := term.MakeRaw(fd)
 		if err != nil {
@@ -244,7 +216,19 @@ func printPlan(w io.Writer, p *rpc.PlanResult) {
 
 func confirm(in io.Reader, out io.Writer) bool {
 	fmt.Fprint(out, "Start this bottle? [y/N] ")
-	line, _ := bufio.NewReader(in).ReadString('\n')
-	answer := strings.ToLower(strings.TrimSpace(line))
+	// A byte at a time: what is typed after the answer belongs to the agent.
+	var line []byte
+	b := make([]byte, 1)
+	for len(line) < 64 {
+		n, err := in.Read(b)
+		if n == 1 && b[0] == '\n' {
+			break
+		}
+		line = append(line, b[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	answer := strings.ToLower(strings.TrimSpace(string(line)))
 	return answer == "y" || answer == "yes"
 }
