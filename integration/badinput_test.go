@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,8 +25,7 @@ type rawClient struct {
 
 func startRaw(t testing.TB) *rawClient {
 	t.Helper()
-	cmd := exec.Command(binary, "serve")
-	cmd.Env = append(os.Environ(), "BOTTLE_STATE="+filepath.Join(workDir, "state"))
+	cmd := serverCmd([]string{"serve"})
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
 	stderr := &lockedbuf.Buffer{}

@@ -121,12 +121,18 @@ func newEditor(t testing.TB, extraEnv ...string) *editor {
 	return e
 }
 
+// serverCmd is bottle-rpc with args, its audit files kept with the test
+// run rather than in the user's state folder.
+func serverCmd(args []string, extraEnv ...string) *exec.Cmd {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(append(os.Environ(), "BOTTLE_STATE="+filepath.Join(workDir, "state")), extraEnv...)
+	return cmd
+}
+
 // startServer runs bottle-rpc without initializing it.
 func startServer(t testing.TB, extraEnv ...string) *editor {
 	t.Helper()
-	cmd := exec.Command(binary, "serve")
-	// Audit files go with the test run, not into the user's state folder.
-	cmd.Env = append(append(os.Environ(), "BOTTLE_STATE="+filepath.Join(workDir, "state")), extraEnv...)
+	cmd := serverCmd([]string{"serve"}, extraEnv...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -161,6 +167,17 @@ func startServer(t testing.TB, extraEnv ...string) *editor {
 		}
 	})
 	return e
+}
+
+// waitExited fails the test unless bottle-rpc exits within d; why says
+// what should have made it exit.
+func (e *editor) waitExited(d time.Duration, why string) {
+	e.t.Helper()
+	select {
+	case <-e.waited:
+	case <-time.After(d):
+		e.t.Fatalf("bottle-rpc did not exit within %v after %s", d, why)
+	}
 }
 
 func (e *editor) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc2.Request) error {

@@ -81,11 +81,7 @@ func TestClientDisconnectMidStartTearsItDown(t *testing.T) {
 		return false
 	})
 	e.stdin.Close()
-	select {
-	case <-e.waited:
-	case <-time.After(2 * time.Minute):
-		t.Fatal("bottle-rpc did not exit after its client went away")
-	}
+	e.waitExited(2*time.Minute, "its client went away")
 	if left := ownedBy(t, pid); len(left) > 0 {
 		t.Errorf("a start cut off by the client's disconnect left: %+v", left)
 	}

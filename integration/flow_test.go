@@ -88,13 +88,9 @@ func TestFullFlowOverStdio(t *testing.T) {
 
 	e.call(rpc.MethodShutdown, nil, nil)
 	e.conn.Notify(t.Context(), rpc.MethodExit, nil)
-	select {
-	case <-e.waited:
-		if e.exit != nil {
-			t.Errorf("bottle-rpc exited with %v after shutdown and exit, want 0", e.exit)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("bottle-rpc did not exit after exit")
+	e.waitExited(time.Minute, "exit")
+	if e.exit != nil {
+		t.Errorf("bottle-rpc exited with %v after shutdown and exit, want 0", e.exit)
 	}
 }
 
@@ -169,11 +165,7 @@ func TestClientDisconnectMidExecTearsEverythingDown(t *testing.T) {
 	id := e.exec(started.Session, true, "sh", "-c", "echo running; sleep 600")
 	e.waitOutput(id, "running")
 	e.stdin.Close()
-	select {
-	case <-e.waited:
-	case <-time.After(2 * time.Minute):
-		t.Fatal("bottle-rpc did not exit after its input closed")
-	}
+	e.waitExited(2*time.Minute, "its input closed")
 	assertGone(t, started.Session)
 }
 
@@ -214,11 +206,7 @@ func TestClientThatVanishesMidOutputLeavesNothing(t *testing.T) {
 	id := e.exec(started.Session, true, "yes", "flood")
 	e.waitOutput(id, "flood")
 	e.conn.Close() // both pipes: the server's next write fails
-	select {
-	case <-e.waited:
-	case <-time.After(2 * time.Minute):
-		t.Fatal("bottle-rpc did not exit after its client vanished")
-	}
+	e.waitExited(2*time.Minute, "its client vanished")
 	if ws, ok := e.cmd.ProcessState.Sys().(interface{ Signaled() bool }); ok && ws.Signaled() {
 		t.Errorf("bottle-rpc was killed by a signal (%v) instead of exiting", e.cmd.ProcessState)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bottle-dev/bottle/rpc"
+	"github.com/bottle-dev/bottle/session"
 )
 
 // rssKiB reads a process's resident set size.
@@ -30,9 +31,7 @@ func rssKiB(t testing.TB, pid int) int {
 
 func TestClientThatStopsAckingStallsOnlyItsExec(t *testing.T) {
 	e := newEditor(t)
-	var init rpc.InitializeResult
 	started := e.start(rpc.StartParams{Agent: "sh", Manifest: writeManifest(t, "runc")})
-	_ = init
 
 	// The flood starts unacknowledged: mark it before its first byte.
 	e.mu.Lock()
@@ -62,7 +61,7 @@ func TestClientThatStopsAckingStallsOnlyItsExec(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	s2, acked := sent()
 	rss2 := rssKiB(t, e.cmd.Process.Pid)
-	const window = 256 << 10
+	const window = session.DefaultWindow
 	if s2 != s1 || s2-acked > window {
 		t.Errorf("unacknowledged exec kept flowing: sent %d then %d bytes, %d acked, window %d", s1, s2, acked, window)
 	}

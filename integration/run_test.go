@@ -4,11 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,8 +18,7 @@ import (
 // a terminal would: answer the preflight, type a command, read it back,
 // and get the agent's exit code.
 func TestRunInARealTerminal(t *testing.T) {
-	cmd := exec.Command(binary, "run", "sh", "--manifest", writeManifest(t, "runsc"))
-	cmd.Env = append(os.Environ(), "BOTTLE_STATE="+filepath.Join(workDir, "state"))
+	cmd := serverCmd([]string{"run", "sh", "--manifest", writeManifest(t, "runsc")})
 	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: 90, Rows: 25})
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +63,7 @@ func TestRunInARealTerminal(t *testing.T) {
 	waitFor("product=42")
 	waitFor("25 90")
 	pty.Setsize(tty, &pty.Winsize{Cols: 100, Rows: 30})
-	cmd.Process.Signal(sigwinch)
+	cmd.Process.Signal(syscall.SIGWINCH)
 	io.WriteString(tty, "stty size\r")
 	waitFor("30 100")
 	io.WriteString(tty, "exit 3\r")

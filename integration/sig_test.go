@@ -1,5 +1,0 @@
-package integration
-
-import "syscall"
-
-var sigwinch = syscall.SIGWINCH
