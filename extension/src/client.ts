@@ -18,9 +18,11 @@ import {
 } from 'vscode-jsonrpc/node';
 import {
   Method,
+  type AckParams,
   type AgentsParams,
   type AgentsResult,
   type ClientInfo,
+  type CloseParams,
   type CpParams,
   type CpResult,
   type EgressParams,
@@ -29,11 +31,14 @@ import {
   type ExitParams,
   type InitializeParams,
   type InitializeResult,
+  type InputParams,
+  type KillParams,
   type ListResult,
   type LogMessageParams,
   type OutputParams,
   type PlanParams,
   type PlanResult,
+  type ResizeParams,
   type StartParams,
   type StartResult,
   type WorkDoneProgress,
@@ -238,7 +243,7 @@ export class BottleClient implements ExecChannel {
   }
 
   async close(session: string): Promise<void> {
-    await this.request(Method.close, { session });
+    await this.request(Method.close, { session } satisfies CloseParams);
   }
 
   /** The sessions of the running server; none when no server runs. */
@@ -257,19 +262,19 @@ export class BottleClient implements ExecChannel {
   // --- ExecChannel: notifications, dropped when no server runs ----------------
 
   input(exec: string, data: Uint8Array): void {
-    this.notify(Method.input, { exec, data: Buffer.from(data).toString('base64') });
+    this.notify(Method.input, { exec, data: Buffer.from(data).toString('base64') } satisfies InputParams);
   }
 
   resize(exec: string, cols: number, rows: number): void {
-    this.notify(Method.resize, { exec, cols, rows });
+    this.notify(Method.resize, { exec, cols, rows } satisfies ResizeParams);
   }
 
   ack(exec: string, bytes: number): void {
-    this.notify(Method.ack, { exec, bytes });
+    this.notify(Method.ack, { exec, bytes } satisfies AckParams);
   }
 
   kill(exec: string): void {
-    this.notify(Method.kill, { exec });
+    this.notify(Method.kill, { exec } satisfies KillParams);
   }
 
   private notify(method: string, params: object): void {

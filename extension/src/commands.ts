@@ -7,7 +7,7 @@ import * as vscode from 'vscode';
 import type { BottleClient, ServerSpec } from './client';
 import { describeError, type ErrorAction } from './errors';
 import type { PlanResult, SessionInfo } from './protocol';
-import type { Sessions } from './sessions';
+import { describeSession, type Sessions } from './sessions';
 import { ExecTerminal, type Dimensions } from './terminal';
 import { execLabel, isExecNode, isSessionNode } from './tree';
 
@@ -343,7 +343,7 @@ export class Commands {
     const picked = await vscode.window.showQuickPick(
       candidates.map((s) => ({
         label: s.agent,
-        description: [s.session, s.runtimeLabel, s.state === 'ready' ? undefined : s.state].filter(Boolean).join(' · '),
+        description: describeSession(s),
         session: s,
       })),
       { placeHolder: question },

@@ -35,8 +35,12 @@ export class EgressWarnings {
     return `Bottle ${bottleName}: connection to ${r.host}${port} refused (${r.rule})${more}`;
   }
 
-  /** Forgets a closed session. */
-  forget(session: string): void {
-    this.last.delete(session);
+  /** Forgets the sessions that are not among live, once they have closed. */
+  retain(live: readonly string[]): void {
+    for (const session of this.last.keys()) {
+      if (!live.includes(session)) {
+        this.last.delete(session);
+      }
+    }
   }
 }

@@ -3,7 +3,7 @@
 // buttons.
 
 import { ResponseError } from 'vscode-jsonrpc';
-import { ServerStartError, ServerStoppedError } from './client';
+import { errorMessage, ServerStartError, ServerStoppedError } from './client';
 import type { ErrorData, ManifestProblem } from './protocol';
 
 export type ErrorAction =
@@ -35,7 +35,7 @@ export function describeError(what: string, err: unknown): ErrorReport | undefin
     return { message: `${what} failed: bottle-rpc stopped. It restarts by itself.`, actions: [showLog] };
   }
   if (!(err instanceof ResponseError)) {
-    return { message: `${what} failed: ${err instanceof Error ? err.message : String(err)}`, actions: [showLog] };
+    return { message: `${what} failed: ${errorMessage(err)}`, actions: [showLog] };
   }
   const data = errorData(err.data);
   const hint = data?.hint ? ` (${data.hint})` : '';

@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { BottleClient, type CrashInfo, type ServerSpec } from './client';
+import { BottleClient, errorMessage, type CrashInfo, type ServerSpec } from './client';
 import { Commands } from './commands';
 import { EgressWarnings } from './egress';
 import { MessageType } from './protocol';
@@ -39,6 +39,7 @@ export function activate(context: vscode.ExtensionContext): void {
     ...commands.register(),
     sessions.onDidChange(() => {
       void vscode.commands.executeCommand('setContext', 'bottle.hasBottles', sessions.live.length > 0);
+      egress.retain(sessions.live.map((s) => s.session));
     }),
     c.onDidLogMessage((m) => {
       const level = ['', 'error', 'warning', 'info', 'log'][m.type] ?? 'log';
@@ -105,7 +106,7 @@ async function tellCrash(info: CrashInfo, log: vscode.OutputChannel, c: BottleCl
     show,
   );
   if (a === restart) {
-    await c.ready().catch((err: unknown) => log.appendLine(`restart failed: ${String(err)}`));
+    await c.ready().catch((err: unknown) => log.appendLine(`restart failed: ${errorMessage(err)}`));
   } else if (a === show) {
     log.show(true);
   }

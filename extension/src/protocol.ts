@@ -225,33 +225,12 @@ export interface WorkDoneProgress {
   percentage?: number;
 }
 
-export interface ProgressParams {
-  token: ProgressToken;
-  value: WorkDoneProgress;
-}
-
 export const MessageType = { error: 1, warning: 2, info: 3, log: 4 } as const;
 
 export interface LogMessageParams {
   type: number;
   message: string;
 }
-
-export const ErrorCode = {
-  invalidParams: -32602,
-  internalError: -32603,
-  serverNotInitialized: -32002,
-  requestCancelled: -32800,
-  engineUnavailable: -32100,
-  sessionNotFound: -32101,
-  manifestInvalid: -32102,
-  execNotFound: -32103,
-  nameTaken: -32104,
-  runtimeUnavailable: -32105,
-  imageUnavailable: -32106,
-  sessionNotReady: -32107,
-  shuttingDown: -32108,
-} as const;
 
 export interface ManifestProblem {
   file: string;

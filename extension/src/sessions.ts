@@ -2,7 +2,7 @@
 // bottle/list) and the starts in flight. No vscode import.
 
 import { Emitter, type Event } from 'vscode-jsonrpc';
-import type { BottleClient } from './client';
+import { errorMessage, type BottleClient } from './client';
 
 /** The part of the client the model uses. */
 export type SessionSource = Pick<BottleClient, 'state' | 'list' | 'onDidChangeState' | 'onDidExitExec'>;
@@ -80,7 +80,7 @@ export class Sessions {
     try {
       this.sessions = this.client.state === 'running' ? (await this.client.list()).sessions : [];
     } catch (err) {
-      this.log(`bottle/list: ${err instanceof Error ? err.message : String(err)}`);
+      this.log(`bottle/list: ${errorMessage(err)}`);
       this.sessions = [];
     }
     for (const id of this.plans.keys()) {
@@ -94,4 +94,9 @@ export class Sessions {
   dispose(): void {
     this.changed.dispose();
   }
+}
+
+/** How a session is described next to its agent's name: id, runtime, and its state unless ready. */
+export function describeSession(s: SessionInfo): string {
+  return [s.session, s.runtimeLabel, s.state === 'ready' ? undefined : s.state].filter(Boolean).join(' · ');
 }

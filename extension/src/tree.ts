@@ -2,7 +2,7 @@
 
 import * as vscode from 'vscode';
 import type { ExecInfo, SessionInfo } from './protocol';
-import type { Sessions } from './sessions';
+import { describeSession, type Sessions } from './sessions';
 
 export interface SessionNode {
   kind: 'session';
@@ -79,9 +79,7 @@ function sessionItem(s: SessionInfo): vscode.TreeItem {
     s.execs.length ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None,
   );
   item.id = `session:${s.session}`;
-  item.description = [s.session, s.runtimeLabel, s.state === 'ready' ? undefined : s.state]
-    .filter(Boolean)
-    .join(' · ');
+  item.description = describeSession(s);
   item.iconPath = sessionIcons[s.state] ?? new vscode.ThemeIcon('package');
   item.contextValue = `bottle.session.${s.state}`;
   const tip = new vscode.MarkdownString();

@@ -31,6 +31,15 @@ describe('EgressWarnings', () => {
     assert.ok(w.warning(refused('s2', 'a.test'), 'two'));
   });
 
+  it('forgets closed sessions and keeps holding back live ones', () => {
+    const w = new EgressWarnings(30_000, () => 0);
+    assert.ok(w.warning(refused('s1', 'a.test'), 'one'));
+    assert.ok(w.warning(refused('s2', 'a.test'), 'two'));
+    w.retain(['s2']);
+    assert.ok(w.warning(refused('s1', 'a.test'), 'one'), 's1 was forgotten, so it warns at once');
+    assert.equal(w.warning(refused('s2', 'a.test'), 'two'), undefined);
+  });
+
   it('ignores allowed connections and close records', () => {
     const w = new EgressWarnings(30_000, () => 0);
     const allowed = refused('s1', 'api.test');
