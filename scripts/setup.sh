@@ -22,8 +22,11 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 
 apt_updated=
-apt_install() {
+apt_update_once() {
   if [ -z "$apt_updated" ]; then apt-get update -q >/dev/null; apt_updated=1; fi
+}
+apt_install() {
+  apt_update_once
   log "installing $*"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null
 }
@@ -115,20 +118,21 @@ ensure_base_image() {
 # The git host that the SSH tests start on a bottle's egress network: Debian's
 # sshd from the same release as the base image, layered on it. The .debs are
 # fetched with apt-get download on the host and unpacked into the build
-# context, so the build itself needs no network. Keyed by the base image and
-# the package versions, so a second run skips it.
+# context, so the build itself needs no network. Keyed by the base image
+# (which fixes the openssh version to match) and the package list, so a
+# second run skips it without starting a container.
 sshd_image=bottle/sshd:bookworm
 sshd_packages="openssh-server openssh-sftp-server libwrap0 libnsl2 libtirpc3 libtirpc-common"
 ensure_sshd_image() {
-  ssh_version=$(docker run --rm --network none --entrypoint dpkg-query $base_image -W -f '${Version}' openssh-client)
   base_id=$(docker image inspect --format '{{.Id}}' $base_image)
-  recipe=$(printf '%s\n' "$base_id" "$ssh_version" "$sshd_packages" v2 | sha256sum | cut -c1-16)
+  recipe=$(printf '%s\n' "$base_id" "$sshd_packages" v3 | sha256sum | cut -c1-16)
   have=$(docker image inspect --format '{{index .Config.Labels "dev.bottle.recipe"}}' $sshd_image 2>/dev/null || true)
   if [ "$have" = "$recipe" ]; then log "$sshd_image is up to date"; return; fi
   old=$(docker image inspect --format '{{.Id}}' $sshd_image 2>/dev/null || true)
   ctx=$(mktemp -d /var/tmp/bottle-sshd.XXXXXX)
   trap 'rm -rf "$ctx"' RETURN
-  if [ -z "$apt_updated" ]; then apt-get update -q >/dev/null; apt_updated=1; fi
+  ssh_version=$(docker run --rm --network none --entrypoint dpkg-query $base_image -W -f '${Version}' openssh-client)
+  apt_update_once
   log "downloading openssh-server $ssh_version and the libraries the base image lacks"
   pkgs=
   for p in $sshd_packages; do
