@@ -16,6 +16,10 @@ import (
 // backend may only be able to detach from a process, not end it.
 const KillGrace = 2 * time.Second
 
+// resizeTimeout bounds how long input typed after a resize can be held
+// by an engine that does not apply it.
+const resizeTimeout = 5 * time.Second
+
 // ErrKilled is the exit error of an exec ended by Kill whose exit code did
 // not come within KillGrace.
 var ErrKilled = errors.New("killed")
@@ -36,10 +40,11 @@ type Exec struct {
 	window int64
 	chunk  int
 
-	credit    chan struct{} // signalled on ack and kill
-	inputWake chan struct{} // signalled on input and end of input
-	done      chan struct{} // closed after Exit was delivered
-	resizeMu  sync.Mutex    // serialises Resize calls to the backend
+	credit     chan struct{} // signalled on ack and kill
+	inputWake  chan struct{} // signalled on input and end of input
+	resizeWake chan struct{} // signalled when a resize was applied
+	done       chan struct{} // closed after Exit was delivered
+	resizeMu   sync.Mutex    // serialises Resize calls to the backend
 
 	mu        sync.Mutex
 	sent      int64 // output bytes handed to Events.Output
@@ -48,25 +53,36 @@ type Exec struct {
 	running   bool
 	code      int
 	exitErr   error
-	input     [][]byte
+	input     []pendingInput
 	inputEOF  bool
-	resizeSeq uint64
+	resizeSeq uint64 // resizes asked for
+	resized   uint64 // the last of them applied (or failed)
+}
+
+// pendingInput is input not yet written, with the resizes asked for
+// before it: a process must see the size the user had when typing it, as
+// with a local terminal (a full-screen program redraws for the new size,
+// and `stty size` right after a resize prints that size).
+type pendingInput struct {
+	data  []byte
+	after uint64
 }
 
 func newExec(s *Session, id string, spec backend.ExecSpec, p backend.Process, cancel context.CancelFunc) *Exec {
 	return &Exec{
-		s:         s,
-		id:        id,
-		argv:      slices.Clone(p.Argv()),
-		tty:       spec.Tty,
-		proc:      p,
-		cancel:    cancel,
-		window:    int64(s.r.opts.Window),
-		chunk:     s.r.opts.Chunk,
-		credit:    make(chan struct{}, 1),
-		inputWake: make(chan struct{}, 1),
-		done:      make(chan struct{}),
-		running:   true,
+		s:          s,
+		id:         id,
+		argv:       slices.Clone(p.Argv()),
+		tty:        spec.Tty,
+		proc:       p,
+		cancel:     cancel,
+		window:     int64(s.r.opts.Window),
+		chunk:      s.r.opts.Chunk,
+		credit:     make(chan struct{}, 1),
+		inputWake:  make(chan struct{}, 1),
+		resizeWake: make(chan struct{}, 1),
+		done:       make(chan struct{}),
+		running:    true,
 	}
 }
 
@@ -199,7 +215,7 @@ func (e *Exec) Input(data []byte) {
 		e.mu.Unlock()
 		return
 	}
-	e.input = append(e.input, data)
+	e.input = append(e.input, pendingInput{data: data, after: e.resizeSeq})
 	e.mu.Unlock()
 	signal(e.inputWake)
 }
@@ -223,9 +239,12 @@ func (e *Exec) writeInput() {
 		batch, eof := e.input, e.inputEOF
 		e.input = nil
 		e.mu.Unlock()
-		for _, b := range batch {
-			if _, err := e.proc.Write(b); err != nil {
-				e.s.r.log.Debug("exec input dropped", "exec", e.id, "bytes", len(b), "err", err)
+		for _, in := range batch {
+			if !e.waitResized(in.after) {
+				return
+			}
+			if _, err := e.proc.Write(in.data); err != nil {
+				e.s.r.log.Debug("exec input dropped", "exec", e.id, "bytes", len(in.data), "err", err)
 			}
 		}
 		if eof {
@@ -237,8 +256,27 @@ func (e *Exec) writeInput() {
 	}
 }
 
+// waitResized waits until the resize numbered seq, or a later one, was
+// applied. It reports false when the exec ended first.
+func (e *Exec) waitResized(seq uint64) bool {
+	for {
+		e.mu.Lock()
+		done := e.resized >= seq
+		e.mu.Unlock()
+		if done {
+			return true
+		}
+		select {
+		case <-e.resizeWake:
+		case <-e.done:
+			return false
+		}
+	}
+}
+
 // Resize sets the terminal size. It never blocks; when sizes come faster
-// than the backend applies them, the ones overtaken are skipped.
+// than the backend applies them, the ones overtaken are skipped. Input
+// that comes after it is held until it was applied.
 func (e *Exec) Resize(cols, rows uint) {
 	e.mu.Lock()
 	if !e.running {
@@ -257,9 +295,15 @@ func (e *Exec) Resize(cols, rows uint) {
 		if stale {
 			return
 		}
-		if err := e.proc.Resize(e.s.life, cols, rows); err != nil {
+		ctx, cancel := context.WithTimeout(e.s.life, resizeTimeout)
+		defer cancel()
+		if err := e.proc.Resize(ctx, cols, rows); err != nil {
 			e.s.r.log.Debug("exec resize", "exec", e.id, "err", err)
 		}
+		e.mu.Lock()
+		e.resized = max(e.resized, seq)
+		e.mu.Unlock()
+		signal(e.resizeWake)
 	}()
 }
 

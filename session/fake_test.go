@@ -3,10 +3,12 @@ package session_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/bottle-dev/bottle/backend"
 	"github.com/bottle-dev/bottle/egress"
@@ -16,8 +18,9 @@ import (
 // (or cancellation) before it finishes; on cancellation it reports the
 // teardown of what it made, as a real backend must.
 type fakeBackend struct {
-	gate     chan struct{}
-	startErr error
+	gate        chan struct{}
+	startErr    error
+	resizeDelay time.Duration // how long each process's Resize takes
 
 	mu      sync.Mutex
 	made    int
@@ -49,7 +52,7 @@ func (b *fakeBackend) Start(ctx context.Context, spec backend.StartSpec, progres
 	if b.startErr != nil {
 		return fail(b.startErr)
 	}
-	bt := &fakeBottle{info: backend.Info{Session: spec.Session, Agent: spec.Agent, Container: "c-" + spec.Session}, onEgress: spec.OnEgress}
+	bt := &fakeBottle{info: backend.Info{Session: spec.Session, Agent: spec.Agent, Container: "c-" + spec.Session}, onEgress: spec.OnEgress, resizeDelay: b.resizeDelay}
 	b.mu.Lock()
 	b.bottles = append(b.bottles, bt)
 	b.mu.Unlock()
@@ -64,8 +67,9 @@ func (b *fakeBackend) counts() (made, removed int) {
 }
 
 type fakeBottle struct {
-	info     backend.Info
-	onEgress func(egress.Record)
+	info        backend.Info
+	onEgress    func(egress.Record)
+	resizeDelay time.Duration
 
 	mu     sync.Mutex
 	closes int
@@ -75,7 +79,7 @@ type fakeBottle struct {
 func (bt *fakeBottle) Info() backend.Info { return bt.info }
 
 func (bt *fakeBottle) Exec(context.Context, backend.ExecSpec) (backend.Process, error) {
-	p := &endless{closed: make(chan struct{})}
+	p := &endless{closed: make(chan struct{}), resizeDelay: bt.resizeDelay}
 	bt.mu.Lock()
 	bt.procs = append(bt.procs, p)
 	bt.mu.Unlock()
@@ -103,16 +107,19 @@ func (bt *fakeBottle) proc(i int) *endless {
 	return bt.procs[i]
 }
 
-// endless is a process with endless output that records its input.
+// endless is a process with endless output that records its input and
+// sizes, and in log both in the order they reached it.
 type endless struct {
-	read   atomic.Int64
-	closed chan struct{}
-	once   sync.Once
+	read        atomic.Int64
+	closed      chan struct{}
+	once        sync.Once
+	resizeDelay time.Duration
 
 	mu       sync.Mutex
 	input    []byte
 	inputEOF bool
 	sizes    [][2]uint
+	log      []string
 }
 
 func (p *endless) Read(b []byte) (int, error) {
@@ -129,6 +136,7 @@ func (p *endless) Write(b []byte) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.input = append(p.input, b...)
+	p.log = append(p.log, "input "+string(b))
 	return len(b), nil
 }
 
@@ -140,9 +148,11 @@ func (p *endless) CloseInput() error {
 }
 
 func (p *endless) Resize(_ context.Context, cols, rows uint) error {
+	time.Sleep(p.resizeDelay)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.sizes = append(p.sizes, [2]uint{cols, rows})
+	p.log = append(p.log, fmt.Sprintf("size %dx%d", cols, rows))
 	return nil
 }
 
@@ -150,6 +160,12 @@ func (p *endless) state() (input []byte, eof bool, sizes [][2]uint) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.input), p.inputEOF, slices.Clone(p.sizes)
+}
+
+func (p *endless) events() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.log)
 }
 
 func (p *endless) Wait(ctx context.Context) (int, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -287,6 +288,34 @@ func TestInputAndResizeReachTheProcess(t *testing.T) {
 		input, eof, sizes := p.state()
 		return string(input) == "abcd" && eof && slices.Contains(sizes, [2]uint{100, 40})
 	})
+}
+
+func TestInputAfterAResizeWaitsForIt(t *testing.T) {
+	// The engine takes a while to apply a size; what the user typed after
+	// resizing must still see the new size (`stty size` prints it).
+	be := &fakeBackend{resizeDelay: 200 * time.Millisecond}
+	r, _ := newRegistry(t, be, 0)
+	s := start(t, r)
+	e := exec(t, s)
+	p := be.bottles[0].proc(0)
+
+	e.Input([]byte("a"))
+	e.Resize(132, 43)
+	e.Input([]byte("b"))
+	e.Resize(80, 24)
+	e.Resize(100, 30)
+	e.Input([]byte("c"))
+	waitUntil(t, "input c", func() bool { return slices.Contains(p.events(), "input c") })
+
+	// Sizes overtaken by a later one may be skipped, so "b" needs some
+	// size before it, and "c" the last one.
+	evs := p.events()
+	firstSize := slices.IndexFunc(evs, func(ev string) bool { return strings.HasPrefix(ev, "size ") })
+	inB, inC := slices.Index(evs, "input b"), slices.Index(evs, "input c")
+	last := slices.Index(evs, "size 100x30")
+	if firstSize < 0 || inB < firstSize || last < 0 || inC < last || inB > inC {
+		t.Errorf("the process saw %q: want input b after a size, and input c after 100x30", evs)
+	}
 }
 
 func TestEgressIsTaggedWithTheSession(t *testing.T) {
