@@ -80,7 +80,9 @@ func checkSSHUser(s string) error {
 
 // allowEntry checks one egress allowlist entry and returns it in the form
 // the proxy matches: lowercase, with the port in canonical form. Entries
-// are host, *.domain, host:port, *.domain:port or host:*.
+// are host, *.domain, host:port, *.domain:port or host:*, or an IP
+// address ([v6] with a port). The proxy's own parser has the last word, so
+// what passes here is what the proxy will run with.
 func allowEntry(s string) (string, error) {
 	e := strings.ToLower(s)
 	if _, rest, ok := strings.Cut(e, "://"); ok {
@@ -90,21 +92,21 @@ func allowEntry(s string) (string, error) {
 	if host, _, ok := strings.Cut(e, "/"); ok {
 		return "", fmt.Errorf("%q has a path; write the host only: %q", s, host)
 	}
-	host, port, hasPort := strings.Cut(e, ":")
-	if !isHostname(strings.TrimPrefix(host, "*.")) {
-		return "", fmt.Errorf("%q is not a host; write host, *.domain, host:port, *.domain:port or host:*", s)
+	if host, port, ok := strings.Cut(e, ":"); ok && port != "*" && !strings.Contains(port, ":") {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 || port[0] == '+' {
+			return "", fmt.Errorf("%q has a bad port; use a number from 1 to 65535, or * for any port", s)
+		}
+		e = host + ":" + strconv.Itoa(n)
 	}
-	if !hasPort {
-		return host, nil
+	if _, err := egress.NewPolicy([]string{e}); err != nil {
+		reason := err
+		if inner := errors.Unwrap(err); inner != nil {
+			reason = inner
+		}
+		return "", fmt.Errorf("%q is not a host (%v); write host, *.domain, host:port, *.domain:port or host:*", s, reason)
 	}
-	if port == "*" {
-		return host + ":*", nil
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 1 || n > 65535 || port[0] == '+' {
-		return "", fmt.Errorf("%q has a bad port; use a number from 1 to 65535, or * for any port", s)
-	}
-	return host + ":" + strconv.Itoa(n), nil
+	return e, nil
 }
 
 // memorySize is the spelling docker run --memory accepts: a whole number
