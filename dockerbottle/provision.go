@@ -70,13 +70,7 @@ func planProvisioning(agent *manifest.Agent, b *manifest.Bottle, spec backend.St
 		}
 	}
 	if spec.CopyGit {
-		if spec.Cwd == "" {
-			return nil, fmt.Errorf("%w: copyGit needs cwd: the .git folder comes from the working directory", backend.ErrInvalid)
-		}
 		gitDir := filepath.Join(spec.Cwd, ".git")
-		if st, err := os.Stat(gitDir); err != nil || !st.IsDir() {
-			return nil, fmt.Errorf("%w: copyGit: %s is not a git folder", backend.ErrInvalid, gitDir)
-		}
 		to := workspaceDir + "/.git"
 		files, err := walkDir(gitDir, rel(to), nil)
 		if err != nil {
