@@ -60,7 +60,16 @@ func (bt *Bottle) Exec(ctx context.Context, spec backend.ExecSpec) (backend.Proc
 	// another pid namespace; a wrapper records the in-container pid so
 	// that Kill can end the process group from inside.
 	pidFile := "/tmp/.bottle-exec-" + randomID(6) + ".pid"
-	wrapped := append([]string{"/bin/sh", "-c", `echo $$ >"$0" && exec "$@"`, pidFile}, argv...)
+	script := `echo $$ >"$0" && exec "$@"`
+	if spec.Tty && spec.Cols > 0 && spec.Rows > 0 {
+		// The engine's resize right after the start is sometimes lost
+		// (moby#35407; this engine answers "cannot resize a stopped
+		// container" now and then), and a full-screen agent would draw its
+		// first screen at 0x0. So the wrapper sets the size too, but only
+		// one nobody set yet: a resize the client sent meanwhile stands.
+		script = fmt.Sprintf(`[ "$(stty size 2>/dev/null)" != "0 0" ] || stty rows %d cols %d 2>/dev/null; %s`, spec.Rows, spec.Cols, script)
+	}
+	wrapped := append([]string{"/bin/sh", "-c", script, pidFile}, argv...)
 	created, err := e.cli.ContainerExecCreate(ctx, bt.agentID, container.ExecOptions{
 		User:         agentUser,
 		Tty:          spec.Tty,
@@ -85,8 +94,8 @@ func (bt *Bottle) Exec(ctx context.Context, spec backend.ExecSpec) (backend.Proc
 		p.out = demux(hj.Reader)
 	}
 	// The engine of API 1.41 cannot size an exec at creation, so it is
-	// sized at once; a process that already ended cannot be, and its
-	// output is still worth reading.
+	// sized at once (for images without stty); a process that already
+	// ended cannot be, and its output is still worth reading.
 	if spec.Tty && spec.Cols > 0 && spec.Rows > 0 {
 		if err := p.Resize(ctx, spec.Cols, spec.Rows); err != nil {
 			e.log.Debug("sizing a new exec", "session", bt.session, "err", err)
