@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	"go.lsp.dev/jsonrpc2"
@@ -162,6 +163,7 @@ func (c *client) runExec(ctx context.Context, session string) (int, error) {
 	if err := c.call(ctx, rpc.MethodExec, rpc.ExecParams{Session: session, Argv: c.opts.Argv, Tty: &tty, Cols: uint(cols), Rows: uint(rows)}, &res); err != nil {
 		return 1, err
 	}
+	size := &windowSize{c: c, ctx: ctx, exec: res.Exec, fd: fd, cols: cols, rows: rows}
 	if isTerm {
 		old, err := term.MakeRaw(fd)
 		if err != nil {
@@ -173,9 +175,7 @@ func (c *client) runExec(ctx context.Context, session string) (int, error) {
 		defer signal.Stop(winch)
 		go func() {
 			for range winch {
-				if w, h, err := term.GetSize(fd); err == nil {
-					c.conn.Notify(ctx, rpc.MethodResize, rpc.ResizeParams{Exec: res.Exec, Cols: uint(w), Rows: uint(h)})
-				}
+				size.sync()
 			}
 		}()
 	}
@@ -184,6 +184,9 @@ func (c *client) runExec(ctx context.Context, session string) (int, error) {
 		for {
 			n, err := c.opts.In.Read(buf)
 			if n > 0 {
+				if isTerm {
+					size.sync()
+				}
 				c.conn.Notify(ctx, rpc.MethodInput, rpc.InputParams{Exec: res.Exec, Data: buf[:n]})
 			}
 			if err != nil {
@@ -201,6 +204,30 @@ func (c *client) runExec(ctx context.Context, session string) (int, error) {
 	case <-ctx.Done():
 		return 130, nil
 	}
+}
+
+// windowSize tells the server the terminal's size when it changed. Input
+// checks it too before it is sent: SIGWINCH comes on its own goroutine,
+// and what is typed right after a resize must reach the server after it.
+type windowSize struct {
+	c    *client
+	ctx  context.Context
+	exec string
+	fd   int
+
+	mu         sync.Mutex
+	cols, rows int // the size last sent
+}
+
+func (s *windowSize) sync() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w, h, err := term.GetSize(s.fd)
+	if err != nil || w == s.cols && h == s.rows {
+		return
+	}
+	s.cols, s.rows = w, h
+	s.c.conn.Notify(s.ctx, rpc.MethodResize, rpc.ResizeParams{Exec: s.exec, Cols: uint(w), Rows: uint(h)})
 }
 
 func printPlan(w io.Writer, p *rpc.PlanResult) {
