@@ -430,12 +430,24 @@ func (e *Engine) removeSession(ctx context.Context, session string) error {
 	return errors.Join(errs...)
 }
 
+// removeContainer returns once the container is gone. When another removal
+// of it is under way (the DNS guard's, say), it asks again until that one
+// ended, so a bottle's Close never returns with a container still listed.
 func (e *Engine) removeContainer(ctx context.Context, id string) error {
-	err := e.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	if err != nil && !errdefs.IsNotFound(err) && !isRemovalInProgress(err) {
-		return fmt.Errorf("removing container %.12s: %w", id, engineErr(err))
+	for {
+		err := e.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		switch {
+		case err == nil || errdefs.IsNotFound(err):
+			return nil
+		case !isRemovalInProgress(err):
+			return fmt.Errorf("removing container %.12s: %w", id, engineErr(err))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("removing container %.12s: waiting for a removal under way: %w", id, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return nil
 }
 
 func (e *Engine) removeNetwork(ctx context.Context, id, name string) error {

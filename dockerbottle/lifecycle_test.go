@@ -29,6 +29,7 @@ func TestLifecycleUnderEachRuntime(t *testing.T) {
 				t.Fatalf("start: %v", err)
 			}
 			bt := b.(*dockerbottle.Bottle)
+			t.Cleanup(func() { bt.Close(context.Background()) }) // after a failure; Close is idempotent
 			info := bt.Info()
 			if want := []string{"runtime", "image", "networks", "containers", "start", "ready"}; !slices.Equal(steps, want) {
 				t.Errorf("progress steps = %v, want %v", steps, want)
