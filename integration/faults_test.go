@@ -19,6 +19,24 @@ func ownedBy(t *testing.T, pid int) []dockerbottle.Resource {
 	return resourcesWhere(t, func(r dockerbottle.Resource) bool { return r.OwnerPID == strconv.Itoa(pid) })
 }
 
+// settledCount waits until the resources the dead server pid owns stop
+// changing and returns how many there are: a create the daemon was serving
+// when the server died still completes, on a busy engine after a while, and
+// a clean-up that ran before it would miss it.
+func settledCount(t *testing.T, pid int) int {
+	t.Helper()
+	n, same := len(ownedBy(t, pid)), 0
+	for deadline := time.Now().Add(30 * time.Second); same < 4 && time.Now().Before(deadline); {
+		time.Sleep(250 * time.Millisecond)
+		if m := len(ownedBy(t, pid)); m == n {
+			same++
+		} else {
+			n, same = m, 0
+		}
+	}
+	return n
+}
+
 // TestServerKilledAtEachStepLeavesNothingAfterGC kills the server with
 // SIGKILL as each step of a start begins (and mid-exec), then cleans up
 // the way a user would: `bottle-rpc gc`, or simply starting a new server.
@@ -50,10 +68,7 @@ func TestServerKilledAtEachStepLeavesNothingAfterGC(t *testing.T) {
 				})
 				kill()
 			}
-			// A create the daemon was serving when the server died still
-			// completes; give it a moment, as any later clean-up would.
-			time.Sleep(time.Second)
-			t.Logf("killed at %s with %d resources on the engine", step, len(ownedBy(t, pid)))
+			t.Logf("killed at %s with %d resources on the engine", step, settledCount(t, pid))
 			if i%2 == 0 {
 				if out, err := exec.Command(binary, "gc").CombinedOutput(); err != nil {
 					t.Fatalf("bottle-rpc gc: %v\n%s", err, out)

@@ -54,14 +54,20 @@ func TestClientThatStopsAckingStallsOnlyItsExec(t *testing.T) {
 		t.Fatal("flood exec not listed")
 		return 0, 0
 	}
-	e.waitUntil("the flood's first output", time.Minute, func() bool { return e.outputs[flood] != nil })
-	time.Sleep(2 * time.Second)
+	const window = session.DefaultWindow
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		if s, acked := sent(); s-acked >= window {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the unacknowledged flood never filled its window of %d bytes", window)
+		}
+	}
 	s1, _ := sent()
 	rss1 := rssKiB(t, e.cmd.Process.Pid)
 	time.Sleep(3 * time.Second)
 	s2, acked := sent()
 	rss2 := rssKiB(t, e.cmd.Process.Pid)
-	const window = session.DefaultWindow
 	if s2 != s1 || s2-acked > window {
 		t.Errorf("unacknowledged exec kept flowing: sent %d then %d bytes, %d acked, window %d", s1, s2, acked, window)
 	}

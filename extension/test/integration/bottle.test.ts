@@ -88,9 +88,16 @@ describe('a bottle through the extension’s client and terminal', () => {
     const total = 3_000_000;
     const { pty, exec } = await open(['sh', '-c', `head -c ${total} /dev/zero | tr '\\0' x; echo; echo END`], 80, 24, false);
     const window = client.capabilities!.flowControl.window;
-    // Unopened, the terminal acks nothing: the server stops at the window.
-    await new Promise((r) => setTimeout(r, 1500));
-    const held = (await client.list()).sessions.find((s) => s.session === session)!.execs.find((e) => e.exec === exec)!;
+    // Unopened, the terminal acks nothing: the server stops at the window,
+    // and stays there.
+    const snapshot = async () =>
+      (await client.list()).sessions.find((s) => s.session === session)!.execs.find((e) => e.exec === exec)!;
+    const deadline = Date.now() + 60_000;
+    while ((await snapshot()).sent < window && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    const held = await snapshot();
     assert.equal(held.running, true, 'the writer is blocked, not finished');
     assert.equal(held.sent, window);
     assert.equal(held.acked, 0);
@@ -102,7 +109,7 @@ describe('a bottle through the extension’s client and terminal', () => {
     const out = writes.join('');
     assert.match(out, /^x+\r\nEND\r\n/);
     assert.equal(out.indexOf('\r\n'), total, 'every byte, in order');
-    const done = (await client.list()).sessions.find((s) => s.session === session)!.execs.find((e) => e.exec === exec)!;
+    const done = await snapshot();
     assert.equal(done.acked, done.sent, 'every byte acked');
   });
 
