@@ -297,3 +297,46 @@ func parallelN(n int, fn func(i int) error) error {
 	}
 	return first
 }
+
+// BenchmarkTTYExecToFirstOutput measures a TTY exec from the call to its
+// first output: sized (the wrapper checks the size with stty first) next
+// to unsized (no stty), alternating in the same run.
+//
+//	go test -run '^$' -bench TTYExec -benchtime 20x ./dockerbottle/
+func BenchmarkTTYExecToFirstOutput(b *testing.B) {
+	for _, rt := range runtimes {
+		b.Run(rt, func(b *testing.B) {
+			bt := startBottle(b, backend.StartSpec{Manifest: simpleManifest(b, rt), Agent: "sh"})
+			ctx := context.Background()
+			first := func(cols, rows uint) (time.Duration, error) {
+				t0 := time.Now()
+				p, err := bt.Exec(ctx, backend.ExecSpec{Argv: []string{"echo", "ready"}, Tty: true, Cols: cols, Rows: rows})
+				if err != nil {
+					return 0, err
+				}
+				defer p.Close()
+				if _, err := readUntil(p, "ready", 30*time.Second); err != nil {
+					return 0, err
+				}
+				d := time.Since(t0)
+				_, err = p.Wait(ctx)
+				return d, err
+			}
+			var sized, unsized []time.Duration
+			for b.Loop() {
+				d, err := first(100, 30)
+				if err != nil {
+					b.Fatal(err)
+				}
+				sized = append(sized, d)
+				if d, err = first(0, 0); err != nil {
+					b.Fatal(err)
+				}
+				unsized = append(unsized, d)
+			}
+			b.ReportMetric(float64(median(sized).Microseconds())/1000, "sized-ms")
+			b.ReportMetric(float64(median(unsized).Microseconds())/1000, "unsized-ms")
+			b.ReportMetric(float64(median(sized))/float64(median(unsized)), "sized-ratio")
+		})
+	}
+}

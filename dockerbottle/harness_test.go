@@ -142,13 +142,13 @@ func parseManifest(t testing.TB, yaml string, files map[string]string) *manifest
 }
 
 // simpleManifest is one agent "sh" on the base image, with an allowlist.
-func simpleManifest(t *testing.T, runtime string, allow ...string) *manifest.Manifest {
+func simpleManifest(t testing.TB, runtime string, allow ...string) *manifest.Manifest {
 	t.Helper()
 	return egressManifest(t, runtime, "allow: ["+strings.Join(allow, ", ")+"]", nil)
 }
 
 // startBottle starts a bottle and closes it when the test ends.
-func startBottle(t *testing.T, spec backend.StartSpec) *dockerbottle.Bottle {
+func startBottle(t testing.TB, spec backend.StartSpec) *dockerbottle.Bottle {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

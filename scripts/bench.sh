@@ -10,6 +10,6 @@ export PATH=$PATH:/usr/local/go/bin
 rounds=${ROUNDS:-5}
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(docker version --format 'Docker {{.Server.Version}}')"
 bench() { go test -p 1 -run '^$' -bench "$1" -benchtime "${rounds}x" "$2" | grep -E '^(Benchmark|--- FAIL|FAIL|\s+\S+_test.go)'; }
-bench 'StartTeardownAgainstSeedCLI|ConcurrentStarts' ./dockerbottle/
+bench 'StartTeardownAgainstSeedCLI|ConcurrentStarts|TTYExec' ./dockerbottle/
 bench 'Proxy|Egress' ./dockerbottle/ || true
 bench . ./integration/
