@@ -140,6 +140,8 @@ var errorKinds = []struct {
 		"use the exec id returned by bottle/exec; bottle/list shows them"},
 	{backend.ErrBottleGone, CodeSessionNotReady, KindSessionNotReady,
 		"the bottle's container stopped or was removed (did the Docker daemon restart?): close the session and start a new one"},
+	{session.ErrFailed, CodeSessionNotReady, KindSessionNotReady,
+		"the session failed (the message says why; if the Docker daemon stopped, start it): close the session and start a new one"},
 	{session.ErrNotReady, CodeSessionNotReady, KindSessionNotReady,
 		"the session is starting, closing or closed: wait for its start, or start a new session"},
 	{backend.ErrClosed, CodeSessionNotReady, KindSessionNotReady,

@@ -24,6 +24,8 @@ type fakeBackend struct {
 	gate chan struct{}
 	// startErr, when set, fails every Start after its steps.
 	startErr error
+	// execErr, when set, fails every Exec.
+	execErr error
 
 	mu      sync.Mutex
 	events  []string
@@ -142,6 +144,9 @@ func (bt *fakeBottle) Exec(_ context.Context, spec backend.ExecSpec) (backend.Pr
 	defer bt.mu.Unlock()
 	if bt.closes > 0 {
 		return nil, fmt.Errorf("%w: fake", backend.ErrClosed)
+	}
+	if bt.be.execErr != nil {
+		return nil, bt.be.execErr
 	}
 	p := startFakeProcess(spec)
 	bt.procs = append(bt.procs, p)

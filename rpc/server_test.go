@@ -220,6 +220,30 @@ func TestStartErrorsMapToCodes(t *testing.T) {
 	}
 }
 
+func TestEngineGoneFailsTheSessionAndLaterRequestsSayWhy(t *testing.T) {
+	be := &fakeBackend{}
+	h := newHarnessWith(t, be, rpc.Options{})
+	h.initialize()
+	sess := h.startSession()
+	be.execErr = fmt.Errorf("dial unix /var/run/docker.sock: %w", backend.ErrEngineUnavailable)
+
+	e := h.client.callErr(rpc.MethodExec, rpc.ExecParams{Session: sess})
+	checkError(t, "the exec that found the engine gone", e, -32100, rpc.KindEngineUnavailable)
+	// From then on the session is failed, whatever the engine does next:
+	// the answer names the old cause and says to start a new session.
+	be.execErr = nil
+	e = h.client.callErr(rpc.MethodExec, rpc.ExecParams{Session: sess})
+	checkError(t, "an exec on the failed session", e, -32107, rpc.KindSessionNotReady)
+	if !strings.Contains(e.Message, "docker.sock") || !strings.Contains(e.Data.Hint, "start a new one") {
+		t.Errorf("error %q (hint %q) does not give the cause and the way out", e.Message, e.Data.Hint)
+	}
+	var list rpc.ListResult
+	h.client.mustCall(rpc.MethodList, nil, &list)
+	if len(list.Sessions) != 1 || list.Sessions[0].State != "failed" {
+		t.Errorf("list = %+v, want the session failed", list.Sessions)
+	}
+}
+
 func TestCancelStartTearsDownAndAnswersCancelled(t *testing.T) {
 	be := &fakeBackend{gate: make(chan struct{})}
 	h := newHarnessWith(t, be, rpc.Options{})

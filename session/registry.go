@@ -24,6 +24,10 @@ var (
 	ErrExecNotFound = errors.New("exec not found")
 	ErrNotReady     = errors.New("session not ready")
 	ErrShuttingDown = errors.New("shutting down")
+	// ErrFailed is what requests on a failed session get. The cause is in
+	// its message only: it was true when the session failed (the engine
+	// was down, say) and may no longer be.
+	ErrFailed = fmt.Errorf("%w: failed", ErrNotReady)
 )
 
 // Defaults for Options.

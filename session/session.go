@@ -137,7 +137,7 @@ func (s *Session) ready() (backend.Bottle, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.state == StateFailed && s.err != nil {
-		return nil, fmt.Errorf("session %s failed (%w); close it and start a new one: %w", s.id, s.err, ErrNotReady)
+		return nil, fmt.Errorf("session %s failed (%v); close it and start a new one: %w", s.id, s.err, ErrFailed)
 	}
 	if s.state != StateReady {
 		return nil, fmt.Errorf("session %s is %s: %w", s.id, s.state, ErrNotReady)
