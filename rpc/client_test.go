@@ -330,7 +330,14 @@ func newHarnessWith(t testing.TB, be *fakeBackend, opts rpc.Options) *harness {
 	serverIn, clientOut := io.Pipe()
 	clientIn, serverOut := io.Pipe()
 	h := &harness{t: t, be: be, srv: rpc.NewServer(be, opts), in: clientOut, out: clientIn, done: make(chan error, 1)}
-	go func() { h.done <- h.srv.Serve(context.Background(), serverIn, serverOut) }()
+	go func() {
+		err := h.srv.Serve(context.Background(), serverIn, serverOut)
+		// As when a server process exits: what the client still writes
+		// (an ack, say) fails instead of blocking its reader forever,
+		// with an exit still unread behind it.
+		serverIn.Close()
+		h.done <- err
+	}()
 	h.client = newFakeClient(t, clientIn, clientOut)
 	t.Cleanup(func() {
 		clientOut.Close()
