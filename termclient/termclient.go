@@ -163,7 +163,7 @@ func (c *client) runExec(ctx context.Context, session string) (int, error) {
 	if err := c.call(ctx, rpc.MethodExec, rpc.ExecParams{Session: session, Argv: c.opts.Argv, Tty: &tty, Cols: uint(cols), Rows: uint(rows)}, &res); err != nil {
 		return 1, err
 	}
-	size := &windowSize{c: c, ctx: ctx, exec: res.Exec, fd: fd, cols: cols, rows: rows}
+	size := &windowSize{c: c, exec: res.Exec, fd: fd, cols: cols, rows: rows}
 	if isTerm {
 		old, err := term.MakeRaw(fd)
 		if err != nil {
@@ -175,7 +175,7 @@ func (c *client) runExec(ctx context.Context, session string) (int, error) {
 		defer signal.Stop(winch)
 		go func() {
 			for range winch {
-				size.sync()
+				size.sync(ctx)
 			}
 		}()
 	}
@@ -185,7 +185,7 @@ func (c *client) runExec(ctx context.Context, session string) (int, error) {
 			n, err := c.opts.In.Read(buf)
 			if n > 0 {
 				if isTerm {
-					size.sync()
+					size.sync(ctx)
 				}
 				c.conn.Notify(ctx, rpc.MethodInput, rpc.InputParams{Exec: res.Exec, Data: buf[:n]})
 			}
@@ -211,7 +211,6 @@ func (c *client) runExec(ctx context.Context, session string) (int, error) {
 // and what is typed right after a resize must reach the server after it.
 type windowSize struct {
 	c    *client
-	ctx  context.Context
 	exec string
 	fd   int
 
@@ -219,7 +218,7 @@ type windowSize struct {
 	cols, rows int // the size last sent
 }
 
-func (s *windowSize) sync() {
+func (s *windowSize) sync(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w, h, err := term.GetSize(s.fd)
@@ -227,7 +226,7 @@ func (s *windowSize) sync() {
 		return
 	}
 	s.cols, s.rows = w, h
-	s.c.conn.Notify(s.ctx, rpc.MethodResize, rpc.ResizeParams{Exec: s.exec, Cols: uint(w), Rows: uint(h)})
+	s.c.conn.Notify(ctx, rpc.MethodResize, rpc.ResizeParams{Exec: s.exec, Cols: uint(w), Rows: uint(h)})
 }
 
 func printPlan(w io.Writer, p *rpc.PlanResult) {
