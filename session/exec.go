@@ -16,6 +16,9 @@ import (
 // backend may only be able to detach from a process, not end it.
 const KillGrace = 2 * time.Second
 
+// killTimeout bounds a backend's kill of one exec.
+const killTimeout = 10 * time.Second
+
 // resizeTimeout bounds how long input typed after a resize can be held
 // by an engine that does not apply it.
 const resizeTimeout = 5 * time.Second
@@ -310,16 +313,27 @@ func (e *Exec) Resize(cols, rows uint) {
 // Kill ends the exec: the backend kills the process, the connection is
 // closed, and the exit is delivered as soon as the backend reports it (or
 // KillGrace passes). It is idempotent and does not block.
-func (e *Exec) Kill() {
+func (e *Exec) Kill() { e.kill() }
+
+// kill is Kill that returns a channel closed once the backend's kill
+// returned, so that teardown removes the bottle only after it.
+func (e *Exec) kill() <-chan struct{} {
+	done := make(chan struct{})
 	e.mu.Lock()
 	already := e.killed || !e.running
 	e.killed = true
 	e.mu.Unlock()
 	if already {
-		return
+		close(done)
+		return done
 	}
 	go func() {
-		if err := e.proc.Kill(e.s.life); err != nil {
+		defer close(done)
+		// The session's life is over by the time teardown kills, and a
+		// kill must still reach the bottle: it gets a context of its own.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(e.s.life), killTimeout)
+		defer cancel()
+		if err := e.proc.Kill(ctx); err != nil {
 			e.s.r.log.Warn("killing exec", "exec", e.id, "err", err)
 		}
 		if err := e.proc.Close(); err != nil {
@@ -327,6 +341,7 @@ func (e *Exec) Kill() {
 		}
 	}()
 	signal(e.credit)
+	return done
 }
 
 // ExecSnapshot describes an exec at one moment.

@@ -21,6 +21,7 @@ type fakeBackend struct {
 	gate        chan struct{}
 	startErr    error
 	resizeDelay time.Duration // how long each process's Resize takes
+	killDelay   time.Duration // how long each process's Kill takes
 
 	mu      sync.Mutex
 	made    int
@@ -52,7 +53,7 @@ func (b *fakeBackend) Start(ctx context.Context, spec backend.StartSpec, progres
 	if b.startErr != nil {
 		return fail(b.startErr)
 	}
-	bt := &fakeBottle{info: backend.Info{Session: spec.Session, Agent: spec.Agent, Container: "c-" + spec.Session}, onEgress: spec.OnEgress, resizeDelay: b.resizeDelay}
+	bt := &fakeBottle{info: backend.Info{Session: spec.Session, Agent: spec.Agent, Container: "c-" + spec.Session}, onEgress: spec.OnEgress, resizeDelay: b.resizeDelay, killDelay: b.killDelay}
 	b.mu.Lock()
 	b.bottles = append(b.bottles, bt)
 	b.mu.Unlock()
@@ -70,16 +71,20 @@ type fakeBottle struct {
 	info        backend.Info
 	onEgress    func(egress.Record)
 	resizeDelay time.Duration
+	killDelay   time.Duration
 
 	mu     sync.Mutex
 	closes int
 	procs  []*endless
+	// unkilledAtClose counts the processes no Kill had reached when the
+	// bottle was first closed.
+	unkilledAtClose int
 }
 
 func (bt *fakeBottle) Info() backend.Info { return bt.info }
 
 func (bt *fakeBottle) Exec(context.Context, backend.ExecSpec) (backend.Process, error) {
-	p := &endless{closed: make(chan struct{}), resizeDelay: bt.resizeDelay}
+	p := &endless{closed: make(chan struct{}), resizeDelay: bt.resizeDelay, killDelay: bt.killDelay}
 	bt.mu.Lock()
 	bt.procs = append(bt.procs, p)
 	bt.mu.Unlock()
@@ -91,6 +96,13 @@ func (bt *fakeBottle) CopyIn(context.Context, string, string) (int64, error) { r
 func (bt *fakeBottle) Close(context.Context) error {
 	bt.mu.Lock()
 	defer bt.mu.Unlock()
+	if bt.closes == 0 {
+		for _, p := range bt.procs {
+			if !p.killed.Load() {
+				bt.unkilledAtClose++
+			}
+		}
+	}
 	bt.closes++
 	return nil
 }
@@ -111,6 +123,8 @@ func (bt *fakeBottle) proc(i int) *endless {
 // sizes, and in log both in the order they reached it.
 type endless struct {
 	read        atomic.Int64
+	killed      atomic.Bool // a Kill reached the process
+	killDelay   time.Duration
 	closed      chan struct{}
 	once        sync.Once
 	resizeDelay time.Duration
@@ -237,4 +251,16 @@ var (
 
 func (p *endless) Argv() []string { return []string{"endless"} }
 
-func (p *endless) Kill(context.Context) error { return p.Close() }
+// Kill fails on a done context, as the engine's client does: a kill that
+// teardown sends with the session's own (cancelled) context never lands.
+// It takes killDelay, so that a bottle closed before the kill returned
+// shows in killedBeforeClose.
+func (p *endless) Kill(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", backend.ErrEngineUnavailable, ctx.Err())
+	case <-time.After(p.killDelay):
+	}
+	p.killed.Store(true)
+	return p.Close()
+}

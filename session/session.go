@@ -269,7 +269,8 @@ func (s *Session) close(ctx context.Context, cause error) error {
 }
 
 // teardown waits for a start in progress, kills every exec and waits for
-// its exit to be delivered, then closes the bottle.
+// the kill and for its exit to be delivered, then closes the bottle: a
+// kill still running in a bottle being removed would fail.
 func (s *Session) teardown(ctx context.Context) error {
 	select {
 	case <-s.started:
@@ -281,14 +282,17 @@ func (s *Session) teardown(ctx context.Context) error {
 	b := s.bottle
 	s.mu.Unlock()
 
-	for _, e := range execs {
-		e.Kill()
+	kills := make([]<-chan struct{}, len(execs))
+	for i, e := range execs {
+		kills[i] = e.kill()
 	}
-	for _, e := range execs {
-		select {
-		case <-e.done:
-		case <-ctx.Done():
-			return fmt.Errorf("close session %s: waiting for exec %s to end: %w", s.id, e.id, context.Cause(ctx))
+	for i, e := range execs {
+		for _, c := range []<-chan struct{}{kills[i], e.done} {
+			select {
+			case <-c:
+			case <-ctx.Done():
+				return fmt.Errorf("close session %s: waiting for exec %s to end: %w", s.id, e.id, context.Cause(ctx))
+			}
 		}
 	}
 	if b == nil {

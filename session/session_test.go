@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -326,4 +327,68 @@ func TestEgressIsTaggedWithTheSession(t *testing.T) {
 	if want := s.ID() + " example.test"; !slices.Equal(ev.egress, []string{want}) {
 		t.Errorf("egress = %v, want [%s]", ev.egress, want)
 	}
+}
+
+func TestCloseKillsEachExecBeforeRemovingTheBottle(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		killDelay time.Duration
+	}{
+		{"kill returns at once", 0},
+		{"kill takes a while", 50 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			be := &fakeBackend{killDelay: tc.killDelay}
+			warns := &warnings{}
+			r := session.NewRegistry(be, session.Options{Chunk: 1024, Events: newEvents(), Logger: slog.New(warns)})
+			t.Cleanup(func() { r.CloseAll(context.Background()) })
+			s := start(t, r)
+			exec(t, s)
+			exec(t, s)
+			if err := s.Close(context.Background()); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			bt := be.bottles[0]
+			for i := range 2 {
+				if !bt.proc(i).killed.Load() {
+					t.Errorf("exec %d: the backend's kill never landed", i)
+				}
+			}
+			bt.mu.Lock()
+			unkilled := bt.unkilledAtClose
+			bt.mu.Unlock()
+			if unkilled != 0 {
+				t.Errorf("the bottle was closed with %d execs not yet killed", unkilled)
+			}
+			if w := warns.all(); len(w) > 0 {
+				t.Errorf("a normal close logged warnings: %q", w)
+			}
+		})
+	}
+}
+
+// warnings is a slog handler that keeps the warnings and errors logged.
+type warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+
+func (w *warnings) Handle(_ context.Context, r slog.Record) error {
+	msg := r.Message
+	r.Attrs(func(a slog.Attr) bool { msg += " " + a.String(); return true })
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, msg)
+	return nil
+}
+
+func (w *warnings) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *warnings) WithGroup(string) slog.Handler      { return w }
+
+func (w *warnings) all() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.msgs)
 }
