@@ -15,17 +15,20 @@ import (
 // BuiltinPatterns are the key shapes the proxy refuses unless told not to.
 // Each is named by its rule ("dlp:NAME" in the audit and the refusal).
 var BuiltinPatterns = []Pattern{
+	// No pattern is anchored with \b: a key glued to a letter, digit or
+	// underscore ("x" + key) is still the key, and still leaves.
+	//
 	// sk-ant-api03-..., sk-ant-oat01-..., sk-ant-admin01-...
 	{Name: "anthropic-key", Regex: `sk-ant-[a-z]+[0-9]*-[A-Za-z0-9_-]{20,}`},
 	// Project, service-account and admin keys, and the older plain form.
-	{Name: "openai-key", Regex: `sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,}|\bsk-[A-Za-z0-9]{32,}`},
+	{Name: "openai-key", Regex: `sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,}|sk-[A-Za-z0-9]{32,}`},
 	// Classic tokens (personal, OAuth, user-to-server, server-to-server,
 	// refresh) and fine-grained personal access tokens.
-	{Name: "github-token", Regex: `\bgh[pousr]_[A-Za-z0-9]{36,}|\bgithub_pat_[A-Za-z0-9_]{22,}`},
-	{Name: "aws-access-key", Regex: `\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA)[A-Z0-9]{16}\b`},
+	{Name: "github-token", Regex: `gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}`},
+	{Name: "aws-access-key", Regex: `(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA)[A-Z0-9]{16}`},
 	// A secret access key has no shape of its own; its usual label does.
 	{Name: "aws-secret-key", Regex: `(?i)aws_?secret_?access_?key["']?\s*[:=]\s*["']?[A-Za-z0-9/+]{40}`},
-	{Name: "slack-token", Regex: `\bxox[abposr]-[A-Za-z0-9-]{10,}|\bxapp-[0-9]+-[A-Za-z0-9-]{10,}|hooks\.slack\.com/services/T[A-Za-z0-9]+/B[A-Za-z0-9]+/[A-Za-z0-9]+`},
+	{Name: "slack-token", Regex: `xox[abposr]-[A-Za-z0-9-]{10,}|xapp-[0-9]+-[A-Za-z0-9-]{10,}|hooks\.slack\.com/services/T[A-Za-z0-9]+/B[A-Za-z0-9]+/[A-Za-z0-9]+`},
 	// RSA, EC, DSA, OPENSSH, ENCRYPTED, PKCS#8 and PGP private key blocks.
 	{Name: "private-key", Regex: `-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----`},
 }
@@ -43,6 +46,7 @@ type Scanner struct {
 type namedRegexp struct {
 	name string
 	re   *regexp.Regexp
+	fold *regexp.Regexp // re ignoring case, for text whose case is not kept
 }
 
 // secretForms are the spellings of one secret value that the scanner
@@ -50,7 +54,9 @@ type namedRegexp struct {
 // alignment), hex and percent-encoding produce it.
 type secretForms struct {
 	name  string
-	forms []string
+	forms []string // matched as they are
+	hex   string   // lowercase; matched in any mix of cases
+	lower []string // forms and hex in lowercase, for text whose case is not kept
 }
 
 // Finding is one secret found: which rule fired, and where. It never holds
@@ -79,7 +85,9 @@ func NewScanner(cfg DLPConfig) (*Scanner, error) {
 		if re.MatchString("") {
 			return fmt.Errorf("egress: DLP pattern %q matches empty text, so it would refuse every request", p.Name)
 		}
-		s.patterns = append(s.patterns, namedRegexp{p.Name, re})
+		// Cannot fail: re compiled, and a leading flag group is valid before any regexp.
+		fold := regexp.MustCompile("(?i)" + p.Regex)
+		s.patterns = append(s.patterns, namedRegexp{p.Name, re, fold})
 		return nil
 	}
 	for _, name := range cfg.Disable {
@@ -109,7 +117,7 @@ func NewScanner(cfg DLPConfig) (*Scanner, error) {
 			// Say how long, never what.
 			return nil, fmt.Errorf("egress: DLP secret %s is %d bytes; at least %d are needed to tell it from ordinary text", sec.Name, len(sec.Value), minSecretLen)
 		}
-		s.secrets = append(s.secrets, secretForms{name: sec.Name, forms: encodings(sec.Value)})
+		s.secrets = append(s.secrets, newSecretForms(sec.Name, sec.Value))
 	}
 	return s, nil
 }
@@ -123,10 +131,20 @@ func BuiltinNames() []string {
 	return names
 }
 
+func newSecretForms(name, v string) secretForms {
+	sf := secretForms{name: name, forms: encodings(v), hex: hex.EncodeToString([]byte(v))}
+	for _, f := range append(slices.Clone(sf.forms), sf.hex) {
+		sf.lower = append(sf.lower, strings.ToLower(f))
+	}
+	slices.Sort(sf.lower)
+	sf.lower = slices.Compact(sf.lower)
+	return sf
+}
+
 // encodings returns v and the spellings an agent could give it on the way
-// out without changing what it is.
+// out without changing what it is, hex aside (it is matched in any case).
 func encodings(v string) []string {
-	forms := []string{v, hex.EncodeToString([]byte(v)), strings.ToUpper(hex.EncodeToString([]byte(v)))}
+	forms := []string{v}
 	if q := url.QueryEscape(v); q != v {
 		forms = append(forms, q)
 	}
@@ -152,27 +170,47 @@ func encodings(v string) []string {
 
 // Scan looks for a secret in text, also in its percent-decoded form.
 func (s *Scanner) Scan(where, text string) *Finding {
+	return s.scan(where, text, false)
+}
+
+// scanFold is Scan for text whose case does not survive on its way out
+// (host names; header names, which net/http rewrites in canonical case
+// before the scanner sees them): it matches in any case.
+func (s *Scanner) scanFold(where, text string) *Finding {
+	return s.scan(where, text, true)
+}
+
+func (s *Scanner) scan(where, text string, fold bool) *Finding {
 	if s == nil || text == "" {
 		return nil
 	}
 	for _, t := range decodings(text) {
-		if f := s.scanOne(where, t); f != nil {
+		if f := s.scanOne(where, t, fold); f != nil {
 			return f
 		}
 	}
 	return nil
 }
 
-func (s *Scanner) scanOne(where, text string) *Finding {
+func (s *Scanner) scanOne(where, text string, fold bool) *Finding {
+	lower := strings.ToLower(text)
 	for _, sec := range s.secrets {
-		for _, form := range sec.forms {
-			if strings.Contains(text, form) {
-				return &Finding{Rule: "dlp:secret:" + sec.name, Where: where}
-			}
+		found := strings.Contains(lower, sec.hex)
+		if fold {
+			found = found || slices.ContainsFunc(sec.lower, func(form string) bool { return strings.Contains(lower, form) })
+		} else {
+			found = found || slices.ContainsFunc(sec.forms, func(form string) bool { return strings.Contains(text, form) })
+		}
+		if found {
+			return &Finding{Rule: "dlp:secret:" + sec.name, Where: where}
 		}
 	}
 	for _, p := range s.patterns {
-		if p.re.MatchString(text) {
+		re := p.re
+		if fold {
+			re = p.fold
+		}
+		if re.MatchString(text) {
 			return &Finding{Rule: "dlp:" + p.name, Where: where}
 		}
 	}
@@ -224,15 +262,19 @@ func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
-// ScanRequest looks for a secret in what a proxy request shows: its target
-// (request line and Host), and every header, with Basic credentials
-// decoded. Bodies are not read. The header Where names the header, never
-// its value.
+// ScanRequest looks for a secret in what a proxy request shows: its
+// method, its target (request line and Host), and every header, name and
+// value, with Basic credentials decoded. Bodies are not read. Where never
+// quotes the request: a header is named only when its name was scanned
+// clean.
 func (s *Scanner) ScanRequest(r *http.Request) *Finding {
 	if s == nil {
 		return nil
 	}
-	if f := s.Scan("target host", r.Host); f != nil {
+	if f := s.Scan("method", r.Method); f != nil {
+		return f
+	}
+	if f := s.scanHost(r); f != nil {
 		return f
 	}
 	if f := s.Scan("URL", r.RequestURI); f != nil {
@@ -244,10 +286,10 @@ func (s *Scanner) ScanRequest(r *http.Request) *Finding {
 		}
 	}
 	for name, values := range r.Header {
-		where := "header " + name
-		if f := s.Scan(where, name); f != nil {
+		if f := s.scanFold("header name", name); f != nil {
 			return f
 		}
+		where := "header " + name
 		for _, v := range values {
 			if f := s.Scan(where, v); f != nil {
 				return f
@@ -260,14 +302,37 @@ func (s *Scanner) ScanRequest(r *http.Request) *Finding {
 	return nil
 }
 
+// scanHost scans the target's host in every form the proxy sees or writes
+// down: the Host, the URL's host, and the host it records. Host names keep
+// no case, so neither does the match.
+func (s *Scanner) scanHost(r *http.Request) *Finding {
+	hosts := []string{r.Host}
+	if r.URL != nil {
+		hosts = append(hosts, r.URL.Host)
+	}
+	host, _ := requestTarget(r)
+	for _, h := range append(hosts, host) {
+		if f := s.Scan("target host", h); f != nil {
+			return f
+		}
+		if f := s.scanFold("target host", h); f != nil {
+			return f
+		}
+	}
+	return nil
+}
+
 // scanBasic decodes Basic credentials (user:password in base64), where a
-// token usually sits as the password.
+// token usually sits as the password. Clients differ in padding and
+// alphabet, and a server may accept any of them: all are decoded.
 func (s *Scanner) scanBasic(where, v string) *Finding {
 	scheme, cred, ok := strings.Cut(strings.TrimSpace(v), " ")
 	if !ok || !strings.EqualFold(scheme, "basic") {
 		return nil
 	}
-	dec, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+	cred = strings.TrimRight(strings.TrimSpace(cred), "=")
+	cred = strings.NewReplacer("-", "+", "_", "/").Replace(cred)
+	dec, err := base64.RawStdEncoding.DecodeString(cred)
 	if err != nil {
 		return nil
 	}

@@ -55,11 +55,11 @@ func TestBuiltinPatterns(t *testing.T) {
 		{"anthropic-key", []string{fakeAnthropic, fakeAnthropicO, "x-api-key: " + fakeAnthropic},
 			[]string{"sk-ant-api03-short", "the sk-ant- prefix alone"}},
 		{"openai-key", []string{fakeOpenAIProj, fakeOpenAIOld, "Bearer " + fakeOpenAIProj},
-			[]string{"sk-proj-short", "task-" + rep("a", 40), "disk-" + rep("Zx81", 12)}},
+			[]string{"sk-proj-short", "task-" + rep("a", 20)}},
 		{"github-token", []string{fakeGitHub, "gh" + "s_" + rep("a1B2", 9), fakeGitHubPAT},
-			[]string{"ghp_short", "xghp_" + rep("a1B2", 9)}},
+			[]string{"ghp_short", "ghq_" + rep("a1B2", 9)}},
 		{"aws-access-key", []string{fakeAWSID, "AS" + "IA" + rep("Q7RT", 4)},
-			[]string{"AKIA" + rep("Q7RT", 3), "XAKIA" + rep("Q7RT", 4), "akia" + rep("q7rt", 4)}},
+			[]string{"AKIA" + rep("Q7RT", 3), "AKIA" + rep("q7rt", 4), "akia" + rep("q7rt", 4)}},
 		{"aws-secret-key", []string{fakeAWSSecret, `"AWS_SECRET_ACCESS_KEY": "` + rep("wJalrXUtnFEMIK7MDENG", 2) + `"`},
 			[]string{"aws_secret_access_key=short", rep("wJalrXUtnFEMIK7MDENG", 2)}},
 		{"slack-token", []string{fakeSlack, "xo" + "xp-" + rep("12ab-", 4), "https://" + fakeSlackHook},
@@ -95,6 +95,97 @@ func describeSecret(s string) string {
 		return strconv.Quote(s[:8] + "...")
 	}
 	return strconv.Quote(s)
+}
+
+// TestBuiltinPatternsFindKeysGluedToText: a letter, digit or underscore
+// on either side of a key does not hide it (the patterns once began and
+// ended with \b).
+func TestBuiltinPatternsFindKeysGluedToText(t *testing.T) {
+	s := builtinScanner(t)
+	keys := map[string]string{
+		"anthropic-key": fakeAnthropic, "openai-key": fakeOpenAIOld, "github-token": fakeGitHub,
+		"aws-access-key": fakeAWSID, "slack-token": fakeSlack,
+	}
+	for name, key := range keys {
+		for _, glue := range []string{"x", "7", "_"} {
+			for _, text := range []string{glue + key, key + glue, glue + key + glue, "/p?q=a" + glue + key} {
+				if f := s.Scan("URL", text); f == nil || f.Rule != "dlp:"+name {
+					t.Errorf("%s glued to %q: got %+v, want dlp:%s", describeSecret(key), glue, f, name)
+				}
+			}
+		}
+	}
+	if f := s.Scan("URL", "xghp_"+rep("a1B2", 9)); f == nil {
+		t.Error("a GitHub token after a letter passed")
+	}
+}
+
+func TestHexIsFoundInAnyMixOfCases(t *testing.T) {
+	const secret = "correct-horse-battery-staple"
+	s, err := NewScanner(DLPConfig{NoBuiltin: true, Secrets: []Secret{{Name: "T", Value: secret}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lower := hex.EncodeToString([]byte(secret))
+	alternating := []byte(lower)
+	for i := range alternating {
+		if i%2 == 0 {
+			alternating[i] = strings.ToUpper(string(alternating[i]))[0]
+		}
+	}
+	for _, form := range []string{lower, strings.ToUpper(lower), string(alternating), strings.ToUpper(lower[:9]) + lower[9:]} {
+		if f := s.Scan("URL", "/x?h=0"+form+"9"); f == nil || f.Rule != "dlp:secret:T" {
+			t.Errorf("hex %s...: got %+v", form[:12], f)
+		}
+	}
+}
+
+// TestBasicCredentialsAreDecodedInEveryBase64Form: a key shape (found only
+// once decoded) in Basic credentials, padded or not, in the standard or the
+// URL alphabet.
+func TestBasicCredentialsAreDecodedInEveryBase64Form(t *testing.T) {
+	s := builtinScanner(t)
+	cred := []byte("~~~???:" + fakeGitHub + "x") // the user name makes + and / in base64, the x makes padding
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		v := "Basic " + enc.EncodeToString(cred)
+		r := httptest.NewRequest("GET", "http://app.test/", nil)
+		r.Header.Set("Authorization", v)
+		if f := s.ScanRequest(r); f == nil || f.Rule != "dlp:github-token" || f.Where != "header Authorization" {
+			t.Errorf("Basic %s...: got %+v", v[6:14], f)
+		}
+	}
+}
+
+// TestScanRequestFindsSecretsInTheMethodAndHeaderNames, and says where
+// without quoting either: net/http has put the header name in canonical
+// case, so it is matched in any case.
+func TestScanRequestFindsSecretsInTheMethodAndHeaderNames(t *testing.T) {
+	const secret = "s3cr3t-value-in-a-name"
+	s, err := NewScanner(DLPConfig{Secrets: []Secret{{Name: "S", Value: secret}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, where, rule string
+		edit              func(r *http.Request)
+	}{
+		{"method", "method", "dlp:secret:S", func(r *http.Request) { r.Method = secret }},
+		{"key shape as method", "method", "dlp:github-token", func(r *http.Request) { r.Method = fakeGitHub }},
+		{"header name", "header name", "dlp:secret:S", func(r *http.Request) { r.Header.Set("X-"+secret, "1") }},
+		{"key shape in a header name", "header name", "dlp:github-token", func(r *http.Request) { r.Header.Set("X-"+fakeGitHub, "1") }},
+		{"hex in a header name", "header name", "dlp:secret:S", func(r *http.Request) { r.Header.Set("X-"+hex.EncodeToString([]byte(secret)), "1") }},
+		{"host in capitals", "target host", "dlp:secret:S", func(r *http.Request) { r.Host = strings.ToUpper(secret) + ".app.test" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "http://app.test/", nil)
+			tt.edit(r)
+			f := s.ScanRequest(r)
+			if f == nil || f.Rule != tt.rule || f.Where != tt.where {
+				t.Fatalf("got %+v, want %s in the %s", f, tt.rule, tt.where)
+			}
+		})
+	}
 }
 
 func TestEveryBuiltinPatternHasATableTest(t *testing.T) {
@@ -230,6 +321,11 @@ func TestProxyRefusesRequestsCarryingSecrets(t *testing.T) {
 		{"CONNECT target", "CONNECT " + secret + ".app.test:443 HTTP/1.1\r\nHost: " + secret + ".app.test:443\r\n\r\n", "CONNECT", "dlp:secret:HOST_SECRET", "target host", "(redacted)"},
 		{"CONNECT header", "CONNECT app.test:443 HTTP/1.1\r\nHost: app.test:443\r\nProxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("u:"+secret)) + "\r\n\r\n", "CONNECT", "dlp:secret:HOST_SECRET", "header Proxy-Authorization", "app.test"},
 		{"not a proxy request", "GET /?k=" + secret + " HTTP/1.1\r\nHost: proxy\r\n\r\n", "GET", "dlp:secret:HOST_SECRET", "URL", "proxy"},
+		{"method", secret + " http://app.test:" + ps + "/ HTTP/1.1\r\nHost: app.test:" + ps + "\r\n\r\n", "(redacted)", "dlp:secret:HOST_SECRET", "method", "app.test"},
+		{"key shape as method", fakeGitHub + " http://app.test:" + ps + "/ HTTP/1.1\r\nHost: app.test:" + ps + "\r\n\r\n", "(redacted)", "dlp:github-token", "method", "app.test"},
+		{"method and host", secret + " http://" + secret + ".app.test:" + ps + "/ HTTP/1.1\r\nHost: x\r\n\r\n", "(redacted)", "dlp:secret:HOST_SECRET", "method", "(redacted)"},
+		{"header name", "GET http://app.test:" + ps + "/ HTTP/1.1\r\nHost: app.test:" + ps + "\r\nX-" + secret + ": 1\r\n\r\n", "GET", "dlp:secret:HOST_SECRET", "header name", "app.test"},
+		{"key shape in a header name", "GET http://app.test:" + ps + "/ HTTP/1.1\r\nHost: app.test:" + ps + "\r\nX-" + fakeGitHub + ": 1\r\n\r\n", "GET", "dlp:github-token", "header name", "app.test"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -248,7 +344,9 @@ func TestProxyRefusesRequestsCarryingSecrets(t *testing.T) {
 			}
 			line, _ := json.Marshal(got)
 			for _, leak := range []string{secret, fakeAnthropic, fakeOpenAIProj, fakeGitHub, basic} {
-				if strings.Contains(body, leak) || strings.Contains(string(line), leak) {
+				// Any case: net/http rewrites header names in canonical case.
+				leak = strings.ToLower(leak)
+				if strings.Contains(strings.ToLower(body), leak) || strings.Contains(strings.ToLower(string(line)), leak) {
 					t.Errorf("the refusal or its audit line shows a secret: %s / %s", body, line)
 				}
 			}

@@ -334,22 +334,27 @@ func (p *Proxy) deny(w http.ResponseWriter, rec Record, reason string) {
 }
 
 // refuseSecret answers a request that carries a secret. Neither the answer
-// nor the audit record shows the secret; when it sits in the target's host
-// name, they do not show the host either.
+// nor the audit record shows what the scanner matched: a method or a host
+// that carries a secret is written as "(redacted)", and f.Where never quotes
+// the request.
 func (p *Proxy) refuseSecret(w http.ResponseWriter, r *http.Request, f *Finding) {
 	host, port := requestTarget(r)
-	if f.Where == "target host" || p.dlp.Scan("", host) != nil {
+	if p.dlp.scanHost(r) != nil {
 		host = redacted
 	}
-	rec := p.record(EventDecision, r.Method, host, port)
+	method := r.Method
+	if p.dlp.Scan("method", method) != nil {
+		method = redacted
+	}
+	rec := p.record(EventDecision, method, host, port)
 	rec.Decision, rec.Rule, rec.Reason = DecisionDeny, f.Rule, "carries a secret in the "+f.Where
 	p.audit.Record(rec)
 	w.Header().Set("X-Bottle-Egress", "denied")
-	http.Error(w, fmt.Sprintf("bottle egress: %s refused: the request carries a secret in the %s (rule %s)", r.Method, f.Where, f.Rule),
+	http.Error(w, fmt.Sprintf("bottle egress: %s refused: the request carries a secret in the %s (rule %s)", method, f.Where, f.Rule),
 		http.StatusForbidden)
 }
 
-// redacted stands in for a host name that carries a secret.
+// redacted stands in for a method or host name that carries a secret.
 const redacted = "(redacted)"
 
 // requestTarget is the host and port a request asks for, as well as they
