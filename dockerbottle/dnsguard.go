@@ -10,7 +10,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 
-	"github.com/bottle-dev/bottle/egress"
+	"github.com/bottle-dev/bottle/dnsguard"
 )
 
 // createDNSGuard makes the helper that cuts a runc agent off from Docker's
@@ -88,7 +88,7 @@ func (e *Engine) runDNSGuard(ctx context.Context, session, id string) (err error
 		var said []string
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			if sc.Text() == egress.EmbeddedDNSBlocked {
+			if sc.Text() == dnsguard.BlockedLine {
 				blocked <- nil
 				return
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/bottle-dev/bottle/dnsguard"
 	"github.com/bottle-dev/bottle/egress"
 )
 
@@ -17,12 +18,12 @@ func egressProxy(ctx context.Context, args []string) int {
 	blockDNS := fs.Bool("block-embedded-dns", false, "instead of serving, make Docker's embedded DNS unreachable in this network namespace and exit (needs CAP_NET_ADMIN)")
 	fs.Parse(args)
 	if *blockDNS {
-		if err := egress.BlockEmbeddedDNS(); err != nil {
+		if err := dnsguard.Block(); err != nil {
 			return fail("egress-proxy: %v", err)
 		}
 		// The server waits for this line, not for the exit, which the
 		// engine reports about 100 ms later.
-		fmt.Println(egress.EmbeddedDNSBlocked)
+		fmt.Println(dnsguard.BlockedLine)
 		return 0
 	}
 	in := os.Stdin

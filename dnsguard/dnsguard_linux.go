@@ -1,4 +1,4 @@
-package egress
+package dnsguard
 
 import (
 	"encoding/binary"
@@ -8,7 +8,7 @@ import (
 	"syscall"
 )
 
-// BlockEmbeddedDNS makes Docker's embedded DNS server unreachable from the
+// Block makes Docker's embedded DNS server unreachable from the
 // network namespace the calling process is in, by adding an "unreachable"
 // route for its address to the local routing table: every packet to it,
 // UDP or TCP, on port 53 or on the random port the server really listens
@@ -19,21 +19,21 @@ import (
 // without that server, and it answers the names of every container on the
 // network (the sidecar's, by name, short id and reverse lookup) and, on
 // internal networks, may forward other names out (CVE-2024-29018).
-func BlockEmbeddedDNS() error {
+func Block() error {
 	return addUnreachableRoute(EmbeddedDNS)
 }
 
 func addUnreachableRoute(addr netip.Addr) error {
 	if !addr.Is4() {
-		return fmt.Errorf("egress: %s: only IPv4 routes are supported", addr)
+		return fmt.Errorf("dnsguard: %s: only IPv4 routes are supported", addr)
 	}
 	fd, err := syscall.Socket(syscall.AF_NETLINK, syscall.SOCK_RAW|syscall.SOCK_CLOEXEC, syscall.NETLINK_ROUTE)
 	if err != nil {
-		return fmt.Errorf("egress: netlink socket: %w", err)
+		return fmt.Errorf("dnsguard: netlink socket: %w", err)
 	}
 	defer syscall.Close(fd)
 	if err := syscall.Bind(fd, &syscall.SockaddrNetlink{Family: syscall.AF_NETLINK}); err != nil {
-		return fmt.Errorf("egress: netlink bind: %w", err)
+		return fmt.Errorf("dnsguard: netlink bind: %w", err)
 	}
 
 	// nlmsghdr (16) + rtmsg (12) + rtattr RTA_DST (4 + 4).
@@ -58,16 +58,16 @@ func addUnreachableRoute(addr netip.Addr) error {
 	copy(attr[syscall.SizeofRtAttr:], a4[:])
 
 	if err := syscall.Sendto(fd, msg, 0, &syscall.SockaddrNetlink{Family: syscall.AF_NETLINK}); err != nil {
-		return fmt.Errorf("egress: netlink send: %w", err)
+		return fmt.Errorf("dnsguard: netlink send: %w", err)
 	}
 	buf := make([]byte, 4096)
 	n, _, err := syscall.Recvfrom(fd, buf, 0)
 	if err != nil {
-		return fmt.Errorf("egress: netlink receive: %w", err)
+		return fmt.Errorf("dnsguard: netlink receive: %w", err)
 	}
 	replies, err := syscall.ParseNetlinkMessage(buf[:n])
 	if err != nil {
-		return fmt.Errorf("egress: netlink reply: %w", err)
+		return fmt.Errorf("dnsguard: netlink reply: %w", err)
 	}
 	for _, r := range replies {
 		if r.Header.Type != syscall.NLMSG_ERROR || len(r.Data) < 4 {
@@ -77,8 +77,8 @@ func addUnreachableRoute(addr netip.Addr) error {
 		case 0, syscall.EEXIST:
 			return nil
 		default:
-			return fmt.Errorf("egress: adding an unreachable route to %s: %w", addr, syscall.Errno(errno))
+			return fmt.Errorf("dnsguard: adding an unreachable route to %s: %w", addr, syscall.Errno(errno))
 		}
 	}
-	return errors.New("egress: netlink: no acknowledgement")
+	return errors.New("dnsguard: netlink: no acknowledgement")
 }

@@ -1,4 +1,4 @@
-package egress
+package dnsguard
 
 import (
 	"errors"
@@ -15,7 +15,7 @@ import (
 // a new network namespace of its own (a child process), so the test
 // machine's routes are never touched. It needs root, as the tests here run.
 func TestAddUnreachableRouteInAFreshNetworkNamespace(t *testing.T) {
-	if os.Getenv("EGRESS_NETNS_CHILD") == "1" {
+	if os.Getenv("DNSGUARD_NETNS_CHILD") == "1" {
 		runtime.LockOSThread()
 		for range 2 { // twice: the second is a no-op, not an error
 			if err := addUnreachableRoute(netip.MustParseAddr("127.0.0.11")); err != nil {
@@ -32,7 +32,7 @@ func TestAddUnreachableRouteInAFreshNetworkNamespace(t *testing.T) {
 		t.Fatal("this test needs root to make a network namespace (the test suite runs as root)")
 	}
 	cmd := exec.Command(os.Args[0], "-test.run", "^TestAddUnreachableRouteInAFreshNetworkNamespace$", "-test.v")
-	cmd.Env = append(os.Environ(), "EGRESS_NETNS_CHILD=1")
+	cmd.Env = append(os.Environ(), "DNSGUARD_NETNS_CHILD=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
