@@ -116,7 +116,13 @@ func errorFor(err error) *jsonrpc2.Error {
 	}
 	for _, m := range errorKinds {
 		if errors.Is(err, m.err) {
-			return rpcError(m.code, ErrorData{Kind: m.kind, Hint: m.hint}, "%v", err)
+			data := ErrorData{Kind: m.kind, Hint: m.hint}
+			// A backend error that knows its cause better than its kind
+			// does (a failed build is not a missing image) says what to do.
+			if h := (interface{ Hint() string })(nil); errors.As(err, &h) {
+				data.Hint = h.Hint()
+			}
+			return rpcError(m.code, data, "%v", err)
 		}
 	}
 	return rpcError(CodeInternalError, ErrorData{
