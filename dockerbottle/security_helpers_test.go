@@ -207,20 +207,75 @@ func containerLogs(t testing.TB, id string) string {
 	return out.String()
 }
 
-// networkGateway is the gateway address IPAM gave a network.
+// networkGateway is the host's address on a network, which the escape
+// suite must find even on an engine installed a minute ago.
 func networkGateway(t testing.TB, name string) string {
 	t.Helper()
 	n, err := engine.Client().NetworkInspect(context.Background(), name, network.InspectOptions{})
 	if err != nil {
 		t.Fatalf("inspecting network %s: %v", name, err)
 	}
+	gw, err := gatewayOf(n, interfaceAddrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gw
+}
+
+// gatewayOf is the gateway IPAM names for a network or, where it names
+// none, the address the network's bridge holds on the host inside the
+// network's subnet: a new engine's default bridge shows only its subnet
+// until a container has been attached to it, while docker0 has had its
+// address since the daemon started. No address at all is an error: the
+// suite would otherwise pass without having tried that way out.
+func gatewayOf(n network.Inspect, addrs func(ifname string) ([]net.Addr, error)) (string, error) {
+	var subnets []*net.IPNet
 	for _, c := range n.IPAM.Config {
 		if c.Gateway != "" {
-			return c.Gateway
+			return c.Gateway, nil
+		}
+		if _, sn, err := net.ParseCIDR(c.Subnet); err == nil {
+			subnets = append(subnets, sn)
 		}
 	}
-	t.Fatalf("network %s has no gateway", name)
-	return ""
+	if n.Driver != "bridge" {
+		return "", fmt.Errorf("network %s (driver %q) has no gateway in its IPAM config", n.Name, n.Driver)
+	}
+	ifname := bridgeName(n)
+	as, err := addrs(ifname)
+	if err != nil {
+		return "", fmt.Errorf("network %s has no gateway in its IPAM config, and its bridge %s: %w", n.Name, ifname, err)
+	}
+	for _, a := range as {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		for _, sn := range subnets {
+			if sn.Contains(ipn.IP) {
+				return ipn.IP.String(), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("network %s has no gateway in its IPAM config, and its bridge %s holds no address in %v (it holds %v)", n.Name, ifname, subnets, as)
+}
+
+// bridgeName is the host interface of a bridge network: docker0 for the
+// default one, br-<id> for the others unless the network was created with
+// its own name.
+func bridgeName(n network.Inspect) string {
+	if name := n.Options["com.docker.network.bridge.name"]; name != "" {
+		return name
+	}
+	return "br-" + n.ID[:12]
+}
+
+func interfaceAddrs(name string) ([]net.Addr, error) {
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return nil, err
+	}
+	return ifc.Addrs()
 }
 
 // bridgeLinkLocal is the IPv6 link-local address of a bottle network's
@@ -231,11 +286,10 @@ func bridgeLinkLocal(t testing.TB, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ifc, err := net.InterfaceByName("br-" + n.ID[:12])
+	as, err := interfaceAddrs(bridgeName(n))
 	if err != nil {
 		return ""
 	}
-	as, _ := ifc.Addrs()
 	for _, a := range as {
 		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.IsLinkLocalUnicast() && ipn.IP.To4() == nil {
 			return ipn.IP.String()
