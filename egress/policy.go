@@ -20,9 +20,12 @@ import (
 //	*.domain:*      any subdomain of domain, any port
 //
 // host may be an IP literal (IPv6 in brackets when a port follows). Matching
-// is case-insensitive and ignores a trailing dot. An IP-literal target is
-// denied unless an entry names that literal IP exactly: wildcards match names
-// only. A Policy is safe for concurrent use.
+// is case-insensitive (ASCII only: a name with any other byte matches
+// nothing) and ignores a trailing dot. An IP-literal target is denied unless
+// an entry names that literal IP exactly: wildcards match names only. A
+// Policy is safe for concurrent use.
+//
+// A CONNECT tunnel is decided by DecideTunnel, more narrowly: see there.
 type Policy struct {
 	rules []rule
 	block []rule // checked first; an entry without a port blocks every port
@@ -73,42 +76,90 @@ func (p *Policy) Block(entries []string) error {
 	return nil
 }
 
-// Decide returns whether host:port is allowed and the rule that decided: the
-// first matching entry as written, "block:ENTRY" for a blocklist entry, or
-// "default-deny".
+// Decide returns whether a plain HTTP request to host:port is allowed and
+// the rule that decided: the first matching entry as written, "block:ENTRY"
+// for a blocklist entry, or "default-deny".
 func (p *Policy) Decide(host string, port int) (allowed bool, rule string) {
+	allowed, rule, _ = p.decide(host, port, false)
+	return allowed, rule
+}
+
+// DecideTunnel decides a CONNECT tunnel to host:port. A tunnel carries
+// bytes the proxy cannot read, so it is opened only to port 443 of an entry
+// without a port, to any port of an entry with "*", and to a port an entry
+// names. tlsOnly reports that no entry named the port: then the tunnel must
+// carry TLS to host, which the proxy checks in its ClientHello. Port 80 of
+// an entry without a port is for plain HTTP requests, which DLP reads, not
+// for tunnels.
+func (p *Policy) DecideTunnel(host string, port int) (allowed bool, rule string, tlsOnly bool) {
+	return p.decide(host, port, true)
+}
+
+func (p *Policy) decide(host string, port int, tunnel bool) (allowed bool, decidedBy string, tlsOnly bool) {
 	if port < 1 || port > 65535 {
-		return false, ruleDefaultDeny
+		return false, ruleDefaultDeny, false
 	}
 	host = normalizeHost(host)
 	ip, err := netip.ParseAddr(host)
-	isIP := err == nil
+	literal := err == nil
 	for _, r := range p.block {
-		matches := r.ip.IsValid() && r.ip == ip
-		if !isIP {
+		matches := r.matchesAddr(ip)
+		if !literal {
 			matches = r.matchesName(host)
 		}
 		if matches && r.matchesPort(port) {
-			return false, "block:" + r.entry
+			return false, "block:" + r.entry, false
 		}
 	}
-	if isIP {
+	if !literal && !validName(host) {
+		return false, ruleDefaultDeny, false
+	}
+	matches := func(r rule) bool {
+		if literal {
+			return r.ip.IsValid() && r.ip == ip
+		}
+		return r.matchesName(host)
+	}
+	if !tunnel {
 		for _, r := range p.rules {
-			if r.ip.IsValid() && r.ip == ip && r.matchesPort(port) {
-				return true, r.entry
+			if matches(r) && r.matchesPort(port) {
+				return true, r.entry, false
 			}
 		}
-		return false, ruleDefaultDeny
+		return false, ruleDefaultDeny, false
 	}
-	if !validName(host) {
-		return false, ruleDefaultDeny
-	}
+	// An entry that names the port wins over one that admits it only
+	// implicitly, wherever it stands in the list: it is what lets SSH or
+	// another protocol through.
 	for _, r := range p.rules {
-		if r.matchesName(host) && r.matchesPort(port) {
-			return true, r.entry
+		if matches(r) && r.port == port {
+			return true, r.entry, false
 		}
 	}
-	return false, ruleDefaultDeny
+	for _, r := range p.rules {
+		if matches(r) && (r.port == anyPort || r.port == webPorts && port == 443) {
+			return true, r.entry, true
+		}
+	}
+	return false, ruleDefaultDeny, false
+}
+
+// BlockedAddr returns the blocklist entry that blocks addr:port, if any. The
+// proxy checks it against every address it is about to dial, so a name that
+// resolves to a blocked address is refused like the address itself.
+func (p *Policy) BlockedAddr(addr netip.Addr, port int) (entry string, blocked bool) {
+	for _, r := range p.block {
+		if r.matchesAddr(addr) && r.matchesPort(port) {
+			return r.entry, true
+		}
+	}
+	return "", false
+}
+
+// matchesAddr compares IPv4-mapped IPv6 forms by the IPv4 address they
+// carry: both reach the same host.
+func (r rule) matchesAddr(addr netip.Addr) bool {
+	return r.ip.IsValid() && addr.IsValid() && r.ip.Unmap() == addr.Unmap()
 }
 
 func (r rule) matchesName(host string) bool {
@@ -161,6 +212,9 @@ func parseEntry(entry string) (rule, error) {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		if bracketed && !ip.Is6() {
 			return r, errors.New("brackets belong around IPv6 addresses only")
+		}
+		if ip.Unmap().IsUnspecified() {
+			return r, errors.New("the unspecified address reaches the sidecar itself, not a host")
 		}
 		r.ip = ip
 		return r, nil
@@ -236,9 +290,19 @@ func parsePort(s string) (int, error) {
 	return n, nil
 }
 
-// normalizeHost is the form hosts are compared, audited and dialled in.
+// normalizeHost is the form hosts are compared, audited and dialled in. It
+// folds ASCII letters only: strings.ToLower would turn the Kelvin sign into
+// "k", so "\u212aey.test" would be decided as key.test and then sent
+// upstream as its punycode, another name. A name with a byte outside ASCII
+// stays as it is and is no valid name.
 func normalizeHost(host string) string {
-	return strings.ToLower(strings.TrimSuffix(host, "."))
+	b := []byte(strings.TrimSuffix(host, "."))
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	return string(b)
 }
 
 // validName reports whether host (normalized) is a DNS host name. A name

@@ -2,6 +2,7 @@ package egress
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -57,6 +58,9 @@ func TestDecideMatchesEachEntryForm(t *testing.T) {
 		{"empty host is denied", []string{"*.example.com"}, "", 443, false, "default-deny"},
 		{"single-label name", []string{"upstream:8080"}, "upstream", 8080, true, "upstream:8080"},
 		{"hex-looking label that is a name", []string{"3f2a9b:80"}, "3f2a9b", 80, true, "3f2a9b:80"},
+		{"Kelvin sign is not the letter k", []string{"key.test:*"}, "\u212aey.test", 443, false, "default-deny"},
+		{"non-ASCII name is denied", []string{"*.test:*"}, "b\u00fccher.test", 443, false, "default-deny"},
+		{"its punycode is a name", []string{"*.test:*"}, "xn--bcher-kva.test", 443, true, "*.test:*"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,6 +107,10 @@ func TestNewPolicyRejectsBadEntriesNamingThem(t *testing.T) {
 		{"unclosed bracket", "[::1:80", `"]"`},
 		{"junk after bracket", "[::1]80", ":port"},
 		{"colons but not IPv6", "a:b:c", "not a host name"},
+		{"Kelvin sign", "\u212aey.test", "not a host name"},
+		{"unspecified IPv4", "0.0.0.0:80", "unspecified"},
+		{"unspecified IPv6", "[::]:443", "unspecified"},
+		{"unspecified IPv4-mapped", "::ffff:0.0.0.0", "unspecified"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -118,5 +126,64 @@ func TestNewPolicyRejectsBadEntriesNamingThem(t *testing.T) {
 				t.Errorf("error %q does not say %q", msg, tt.why)
 			}
 		})
+	}
+}
+
+func TestDecideTunnelOpensOnlyNamedPortsAnd443ForTLS(t *testing.T) {
+	tests := []struct {
+		name    string
+		allow   []string
+		host    string
+		port    int
+		allowed bool
+		rule    string
+		tlsOnly bool
+	}{
+		{"entry without port: 443 for TLS", []string{"example.com"}, "example.com", 443, true, "example.com", true},
+		{"entry without port: not 80", []string{"example.com"}, "example.com", 80, false, "default-deny", false},
+		{"wildcard without port: not 80", []string{"*.example.com"}, "a.example.com", 80, false, "default-deny", false},
+		{"named port carries anything", []string{"github.com:22"}, "github.com", 22, true, "github.com:22", false},
+		{"named 80 carries anything", []string{"example.com:80"}, "example.com", 80, true, "example.com:80", false},
+		{"named 443 carries anything", []string{"example.com:443"}, "example.com", 443, true, "example.com:443", false},
+		{"any port: TLS only", []string{"example.com:*"}, "example.com", 8443, true, "example.com:*", true},
+		{"wildcard:port carries anything", []string{"*.example.com:2222"}, "a.example.com", 2222, true, "*.example.com:2222", false},
+		{"a named port wins over an earlier implicit one", []string{"example.com:*", "example.com:22"}, "example.com", 22, true, "example.com:22", false},
+		{"IP literal without port: 443 for TLS", []string{"10.0.0.1"}, "10.0.0.1", 443, true, "10.0.0.1", true},
+		{"IP literal without port: not 80", []string{"10.0.0.1"}, "10.0.0.1", 80, false, "default-deny", false},
+		{"IP literal with its port", []string{"[::1]:8080"}, "::1", 8080, true, "[::1]:8080", false},
+		{"Kelvin sign", []string{"key.test:*"}, "\u212aey.test", 443, false, "default-deny", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			allowed, rule, tlsOnly := mustPolicy(t, tt.allow...).DecideTunnel(tt.host, tt.port)
+			if allowed != tt.allowed || rule != tt.rule || tlsOnly != tt.tlsOnly {
+				t.Errorf("DecideTunnel(%q, %d) = %v, %q, TLS only %v; want %v, %q, %v", tt.host, tt.port, allowed, rule, tlsOnly, tt.allowed, tt.rule, tt.tlsOnly)
+			}
+		})
+	}
+}
+
+func TestBlockedAddrMatchesIPEntriesInAnyForm(t *testing.T) {
+	p := mustPolicy(t, "*.example.com")
+	if err := p.Block([]string{"10.0.0.1", "10.0.0.2:22", "fd00::1"}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		addr    string
+		port    int
+		blocked string
+	}{
+		{"10.0.0.1", 443, "10.0.0.1"},
+		{"::ffff:10.0.0.1", 80, "10.0.0.1"},
+		{"10.0.0.2", 22, "10.0.0.2:22"},
+		{"10.0.0.2", 443, ""},
+		{"fd00::1", 443, "fd00::1"},
+		{"10.0.0.3", 443, ""},
+	}
+	for _, tt := range tests {
+		entry, blocked := p.BlockedAddr(netip.MustParseAddr(tt.addr), tt.port)
+		if entry != tt.blocked || blocked != (tt.blocked != "") {
+			t.Errorf("BlockedAddr(%s, %d) = %q, %v; want %q", tt.addr, tt.port, entry, blocked, tt.blocked)
+		}
 	}
 }

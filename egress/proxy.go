@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Proxy is an http.Handler forward proxy: it tunnels CONNECT and forwards
@@ -126,7 +127,7 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	host := normalizeHost(h)
-	rule, addrs, ok := p.admit(w, r, host, port)
+	rule, addrs, tlsOnly, ok := p.admit(w, r, host, port, true)
 	if !ok {
 		return
 	}
@@ -157,7 +158,7 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 	var refused *tlsRefusal
 	if _, err = io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n"); err == nil {
 		pending, _ := buf.Reader.Peek(buf.Reader.Buffered()) // cannot fail: the bytes are buffered
-		check := func(hello io.Reader) ([]byte, error) { return p.checkTLS(client, hello, host) }
+		check := func(hello io.Reader) ([]byte, error) { return p.checkTLS(client, hello, host, port, tlsOnly) }
 		rec.BytesUp, rec.BytesDown, err = splice(client, upstream, pending, check)
 		errors.As(err, &refused)
 	}
@@ -263,7 +264,7 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	host := normalizeHost(r.URL.Hostname())
-	rule, addrs, ok := p.admit(w, r, host, port)
+	rule, addrs, _, ok := p.admit(w, r, host, port, false)
 	if !ok {
 		return
 	}
@@ -291,37 +292,65 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 	rp.ServeHTTP(w, r)
 }
 
-// admit decides on host:port: the policy (blocklist, allowlist), then the
-// SSRF guard on the addresses the name resolves to. It audits the decision
-// and returns the checked addresses to dial. On a refusal, or when the name
-// does not resolve, it has answered the client and returns false.
-func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, host string, port int) (rule string, addrs []netip.Addr, ok bool) {
+// admit decides on host:port for a plain HTTP request, or for a tunnel:
+// the policy (blocklist, allowlist), then the blocklist and the SSRF guard on
+// the addresses the name resolves to. It audits the decision and returns the
+// checked addresses to dial, and for a tunnel whether it must carry TLS. On a
+// refusal, or when the name does not resolve, it has answered the client and
+// returns false.
+func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, host string, port int, tunnel bool) (rule string, addrs []netip.Addr, tlsOnly, ok bool) {
 	method := r.Method
-	allowed, rule := p.policy.Decide(host, port)
+	var allowed bool
+	if tunnel {
+		allowed, rule, tlsOnly = p.policy.DecideTunnel(host, port)
+	} else {
+		allowed, rule = p.policy.Decide(host, port)
+	}
 	rec := p.record(EventDecision, method, host, port)
 	rec.Rule = rule
 	if !allowed {
-		reason := "not on the allowlist"
-		if strings.HasPrefix(rule, "block:") {
-			reason = "on the blocklist"
-		}
-		p.deny(w, rec, reason)
-		return rule, nil, false
+		p.deny(w, rec, p.refusalReason(host, port, rule, tunnel))
+		return rule, nil, false, false
 	}
-	addrs, err := p.targets(r.Context(), host)
+	addrs, err := p.resolve(r.Context(), host)
+	if err == nil {
+		for _, a := range addrs {
+			if entry, blocked := p.policy.BlockedAddr(a, port); blocked {
+				rec.Rule = "block:" + entry
+				p.deny(w, rec, fmt.Sprintf("resolves to %s, which is on the blocklist", a.Unmap()))
+				return rec.Rule, nil, false, false
+			}
+		}
+		err = p.checkPublic(host, addrs)
+	}
 	var private *errNotPublic
 	if errors.As(err, &private) {
 		rec.Rule = ruleNotPublic
 		p.deny(w, rec, private.Error())
-		return ruleNotPublic, nil, false
+		return ruleNotPublic, nil, false, false
 	}
 	rec.Decision = DecisionAllow
 	p.audit.Record(rec)
 	if err != nil {
 		p.fail(w, http.StatusBadGateway, method, host, port, rule, err)
-		return rule, nil, false
+		return rule, nil, false, false
 	}
-	return rule, addrs, true
+	return rule, addrs, tlsOnly, true
+}
+
+// refusalReason says why the policy refused host:port.
+func (p *Proxy) refusalReason(host string, port int, rule string, tunnel bool) string {
+	switch {
+	case strings.HasPrefix(rule, "block:"):
+		return "on the blocklist"
+	case strings.ContainsFunc(host, func(c rune) bool { return c >= utf8.RuneSelf }):
+		return "not an ASCII host name (write an international name in its xn-- form)"
+	case tunnel:
+		if allowed, _ := p.policy.Decide(host, port); allowed {
+			return "no allowlist entry names this port for tunnels; send plain HTTP as an http:// proxy request"
+		}
+	}
+	return "not on the allowlist"
 }
 
 // deny audits a refusal and answers it with 403 and the reason.

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
+	"strconv"
 	"time"
 )
 
@@ -15,12 +17,14 @@ import (
 const (
 	ruleSNIMismatch = "sni-mismatch"
 	ruleTLSHello    = "tls-unreadable"
+	ruleTLSRequired = "tls-required"
+	ruleECH         = "tls-ech"
 )
 
 // helloTimeout bounds reading a ClientHello once its first byte has come.
 const helloTimeout = 10 * time.Second
 
-// tlsRefusal ends a tunnel whose TLS ClientHello the proxy refused.
+// tlsRefusal ends a tunnel whose first bytes the proxy refused.
 type tlsRefusal struct {
 	rule, reason string
 }
@@ -30,11 +34,18 @@ func (e *tlsRefusal) Error() string { return e.reason }
 // recordTypeHandshake opens every TLS ClientHello.
 const recordTypeHandshake = 0x16
 
-// checkTLS reads the client's first bytes in a tunnel to host. When they
-// open a TLS handshake, the ClientHello must name host as its server (SNI),
-// or name none; and it must not carry a secret. Anything else (SSH, plain
-// TCP) passes. It returns the bytes it consumed, to be sent on unchanged.
-func (p *Proxy) checkTLS(client net.Conn, r io.Reader, host string) ([]byte, error) {
+// extensionECH is encrypted_client_hello: the ClientHello the proxy reads is
+// then an outer one, and the name the upstream serves is encrypted.
+const extensionECH = 0xfe0d
+
+// checkTLS reads the client's first bytes in a tunnel to host:port. When
+// they open a TLS handshake, the ClientHello must not carry ECH (whose
+// server name the proxy cannot read), must name host as its server (SNI) or
+// none, and must not carry a secret. When tlsOnly (no allowlist entry named
+// the port), they must be such a ClientHello, and it must name host unless
+// host is an IP address. Otherwise anything else (SSH, plain TCP) passes. It
+// returns the bytes it consumed, to be sent on unchanged.
+func (p *Proxy) checkTLS(client net.Conn, r io.Reader, host string, port int, tlsOnly bool) ([]byte, error) {
 	first := make([]byte, 1)
 	if _, err := io.ReadFull(r, first); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -42,25 +53,37 @@ func (p *Proxy) checkTLS(client net.Conn, r io.Reader, host string) ([]byte, err
 		}
 		return nil, err
 	}
+	target := net.JoinHostPort(host, strconv.Itoa(port))
 	if first[0] != recordTypeHandshake {
+		if tlsOnly {
+			return nil, &tlsRefusal{rule: ruleTLSRequired, reason: "the tunnel to " + target +
+				" did not open with a TLS ClientHello; a tunnel carries anything else only to a port an allowlist entry names"}
+		}
 		return first, nil
 	}
 	var seen bytes.Buffer
 	seen.Write(first)
 	client.SetReadDeadline(time.Now().Add(helloTimeout))
 	defer client.SetReadDeadline(time.Time{})
-	name, err := readServerName(io.TeeReader(r, &seen), first)
+	hello, err := readClientHello(io.TeeReader(r, &seen), first)
 	if err != nil {
-		return nil, &tlsRefusal{rule: ruleTLSHello, reason: "the tunnel to " + host + " opened with a TLS ClientHello the proxy cannot read: " + err.Error()}
+		return nil, &tlsRefusal{rule: ruleTLSHello, reason: "the tunnel to " + target + " opened with a TLS ClientHello the proxy cannot read: " + err.Error()}
 	}
-	if name == "" {
+	if hello.ech {
+		return nil, &tlsRefusal{rule: ruleECH, reason: "the TLS ClientHello in the tunnel to " + target +
+			" offers Encrypted Client Hello (or its GREASE), which hides the server it asks for"}
+	}
+	if hello.serverName == "" {
+		if tlsOnly && !isIP(host) {
+			return nil, &tlsRefusal{rule: ruleSNIMismatch, reason: "the TLS ClientHello names no server, not " + host + ", the host the tunnel was opened to"}
+		}
 		return seen.Bytes(), nil
 	}
-	if f := p.dlp.Scan("TLS server name", name); f != nil {
+	if f := p.dlp.Scan("TLS server name", hello.serverName); f != nil {
 		return nil, &tlsRefusal{rule: f.Rule, reason: "the TLS server name carries a secret"}
 	}
-	if normalizeHost(name) != host {
-		return nil, &tlsRefusal{rule: ruleSNIMismatch, reason: fmt.Sprintf("the TLS ClientHello names %s, not %s, the host the tunnel was opened to", normalizeHost(name), host)}
+	if name := normalizeHost(hello.serverName); name != host {
+		return nil, &tlsRefusal{rule: ruleSNIMismatch, reason: fmt.Sprintf("the TLS ClientHello names %s, not %s, the host the tunnel was opened to", name, host)}
 	}
 	return seen.Bytes(), nil
 }
@@ -68,27 +91,44 @@ func (p *Proxy) checkTLS(client net.Conn, r io.Reader, host string) ([]byte, err
 // errHelloRead stops crypto/tls once it has parsed the ClientHello.
 var errHelloRead = errors.New("client hello read")
 
-// readServerName parses a TLS ClientHello from first and r with crypto/tls
-// itself, which handles every framing a client may use, and returns its
-// server name. Nothing is written back to the client.
-func readServerName(r io.Reader, first []byte) (string, error) {
-	var name string
+// clientHello is what the proxy reads of one.
+type clientHello struct {
+	serverName string
+	ech        bool // it carries encrypted_client_hello
+}
+
+// readClientHello parses a TLS ClientHello from first and r with crypto/tls
+// itself, which handles every framing a client may use. Nothing is written
+// back to the client.
+func readClientHello(r io.Reader, first []byte) (clientHello, error) {
+	var hello clientHello
 	var got bool
+	stop := func(h *tls.ClientHelloInfo) {
+		hello = clientHello{serverName: h.ServerName, ech: slices.Contains(h.Extensions, extensionECH)}
+		got = true
+	}
 	conn := &helloConn{r: io.MultiReader(bytes.NewReader(first), r)}
 	srv := tls.Server(conn, &tls.Config{
+		// Asked first, and only when the ClientHello has an ECH extension,
+		// before crypto/tls parses it: a malformed one is ECH all the same.
+		GetEncryptedClientHelloKeys: func(h *tls.ClientHelloInfo) ([]tls.EncryptedClientHelloKey, error) {
+			stop(h)
+			hello.ech = true
+			return nil, errHelloRead
+		},
 		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
-			name, got = h.ServerName, true
+			stop(h)
 			return nil, errHelloRead
 		},
 	})
 	err := srv.HandshakeContext(context.Background())
 	if got {
-		return name, nil
+		return hello, nil
 	}
 	if err == nil {
 		err = errors.New("no ClientHello")
 	}
-	return "", err
+	return clientHello{}, err
 }
 
 // helloConn is a net.Conn that reads from r and swallows writes (the alert

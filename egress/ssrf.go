@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -113,29 +112,38 @@ func (t *Trust) Addr(addr netip.Addr) bool {
 	return false
 }
 
-// nonPublic are the IPv4 ranges the SSRF guard refuses besides those netip
-// classifies (loopback, private, link-local, multicast, unspecified).
+// nonPublic are the ranges the SSRF guard refuses besides those netip
+// classifies (loopback, private, link-local, multicast, unspecified):
+// addresses no public host has, so a name that resolves to one is a trick.
 var nonPublic = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),      // "this network"
-	netip.MustParsePrefix("100.64.0.0/10"),  // shared address space (carrier-grade NAT)
-	netip.MustParsePrefix("192.0.0.0/24"),   // IETF protocol assignments
-	netip.MustParsePrefix("198.18.0.0/15"),  // benchmarking
-	netip.MustParsePrefix("240.0.0.0/4"),    // reserved, and the broadcast address
-	netip.MustParsePrefix("64:ff9b:1::/48"), // local-use IPv4/IPv6 translation
-	netip.MustParsePrefix("100::/64"),       // discard-only
-	netip.MustParsePrefix("2001:db8::/32"),  // documentation: routed nowhere, so only a trick
-	netip.MustParsePrefix("fec0::/10"),      // deprecated site-local
-	netip.MustParsePrefix("::/96"),          // deprecated IPv4-compatible
-	netip.MustParsePrefix("2001::/32"),      // Teredo: tunnels to an embedded IPv4 address
-	netip.MustParsePrefix("2001:10::/28"),   // ORCHID
-	netip.MustParsePrefix("2001:20::/28"),   // ORCHIDv2
-	netip.MustParsePrefix("ff00::/8"),       // multicast
-	netip.MustParsePrefix("fe80::/10"),      // link-local
-	netip.MustParsePrefix("fc00::/7"),       // unique local
-	netip.MustParsePrefix("::1/128"),        // loopback
-	netip.MustParsePrefix("::/128"),         // unspecified
-	netip.MustParsePrefix("169.254.0.0/16"), // link-local, cloud metadata
-	netip.MustParsePrefix("127.0.0.0/8"),    // loopback
+	netip.MustParsePrefix("0.0.0.0/8"),       // "this network"
+	netip.MustParsePrefix("100.64.0.0/10"),   // shared address space (carrier-grade NAT)
+	netip.MustParsePrefix("192.0.0.0/24"),    // IETF protocol assignments
+	netip.MustParsePrefix("192.0.2.0/24"),    // documentation (TEST-NET-1)
+	netip.MustParsePrefix("192.88.99.0/24"),  // deprecated 6to4 relay anycast
+	netip.MustParsePrefix("198.18.0.0/15"),   // benchmarking
+	netip.MustParsePrefix("198.51.100.0/24"), // documentation (TEST-NET-2)
+	netip.MustParsePrefix("203.0.113.0/24"),  // documentation (TEST-NET-3)
+	netip.MustParsePrefix("240.0.0.0/4"),     // reserved, and the broadcast address
+	netip.MustParsePrefix("64:ff9b:1::/48"),  // local-use IPv4/IPv6 translation
+	netip.MustParsePrefix("100::/64"),        // discard-only
+	netip.MustParsePrefix("2001:2::/48"),     // benchmarking
+	netip.MustParsePrefix("2001:db8::/32"),   // documentation
+	netip.MustParsePrefix("3fff::/20"),       // documentation
+	netip.MustParsePrefix("5f00::/16"),       // SRv6 SIDs
+	netip.MustParsePrefix("fec0::/10"),       // deprecated site-local
+	netip.MustParsePrefix("::/96"),           // deprecated IPv4-compatible
+	netip.MustParsePrefix("::ffff:0:0:0/96"), // IPv4-translated (SIIT): a translator's, not a host's
+	netip.MustParsePrefix("2001::/32"),       // Teredo: tunnels to an embedded IPv4 address
+	netip.MustParsePrefix("2001:10::/28"),    // ORCHID
+	netip.MustParsePrefix("2001:20::/28"),    // ORCHIDv2
+	netip.MustParsePrefix("ff00::/8"),        // multicast
+	netip.MustParsePrefix("fe80::/10"),       // link-local
+	netip.MustParsePrefix("fc00::/7"),        // unique local
+	netip.MustParsePrefix("::1/128"),         // loopback
+	netip.MustParsePrefix("::/128"),          // unspecified
+	netip.MustParsePrefix("169.254.0.0/16"),  // link-local, cloud metadata
+	netip.MustParsePrefix("127.0.0.0/8"),     // loopback
 	netip.MustParsePrefix("255.255.255.255/32"),
 }
 
@@ -149,6 +157,9 @@ var (
 // and when it is not, what it is. IPv4 addresses carried in IPv6 forms
 // (mapped, NAT64, 6to4) are judged by the IPv4 address they carry.
 func publicAddr(addr netip.Addr) (bool, string) {
+	if !addr.IsValid() {
+		return false, "invalid"
+	}
 	addr = addr.Unmap()
 	if addr.Is6() {
 		b := addr.As16()
@@ -234,43 +245,58 @@ type errNotPublic struct {
 }
 
 func (e *errNotPublic) Error() string {
+	if e.kind == "unspecified" || e.kind == "invalid" {
+		return fmt.Sprintf("%s resolves to %s address %s, which is never dialled", e.host, e.kind, e.addr)
+	}
 	return fmt.Sprintf("%s resolves to %s address %s; trust the host (egress.trusted) if it is meant to be reached", e.host, e.kind, e.addr)
 }
 
 // ruleNotPublic is the audit rule of an SSRF refusal.
 const ruleNotPublic = "ssrf-guard"
 
-// targets resolves host and returns the addresses to dial, all checked. An
-// IP literal needs no lookup: the policy only admits one that an allowlist
-// entry names exactly. A name is refused (*errNotPublic) when any of its
-// addresses is not public, unless the name or that address is trusted: a
-// name with one private address among public ones is a rebinding trick, not
-// a reason to pick the public one.
-func (p *Proxy) targets(ctx context.Context, host string) ([]netip.Addr, error) {
+// resolve returns the addresses host stands for: an IP literal itself
+// (the policy only admits one that an allowlist entry names exactly), a name
+// what the resolver answers, reused for dnsCacheTTL.
+func (p *Proxy) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{ip}, nil
 	}
-	addrs, ok := p.dns.get(host)
-	if !ok {
-		lctx, cancel := context.WithTimeout(ctx, p.dialer.Timeout)
-		defer cancel()
-		var err error
-		addrs, err = p.resolver.LookupNetIP(lctx, "ip", host)
-		if err != nil {
-			return nil, fmt.Errorf("lookup %s: %w", host, unwrapDNS(err))
-		}
-		if len(addrs) == 0 {
-			return nil, fmt.Errorf("lookup %s: no addresses", host)
-		}
-		p.dns.put(host, addrs)
+	if addrs, ok := p.dns.get(host); ok {
+		return addrs, nil
 	}
-	trustedName := p.trust.Host(host)
-	for _, a := range addrs {
-		if ok, kind := publicAddr(a); !ok && !trustedName && !p.trust.Addr(a) {
-			return nil, &errNotPublic{host: host, addr: a.Unmap(), kind: kind}
-		}
+	lctx, cancel := context.WithTimeout(ctx, p.dialer.Timeout)
+	defer cancel()
+	addrs, err := p.resolver.LookupNetIP(lctx, "ip", host)
+	if err != nil {
+		return nil, fmt.Errorf("lookup %s: %w", host, unwrapDNS(err))
 	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("lookup %s: no addresses", host)
+	}
+	p.dns.put(host, addrs)
 	return addrs, nil
+}
+
+// checkPublic refuses (*errNotPublic) a name with any address that is not
+// public, unless the name or that address is trusted: a name with one
+// private address among public ones is a rebinding trick, not a reason to
+// pick the public one. An IP literal is explicit and needs no trust. No
+// trust and no entry makes an unspecified or invalid address dialable: the
+// kernel takes 0.0.0.0 and :: for the sidecar's own addresses.
+func (p *Proxy) checkPublic(host string, addrs []netip.Addr) error {
+	exempt := isIP(host) || p.trust.Host(host)
+	for _, a := range addrs {
+		ok, kind := publicAddr(a)
+		if kind == "unspecified" || kind == "invalid" || !ok && !exempt && !p.trust.Addr(a) {
+			return &errNotPublic{host: host, addr: a.Unmap(), kind: kind}
+		}
+	}
+	return nil
+}
+
+func isIP(host string) bool {
+	_, err := netip.ParseAddr(host)
+	return err == nil
 }
 
 func unwrapDNS(err error) error {
@@ -288,7 +314,8 @@ func (p *Proxy) dialAddrs(ctx context.Context, addrs []netip.Addr, port int) (ne
 	defer cancel()
 	var errs []error
 	for _, a := range addrs {
-		c, err := p.dialer.DialContext(ctx, "tcp", net.JoinHostPort(a.Unmap().String(), strconv.Itoa(port)))
+		// The checked address itself, not its text: nothing is looked up.
+		c, err := p.dialer.DialTCP(ctx, "tcp", netip.AddrPort{}, netip.AddrPortFrom(a.Unmap(), uint16(port)))
 		if err == nil {
 			return c, nil
 		}

@@ -101,6 +101,18 @@ func TestPublicAddrClassifiesEveryNonPublicRange(t *testing.T) {
 		{"2001:db8::1", false, "reserved"},                          // documentation
 		{"2001:0:4136:e378:8000:63bf:3fff:fdd2", false, "reserved"}, // Teredo
 		{"::127.0.0.1", false, "reserved"},                          // IPv4-compatible
+		{"192.0.2.1", false, "reserved"},                            // documentation
+		{"198.51.100.7", false, "reserved"},                         // documentation
+		{"203.0.113.9", false, "reserved"},                          // documentation
+		{"3fff::1", false, "reserved"},                              // documentation
+		{"::ffff:203.0.113.9", false, "reserved"},                   // IPv4-mapped documentation
+		{"::ffff:0:7f00:1", false, "reserved"},                      // IPv4-translated 127.0.0.1
+		{"::ffff:0:5db8:d822", false, "reserved"},                   // IPv4-translated 93.184.216.34
+		{"::ffff:0.0.0.0", false, "unspecified"},                    // IPv4-mapped unspecified
+		{"192.88.99.1", false, "reserved"},                          // 6to4 relay anycast
+		{"2001:2::1", false, "reserved"},                            // benchmarking
+		{"5f00::1", false, "reserved"},                              // SRv6
+		{"::ffff:93.184.216.34", true, ""},                          // IPv4-mapped public: dialled as IPv4
 	}
 	for _, tt := range tests {
 		t.Run(tt.addr, func(t *testing.T) {
@@ -354,5 +366,117 @@ func TestAFailedDialForgetsTheLookup(t *testing.T) {
 	}
 	if n := res.lookups.Load(); n != 2 {
 		t.Errorf("%d lookups, want 2: a failed dial must not leave its answer cached", n)
+	}
+}
+
+// resolverFunc answers lookups with a function.
+type resolverFunc func(host string) ([]netip.Addr, error)
+
+func (f resolverFunc) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	return f(host)
+}
+
+// proxyGet sends a plain HTTP proxy request, or opens a CONNECT tunnel, for
+// target and returns the proxy's status and body. The Host header, which
+// the request target overrides, is ASCII whatever target is.
+func proxyGet(t *testing.T, proxyAddr, method, target string) (int, string) {
+	t.Helper()
+	req := "CONNECT " + target + " HTTP/1.1\r\nHost: proxy.test\r\n\r\n"
+	if method == "GET" {
+		req = "GET http://" + target + "/ HTTP/1.1\r\nHost: proxy.test\r\n\r\n"
+	}
+	_, _, resp := rawRequest(t, proxyAddr, req, method)
+	if resp.StatusCode == http.StatusOK && method == "CONNECT" {
+		return resp.StatusCode, ""
+	}
+	return resp.StatusCode, readBody(t, resp)
+}
+
+func TestBlocklistAppliesToTheAddressesANameResolvesTo(t *testing.T) {
+	port, reached := startCountingUpstream(t)
+	ps := strconv.Itoa(port)
+	p := mustPolicy(t, "*.example.test:*")
+	if err := p.Block([]string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	res := &stubResolver{names: map[string][]string{
+		"sneaky.example.test": {"127.0.0.1"},
+		"mapped.example.test": {"::ffff:127.0.0.1"},
+		"mixed.example.test":  {"127.0.0.2", "127.0.0.1"},
+	}}
+	// Trusted, so that the SSRF guard does not refuse them first.
+	proxyAddr, rec := startProxyWith(t, Options{Policy: p, Trust: mustTrust(t, "*.example.test"), Resolver: res})
+	for host := range res.names {
+		for _, method := range []string{"GET", "CONNECT"} {
+			t.Run(host+" "+method, func(t *testing.T) {
+				status, body := proxyGet(t, proxyAddr, method, net.JoinHostPort(host, ps))
+				if status != http.StatusForbidden || !strings.Contains(body, "resolves to 127.0.0.1, which is on the blocklist (rule block:127.0.0.1)") {
+					t.Errorf("got %d %q, want 403 naming the blocked address", status, body)
+				}
+				checkRecord(t, rec.next(t), "decision", method, host, port, "deny", "block:127.0.0.1")
+			})
+		}
+	}
+	if n := reached.Load(); n != 0 {
+		t.Errorf("the blocked address was reached %d times", n)
+	}
+}
+
+// TestNamesAndAddressesAtTheEdges: a name is decided and sent upstream in
+// one form, and an address that is no host's is never dialled, trusted or
+// not.
+func TestNamesAndAddressesAtTheEdges(t *testing.T) {
+	port, reached := startCountingUpstream(t)
+	ps := strconv.Itoa(port)
+	res := resolverFunc(func(host string) ([]netip.Addr, error) {
+		switch host {
+		case "key.test":
+			return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+		case "zero.test":
+			return []netip.Addr{netip.MustParseAddr("0.0.0.0")}, nil
+		case "zero6.test":
+			return []netip.Addr{netip.MustParseAddr("::")}, nil
+		case "zeromapped.test":
+			return []netip.Addr{netip.MustParseAddr("::ffff:0.0.0.0")}, nil
+		case "invalid.test":
+			return []netip.Addr{{}}, nil
+		}
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	})
+	tests := []struct {
+		name, host, rule, says string
+	}{
+		{"Kelvin sign", "\u212aey.test", "default-deny", "not an ASCII host name"},
+		{"percent-encoded Kelvin sign", "%E2%84%AAey.test", "default-deny", "not an ASCII host name"},
+		{"zero address", "zero.test", "ssrf-guard", "resolves to unspecified address 0.0.0.0, which is never dialled"},
+		{"zero IPv6 address", "zero6.test", "ssrf-guard", "resolves to unspecified address ::"},
+		{"zero IPv4-mapped address", "zeromapped.test", "ssrf-guard", "resolves to unspecified address 0.0.0.0"},
+		{"invalid address", "invalid.test", "ssrf-guard", "resolves to invalid address"},
+	}
+	// Everything is trusted, by name and by range: none of it may help.
+	proxyAddr, rec := startProxyWith(t, Options{
+		Policy:   mustPolicy(t, "key.test:*", "*.test:*"),
+		Trust:    mustTrust(t, "*.test", "key.test", "0.0.0.0/0", "::/0"),
+		Resolver: res,
+	})
+	for _, tt := range tests {
+		for _, method := range []string{"GET", "CONNECT"} {
+			t.Run(tt.name+" "+method, func(t *testing.T) {
+				status, body := proxyGet(t, proxyAddr, method, tt.host+":"+ps)
+				if status != http.StatusForbidden || !strings.Contains(body, tt.says) || !strings.Contains(body, "rule "+tt.rule) {
+					t.Errorf("got %d %q, want 403 saying %q", status, body, tt.says)
+				}
+				if got := rec.next(t); got.Decision != "deny" || got.Rule != tt.rule {
+					t.Errorf("record = %+v, want a deny by %s", got, tt.rule)
+				}
+			})
+		}
+	}
+	if n := reached.Load(); n != 0 {
+		t.Errorf("the upstream was reached %d times", n)
+	}
+	// Control: the ASCII name is the one that gets through.
+	if status, body := proxyGet(t, proxyAddr, "GET", "key.test:"+ps); status != http.StatusOK || body != "reached key.test:"+ps {
+		t.Errorf("control: got %d %q", status, body)
 	}
 }
