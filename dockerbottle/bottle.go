@@ -14,11 +14,11 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/errdefs"
 
 	"github.com/bottle-dev/bottle/backend"
 	"github.com/bottle-dev/bottle/manifest"
@@ -363,7 +363,7 @@ func (e *Engine) createAgent(ctx context.Context, spec backend.StartSpec, agent 
 		if err == nil {
 			return resp.ID, name, nil
 		}
-		if !errdefs.IsConflict(err) {
+		if !cerrdefs.IsConflict(err) {
 			return "", "", fmt.Errorf("creating the agent container %s: %w", name, engineErr(err))
 		}
 		if pinned {
@@ -437,7 +437,7 @@ func (e *Engine) removeContainer(ctx context.Context, id string) error {
 	for {
 		err := e.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 		switch {
-		case err == nil || errdefs.IsNotFound(err):
+		case err == nil || cerrdefs.IsNotFound(err):
 			return nil
 		case !isRemovalInProgress(err):
 			return fmt.Errorf("removing container %.12s: %w", id, engineErr(err))
@@ -452,14 +452,14 @@ func (e *Engine) removeContainer(ctx context.Context, id string) error {
 
 func (e *Engine) removeNetwork(ctx context.Context, id, name string) error {
 	err := e.cli.NetworkRemove(ctx, id)
-	if err != nil && !errdefs.IsNotFound(err) {
+	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("removing network %s: %w", name, engineErr(err))
 	}
 	return nil
 }
 
 func isRemovalInProgress(err error) bool {
-	return errdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress")
+	return cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress")
 }
 
 // parallel runs fns concurrently and joins their errors.

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"sync"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
 
 	"github.com/bottle-dev/bottle/auditlog"
 	"github.com/bottle-dev/bottle/backend"
@@ -132,7 +132,7 @@ func containerErr(err error) error {
 	if err == nil || errors.Is(err, backend.ErrEngineUnavailable) {
 		return err
 	}
-	if errdefs.IsNotFound(err) || (errdefs.IsConflict(err) && strings.Contains(err.Error(), "is not running")) {
+	if cerrdefs.IsNotFound(err) || (cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "is not running")) {
 		return fmt.Errorf("%w: %v", backend.ErrBottleGone, err)
 	}
 	return err

@@ -18,10 +18,10 @@ import (
 	"strings"
 	"syscall"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/jsonmessage"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
@@ -300,7 +300,7 @@ func (e *Engine) pruneCache(ctx context.Context, repo, keep string) {
 			if ref == keep {
 				continue
 			}
-			if _, err := e.cli.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true}); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
+			if _, err := e.cli.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) && !cerrdefs.IsConflict(err) {
 				e.log.Warn("removing an old cached image", "image", ref, "err", err)
 			}
 		}
@@ -441,7 +441,7 @@ func checkStatic(path string) error {
 
 func (e *Engine) removeImage(ctx context.Context, ref string) error {
 	_, err := e.cli.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true})
-	if err != nil && !errdefs.IsNotFound(err) {
+	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("removing image %s: %w", ref, engineErr(err))
 	}
 	return nil
@@ -488,7 +488,7 @@ func (e *Engine) MissingImages(ctx context.Context, m *manifest.Manifest) ([]str
 // haveImage says whether the engine has the image ref.
 func (e *Engine) haveImage(ctx context.Context, ref string) (bool, error) {
 	_, err := e.cli.ImageInspect(ctx, ref)
-	if errdefs.IsNotFound(err) {
+	if cerrdefs.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
