@@ -19,6 +19,7 @@ import (
 
 	"github.com/bottle-dev/bottle/backend"
 	"github.com/bottle-dev/bottle/egress"
+	"github.com/bottle-dev/bottle/internal/testwait"
 	"github.com/bottle-dev/bottle/manifest"
 	"github.com/bottle-dev/bottle/rpc"
 	"github.com/bottle-dev/bottle/session"
@@ -310,7 +311,7 @@ func TestExecStreamsOutputThenExit(t *testing.T) {
 	if !proc.spec.Tty || proc.spec.Cols != 100 || proc.spec.Rows != 30 {
 		t.Errorf("exec spec = %+v, want a 100x30 tty", proc.spec)
 	}
-	waitUntil(t, "the resize", func() bool { return slices.Contains(proc.Resizes(), [2]uint{120, 40}) })
+	testwait.Until(t, "the resize", waitTimeout, func() bool { return slices.Contains(proc.Resizes(), [2]uint{120, 40}) })
 
 	// Order on the wire: the exec reply, then output only, then one exit.
 	var order []string
@@ -415,6 +416,8 @@ func TestCp(t *testing.T) {
 		{"relative host path", rpc.CpParams{Session: sess, HostPath: "notes.txt", ContainerPath: "/tmp/x"}, -32602, rpc.KindInvalidParams, "hostPath"},
 		{"relative container path", rpc.CpParams{Session: sess, HostPath: file, ContainerPath: "workspace/x"}, -32602, rpc.KindInvalidParams, "containerPath"},
 		{"no container path", rpc.CpParams{Session: sess, HostPath: file}, -32602, rpc.KindInvalidParams, "containerPath"},
+		{"root container path", rpc.CpParams{Session: sess, HostPath: file, ContainerPath: "/"}, -32602, rpc.KindInvalidParams, "containerPath"},
+		{"container path cleaned to root", rpc.CpParams{Session: sess, HostPath: file, ContainerPath: "/tmp/../"}, -32602, rpc.KindInvalidParams, "containerPath"},
 		{"unknown session", rpc.CpParams{Session: "deadbeef", HostPath: file, ContainerPath: "/tmp/x"}, -32101, rpc.KindSessionNotFound, ""},
 	}
 	for _, tt := range tests {
@@ -533,7 +536,7 @@ func TestShutdownCancelsStartInProgress(t *testing.T) {
 	h.initialize()
 	c := h.client
 	id := c.send(rpc.MethodStart, rpc.StartParams{Agent: "claude"})
-	waitUntil(t, "the start to begin", func() bool { return len(be.Events()) > 0 })
+	testwait.Until(t, "the start to begin", waitTimeout, func() bool { return len(be.Events()) > 0 })
 
 	c.mustCall(rpc.MethodShutdown, nil, nil)
 	checkError(t, "start during shutdown", c.response(strconv.Itoa(id)).Error, -32108, rpc.KindShuttingDown)
@@ -825,18 +828,6 @@ func TestEgressRecordsArriveAsNotifications(t *testing.T) {
 	}
 	if got[1].Record.BytesUp != 10 || got[1].Record.BytesDown != 20 {
 		t.Errorf("close record = %+v, want its byte counts", got[1].Record)
-	}
-}
-
-// waitUntil polls cond, for state outside the client.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 
