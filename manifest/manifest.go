@@ -197,7 +197,7 @@ func (m *Manifest) Agent(name string) (*Agent, *Bottle, error) {
 	// Parse guarantees the bottle; a Manifest built by hand may not have it.
 	b, ok := m.Bottles[a.Bottle]
 	if !ok {
-		return nil, nil, fmt.Errorf("%s: agent %q runs in bottle %q, which is not defined; add it under bottles:", m.Path, name, a.Bottle)
+		return nil, nil, fmt.Errorf("%s: agent %q runs in bottle %q, which is not defined (add it under bottles:)", m.Path, name, a.Bottle)
 	}
 	return a, b, nil
 }

@@ -2,7 +2,6 @@ package session_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -241,8 +240,6 @@ func (e *events) exitsOf(exec string) []int {
 	defer e.mu.Unlock()
 	return slices.Clone(e.exits[exec])
 }
-
-var errBoom = errors.New("boom")
 
 var (
 	_ backend.Backend = (*fakeBackend)(nil)
