@@ -13,6 +13,7 @@ import (
 
 	"github.com/bottle-dev/bottle/backend"
 	"github.com/bottle-dev/bottle/egress"
+	"github.com/bottle-dev/bottle/internal/testwait"
 	"github.com/bottle-dev/bottle/session"
 )
 
@@ -46,17 +47,6 @@ func exec(t *testing.T, s *session.Session) *session.Exec {
 		t.Fatalf("Exec: %v", err)
 	}
 	return e
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 func TestLifecycle(t *testing.T) {
@@ -113,7 +103,7 @@ func TestStartCancelledByCaller(t *testing.T) {
 		_, err := r.Start(ctx, backend.StartSpec{Agent: "claude"}, nil)
 		errc <- err
 	}()
-	waitUntil(t, "the start to begin", func() bool { made, _ := be.counts(); return made == 1 })
+	testwait.Until(t, "the start to begin", waitTimeout, func() bool { made, _ := be.counts(); return made == 1 })
 	if list := r.List(); len(list) != 1 || list[0].State != session.StateStarting {
 		t.Fatalf("List during start = %+v, want one starting", list)
 	}
@@ -150,7 +140,7 @@ func TestCloseWhileStarting(t *testing.T) {
 				errc <- err
 			}()
 			var id string
-			waitUntil(t, "the session to be listed", func() bool {
+			testwait.Until(t, "the session to be listed", waitTimeout, func() bool {
 				list := r.List()
 				if len(list) == 1 {
 					id = list[0].ID
@@ -243,16 +233,16 @@ func TestOutputStaysWithinTheWindow(t *testing.T) {
 	e := exec(t, s)
 	p := be.bottles[0].proc(0)
 
-	waitUntil(t, "a full window", func() bool { return ev.outputOf(e.ID()) == window })
+	testwait.Until(t, "a full window", waitTimeout, func() bool { return ev.outputOf(e.ID()) == window })
 	time.Sleep(20 * time.Millisecond) // time for a wrong pump to overrun
 	if got := p.read.Load(); got != window {
 		t.Fatalf("read %d bytes with nothing acked, want the window %d", got, window)
 	}
 	e.Ack(2500)
-	waitUntil(t, "the acked bytes to be refilled", func() bool { return ev.outputOf(e.ID()) == window+2500 })
+	testwait.Until(t, "the acked bytes to be refilled", waitTimeout, func() bool { return ev.outputOf(e.ID()) == window+2500 })
 	// An ack beyond what was sent opens the window no wider than it is.
 	e.Ack(1 << 40)
-	waitUntil(t, "the window to be refilled", func() bool { return ev.outputOf(e.ID()) == 2*window+2500 })
+	testwait.Until(t, "the window to be refilled", waitTimeout, func() bool { return ev.outputOf(e.ID()) == 2*window+2500 })
 	time.Sleep(20 * time.Millisecond)
 	if got := p.read.Load(); got != 2*window+2500 {
 		t.Errorf("read %d bytes after an over-ack, want %d", got, 2*window+2500)
@@ -285,7 +275,7 @@ func TestInputAndResizeReachTheProcess(t *testing.T) {
 	e.CloseInput()
 	e.Input([]byte("dropped after end of input"))
 	e.Resize(100, 40)
-	waitUntil(t, "input and size", func() bool {
+	testwait.Until(t, "input and size", waitTimeout, func() bool {
 		input, eof, sizes := p.state()
 		return string(input) == "abcd" && eof && slices.Contains(sizes, [2]uint{100, 40})
 	})
@@ -306,7 +296,7 @@ func TestInputAfterAResizeWaitsForIt(t *testing.T) {
 	e.Resize(80, 24)
 	e.Resize(100, 30)
 	e.Input([]byte("c"))
-	waitUntil(t, "input c", func() bool { return slices.Contains(p.events(), "input c") })
+	testwait.Until(t, "input c", waitTimeout, func() bool { return slices.Contains(p.events(), "input c") })
 
 	// Sizes overtaken by a later one may be skipped, so "b" needs some
 	// size before it, and "c" the last one.
