@@ -22,6 +22,7 @@ import (
 	"github.com/bottle-dev/bottle/rpc"
 
 	"github.com/bottle-dev/bottle/internal/lockedbuf"
+	"github.com/bottle-dev/bottle/internal/testwait"
 )
 
 var (
@@ -255,24 +256,15 @@ func wantCode(t *testing.T, err error, code jsonrpc2.Code) *jsonrpc2.Error {
 	return rpcErr
 }
 
-// waitUntil waits until cond, checked under the editor's lock, holds.
+// waitUntil waits until cond, checked under the editor's lock, holds; each
+// message the editor takes in wakes it.
 func (e *editor) waitUntil(what string, timeout time.Duration, cond func() bool) {
 	e.t.Helper()
-	deadline := time.After(timeout)
-	for {
+	testwait.UntilChanged(e.t, what, timeout, func() (bool, <-chan struct{}) {
 		e.mu.Lock()
-		ok := cond()
-		ch := e.changed
-		e.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			e.t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-	}
+		defer e.mu.Unlock()
+		return cond(), e.changed
+	})
 }
 
 func (e *editor) output(exec string) string {
