@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -147,6 +148,14 @@ func trustedEntry(s string) (string, error) {
 		return "", fmt.Errorf("%q is not a trusted host; write a host, *.domain, an IP address or a CIDR range like 10.0.0.0/8, without a port", s)
 	}
 	return e, nil
+}
+
+// builtinPattern is an entry of dlp.disable.
+func builtinPattern(s string) (string, error) {
+	if !slices.Contains(egress.BuiltinNames(), s) {
+		return "", fmt.Errorf("%q is not a built-in pattern; they are %s", s, strings.Join(egress.BuiltinNames(), ", "))
+	}
+	return s, nil
 }
 
 // checkPatternName keeps DLP pattern names readable in audit lines.

@@ -184,17 +184,28 @@ func (p *parser) str(f field) (string, bool) {
 	return f.val.Value, true
 }
 
-// list reads a list of strings.
-func (p *parser) list(f field) []string {
+// list reads a list of strings. check, when not nil, vets each entry and
+// may normalise it; an entry it refuses is reported at its own line and
+// left out, so that one bad entry does not hide the next.
+func (p *parser) list(f field, check func(string) (string, error)) []string {
 	items, ok := p.items(f)
 	if !ok {
 		return nil
 	}
 	var out []string
 	for _, it := range items {
-		if s, ok := p.str(it); ok {
-			out = append(out, s)
+		s, ok := p.str(it)
+		if !ok {
+			continue
 		}
+		if check != nil {
+			var err error
+			if s, err = check(s); err != nil {
+				p.errorf(it, "%v", err)
+				continue
+			}
+		}
+		out = append(out, s)
 	}
 	return out
 }
@@ -260,25 +271,12 @@ func (p *parser) vars(f field) map[string]string {
 // envName is what a shell and Docker accept as a variable name.
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// names reads a list of variable names.
-func (p *parser) names(f field) []string {
-	items, ok := p.items(f)
-	if !ok {
-		return nil
+// varName is a list entry that names a variable.
+func varName(s string) (string, error) {
+	if !envName.MatchString(s) {
+		return "", fmt.Errorf("invalid variable name %q; use letters, digits and _, not starting with a digit", s)
 	}
-	var out []string
-	for _, it := range items {
-		s, ok := p.str(it)
-		if !ok {
-			continue
-		}
-		if !envName.MatchString(s) {
-			p.errorf(it, "invalid variable name %q; use letters, digits and _, not starting with a digit", s)
-			continue
-		}
-		out = append(out, s)
-	}
-	return out
+	return s, nil
 }
 
 // path reads a path and makes it absolute: "~" and "~/" expand to $HOME,

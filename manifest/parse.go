@@ -90,13 +90,13 @@ func (p *parser) agent(f field, bottles map[string]*Bottle) *Agent {
 		a.Skills = p.skills(sk)
 	}
 	if c, ok := fs["command"]; ok {
-		a.Command = p.list(c)
+		a.Command = p.list(c, nil)
 		if c.val.Kind == yaml.SequenceNode && len(c.val.Content) == 0 {
 			p.errorf(c, "must name a program, like [claude]; remove the field for the default")
 		}
 	}
 	if args, ok := fs["args"]; ok {
-		a.Args = p.list(args)
+		a.Args = p.list(args, nil)
 	}
 	if env, ok := fs["env"]; ok {
 		a.Env = p.vars(env)
@@ -179,7 +179,7 @@ func (p *parser) bottle(f field) *Bottle {
 		b.Env = p.vars(env)
 	}
 	if pe, ok := fs["pass_env"]; ok {
-		b.PassEnv = p.names(pe)
+		b.PassEnv = p.list(pe, varName)
 	}
 	if l, ok := fs["limits"]; ok {
 		b.Memory, b.Pids = p.limits(l)
@@ -239,25 +239,16 @@ func (p *parser) egress(f field) Egress {
 		return e
 	}
 	if a, ok := fs["allow"]; ok {
-		e.Allow = p.hostEntries(a)
+		e.Allow = p.list(a, allowEntry)
 	}
 	if b, ok := fs["block"]; ok {
-		e.Block = p.hostEntries(b)
+		e.Block = p.list(b, allowEntry)
 	}
 	if tr, ok := fs["trusted"]; ok {
-		items, _ := p.items(tr)
-		for _, it := range items {
-			if s, ok := p.str(it); ok {
-				if entry, err := trustedEntry(s); err != nil {
-					p.errorf(it, "%v", err)
-				} else {
-					e.Trusted = append(e.Trusted, entry)
-				}
-			}
-		}
+		e.Trusted = p.list(tr, trustedEntry)
 	}
 	if se, ok := fs["secret_env"]; ok {
-		e.SecretEnv = p.names(se)
+		e.SecretEnv = p.list(se, varName)
 	}
 	if d, ok := fs["dlp"]; ok {
 		e.DLP = p.dlp(d)
@@ -266,25 +257,6 @@ func (p *parser) egress(f field) Egress {
 		p.policyFile(pf, &e)
 	}
 	return e
-}
-
-// hostEntries reads a list of allowlist-style entries.
-func (p *parser) hostEntries(f field) []string {
-	var out []string
-	items, _ := p.items(f)
-	for _, it := range items {
-		s, ok := p.str(it)
-		if !ok {
-			continue
-		}
-		entry, err := allowEntry(s)
-		if err != nil {
-			p.errorf(it, "%v", err)
-			continue
-		}
-		out = append(out, entry)
-	}
-	return out
 }
 
 func (p *parser) dlp(f field) DLP {
@@ -299,16 +271,7 @@ func (p *parser) dlp(f field) DLP {
 		}
 	}
 	if dis, ok := fs["disable"]; ok {
-		items, _ := p.items(dis)
-		for _, it := range items {
-			if s, ok := p.str(it); ok {
-				if !slices.Contains(egress.BuiltinNames(), s) {
-					p.errorf(it, "%q is not a built-in pattern; they are %s", s, strings.Join(egress.BuiltinNames(), ", "))
-					continue
-				}
-				d.Disable = append(d.Disable, s)
-			}
-		}
+		d.Disable = p.list(dis, builtinPattern)
 	}
 	if pats, ok := fs["patterns"]; ok {
 		items, _ := p.items(pats)
@@ -503,7 +466,7 @@ func (p *parser) sidecar(f field) *Sidecar {
 		}
 	}
 	if a, ok := fs["args"]; ok {
-		s.Args = p.list(a)
+		s.Args = p.list(a, nil)
 	}
 	return s
 }

@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -93,16 +94,7 @@ func (p *parser) policy(data []byte, e *Egress) {
 	if s, ok := fs["ssrf"]; ok {
 		if sfs := p.policyFields(s, "ip_allowlist"); sfs != nil {
 			if ips, ok := sfs["ip_allowlist"]; ok {
-				items, _ := p.items(ips)
-				for _, it := range items {
-					if v, ok := p.str(it); ok {
-						if !isAddrOrRange(v) {
-							p.errorf(it, "%q is not an IP address or CIDR range like 10.0.0.0/8", v)
-						} else {
-							e.Trusted = appendNew(e.Trusted, strings.ToLower(v))
-						}
-					}
-				}
+				e.Trusted = appendNew(e.Trusted, p.list(ips, addrOrRange)...)
 			}
 		}
 	}
@@ -133,18 +125,8 @@ func (p *parser) policyFields(f field, allowed ...string) map[string]field {
 // policyHosts reads a list of pipelock domains. "*.domain" covers the
 // domain itself there, so it becomes two entries here.
 func (p *parser) policyHosts(f field, check func(string) (string, error)) []string {
-	items, _ := p.items(f)
 	var out []string
-	for _, it := range items {
-		s, ok := p.str(it)
-		if !ok {
-			continue
-		}
-		entry, err := check(s)
-		if err != nil {
-			p.errorf(it, "%v", err)
-			continue
-		}
+	for _, entry := range p.list(f, check) {
 		out = append(out, entry)
 		if apex, ok := strings.CutPrefix(entry, "*."); ok {
 			out = append(out, apex)
@@ -190,10 +172,13 @@ func appendNew(list []string, entries ...string) []string {
 	return list
 }
 
-func isAddrOrRange(s string) bool {
+// addrOrRange is an entry of ssrf.ip_allowlist.
+func addrOrRange(s string) (string, error) {
 	if _, err := netip.ParsePrefix(s); err == nil {
-		return true
+		return strings.ToLower(s), nil
 	}
-	_, err := netip.ParseAddr(s)
-	return err == nil
+	if _, err := netip.ParseAddr(s); err == nil {
+		return strings.ToLower(s), nil
+	}
+	return "", fmt.Errorf("%q is not an IP address or CIDR range like 10.0.0.0/8", s)
 }
