@@ -192,9 +192,26 @@ build_bottle_rpc() {
   log "built $repo/bin/bottle-rpc"
 }
 
+# staticcheck, which scripts/test.sh runs after go vet: built once from its
+# module at a pinned version, so that every machine reports the same findings.
+staticcheck_version=0.8.2
+ensure_staticcheck() {
+  if /usr/local/bin/staticcheck -version 2>/dev/null | grep -qF "($staticcheck_version)"; then
+    log "staticcheck $staticcheck_version is installed"
+    return
+  fi
+  command -v go >/dev/null || die "Go is needed to build staticcheck"
+  log "building staticcheck $staticcheck_version (a few minutes, once)"
+  gobin=$cache/staticcheck/$staticcheck_version
+  mkdir -p "$gobin"
+  CGO_ENABLED=0 GOBIN=$gobin go install "honnef.co/go/tools/cmd/staticcheck@v$staticcheck_version"
+  install -m 0755 "$gobin/staticcheck" /usr/local/bin/staticcheck
+}
+
 ensure_engine
 ensure_gvisor
 ensure_base_image
 ensure_sshd_image
 ensure_claude_context
 build_bottle_rpc
+ensure_staticcheck

@@ -10,6 +10,7 @@ export PATH=$PATH:/usr/local/go/bin
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 [ -z "$unformatted" ] || { echo "gofmt would change: $unformatted" >&2; exit 1; }
 go vet ./...
+/usr/local/bin/staticcheck ./...
 # The integration tests render pty bytes with @xterm/headless, the emulator
 # VS Code's terminal uses.
 [ -d integration/testdata/xterm/node_modules/@xterm/headless ] ||
