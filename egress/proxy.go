@@ -143,6 +143,9 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, http.StatusInternalServerError, r.Method, host, port, rule, fmt.Errorf("take over the client connection: %w", err))
 		return
 	}
+	if wrapped, ok := client.(interface{ NetConn() net.Conn }); ok {
+		client = wrapped.NetConn() // the tunnel needs the TCP connection's half-close
+	}
 	defer client.Close()
 	defer upstream.Close()
 

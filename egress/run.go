@@ -1,6 +1,7 @@
 package egress
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -69,11 +72,23 @@ func run(ctx context.Context, cfg Config, auditOut, logOut io.Writer, lim limits
 	// Hijacked CONNECT connections are outside the server's timeouts, so
 	// none of these can cut a tunnel.
 	srv := &http.Server{
-		Handler:           p,
+		Handler:           http.HandlerFunc(handled(p)),
 		ReadHeaderTimeout: lim.readHeader,
 		IdleTimeout:       lim.idle,
 		ErrorLog:          errorLog,
+		// "OPTIONS *" goes to the proxy, which refuses and audits it, rather
+		// than being answered 200 by net/http.
+		DisableGeneralOptionsHandler: true,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
+		ConnState: func(c net.Conn, s http.ConnState) {
+			if ac, ok := c.(*auditedConn); ok && s == http.StateIdle {
+				ac.handled.Store(false) // the next request's handler has not run
+			}
+		},
 	}
+	ln = auditedListener{Listener: ln, p: p}
 	fmt.Fprintf(logOut, "%s%s\n", ListeningLine, ln.Addr())
 
 	served := make(chan error, 1)
@@ -101,4 +116,75 @@ func run(ctx context.Context, cfg Config, auditOut, logOut io.Writer, lim limits
 		return fmt.Errorf("egress: serve: %w", err)
 	}
 	return nil
+}
+
+// auditedListener hands out connections on which a response that net/http
+// writes on its own, before any handler ran, is audited as a refusal: a
+// request it cannot parse (two Host headers, a control character, a bad
+// Content-Length), a head too large (431), a version it does not speak
+// (505), an Expect it does not know (417). Without it those refusals leave
+// no line.
+type auditedListener struct {
+	net.Listener
+	p *Proxy
+}
+
+func (l auditedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &auditedConn{Conn: c, p: l.p}, nil
+}
+
+// auditedConn is one client connection of an auditedListener.
+type auditedConn struct {
+	net.Conn
+	p        *Proxy
+	handled  atomic.Bool // the handler runs or ran for the current request
+	recorded atomic.Bool // a refusal of net/http's is audited: it then closes the connection
+}
+
+// connKey carries a request's *auditedConn in its context.
+type connKey struct{}
+
+// handled marks the request's connection as handled before p sees it.
+func handled(p http.Handler) func(http.ResponseWriter, *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if c, ok := r.Context().Value(connKey{}).(*auditedConn); ok {
+			c.handled.Store(true)
+		}
+		p.ServeHTTP(w, r)
+	}
+}
+
+// NetConn is the connection underneath, for a tunnel that takes it over.
+func (c *auditedConn) NetConn() net.Conn { return c.Conn }
+
+func (c *auditedConn) Write(b []byte) (int, error) {
+	if !c.handled.Load() && c.recorded.CompareAndSwap(false, true) {
+		rec := c.p.record(EventDecision, "", "", 0)
+		rec.Decision, rec.Rule = DecisionDeny, ruleBadRequest
+		rec.Reason = "refused by the proxy's HTTP server before the proxy read it: " + statusOf(b)
+		c.p.audit.Record(rec)
+	}
+	return c.Conn.Write(b)
+}
+
+// statusOf is the status of the response that starts with b, such as "400
+// Bad Request: too many Host headers". net/http's own texts quote nothing
+// the client sent, but they are not the proxy's: the status is cut at a
+// quote and keeps printable ASCII only, so that no byte of the agent's
+// request can reach the audit from here.
+func statusOf(b []byte) string {
+	line, _, _ := bytes.Cut(b, []byte("\r\n"))
+	_, status, _ := bytes.Cut(line, []byte(" "))
+	status, _, _ = bytes.Cut(status, []byte(`"`))
+	out := make([]byte, 0, len(status))
+	for _, c := range status {
+		if c >= ' ' && c <= '~' {
+			out = append(out, c)
+		}
+	}
+	return strings.TrimSpace(string(out))
 }

@@ -211,3 +211,95 @@ func TestRunRefusesBadSecurityConfigWithoutListening(t *testing.T) {
 		})
 	}
 }
+
+// TestRunAuditsEveryRefusalIncludingThoseBeforeTheHandler: requests that
+// net/http refuses before the proxy's handler runs, and "OPTIONS *" which it
+// would answer itself, each leave a bad-request line that quotes nothing of
+// the request.
+func TestRunAuditsEveryRefusalIncludingThoseBeforeTheHandler(t *testing.T) {
+	const marker = "sk-ant-api03-MARKER"
+	tests := []struct {
+		name, req string
+		status    int
+		reason    string
+	}{
+		{"two Host headers", "GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nHost: " + marker + "\r\n\r\n", 400, "400 Bad Request"},
+		{"control character in a header", "GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nX-A: " + marker + "\x01\r\n\r\n", 400, "400 Bad Request"},
+		{"control character in the Host header", "GET http://a.test/ HTTP/1.1\r\nHost: a\x7f" + marker + "\r\n\r\n", 400, "400 Bad Request"},
+		{"bad Content-Length", "POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: " + marker + "\r\n\r\n", 400, "400 Bad Request"},
+		{"two Content-Lengths", "POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400, "400 Bad Request"},
+		{"header too large", "GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nX-A: " + marker + strings.Repeat("a", 1<<20+8192) + "\r\n\r\n", 431, "431 Request Header Fields Too Large"},
+		{"HTTP version", "GET http://a.test/" + marker + " HTTP/3.0\r\nHost: a.test\r\n\r\n", 505, "505 HTTP Version Not Supported: unsupported protocol version"},
+		{"malformed request line", "GET\x01" + marker + "\r\nHost: a.test\r\n\r\n", 400, "400 Bad Request"},
+		{"unknown Expect", "GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nExpect: " + marker + "\r\n\r\n", 417, "417 Expectation Failed"},
+		{"OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: a.test\r\n\r\n", 400, "not a proxy request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr, stop, done, audit := startRun(t, Config{Listen: "127.0.0.1:0", Session: "s-bad"}, defaultLimits)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			// The server may answer and hang up before it has read it all.
+			go io.WriteString(c, tt.req)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.status)
+			}
+			c.Close()
+			stop()
+			waitRun(t, done)
+
+			recs := audit.records(t)
+			if len(recs) != 1 || recs[0].Decision != "deny" || recs[0].Rule != "bad-request" || recs[0].Session != "s-bad" ||
+				!strings.Contains(recs[0].Reason, tt.reason) {
+				t.Errorf("audit = %+v, want one bad-request denial saying %q", recs, tt.reason)
+			}
+			if strings.Contains(audit.String(), "MARKER") {
+				t.Errorf("the audit quotes the request: %s", audit.String())
+			}
+		})
+	}
+}
+
+func TestRunAuditsARefusalAfterAGoodRequestOnTheSameConnection(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	defer upstream.Close()
+	target, _ := hostPort(t, upstream.URL)
+	addr, stop, done, audit := startRun(t, Config{Listen: "127.0.0.1:0", Allow: []string{target}}, defaultLimits)
+
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET http://"+target+"/ HTTP/1.1\r\nHost: "+target+"\r\n\r\n"+
+		"GET http://"+target+"/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+	br := bufio.NewReader(c)
+	for _, want := range []int{200, 400} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("status %d, want %d", resp.StatusCode, want)
+		}
+	}
+	c.Close()
+	stop()
+	waitRun(t, done)
+	recs := audit.records(t)
+	if len(recs) != 2 || recs[0].Decision != "allow" || recs[1].Rule != "bad-request" {
+		t.Errorf("audit = %+v, want the allow and a bad-request denial", recs)
+	}
+}
