@@ -134,7 +134,7 @@ func BuiltinNames() []string {
 func newSecretForms(name, v string) secretForms {
 	sf := secretForms{name: name, forms: encodings(v), hex: hex.EncodeToString([]byte(v))}
 	for _, f := range append(slices.Clone(sf.forms), sf.hex) {
-		sf.lower = append(sf.lower, strings.ToLower(f))
+		sf.lower = append(sf.lower, asciiLower(f))
 	}
 	slices.Sort(sf.lower)
 	sf.lower = slices.Compact(sf.lower)
@@ -177,6 +177,9 @@ func (s *Scanner) Scan(where, text string) *Finding {
 // (host names; header names, which net/http rewrites in canonical case
 // before the scanner sees them): it matches in any case.
 func (s *Scanner) scanFold(where, text string) *Finding {
+	if f := s.scan(where, text, false); f != nil {
+		return f
+	}
 	return s.scan(where, text, true)
 }
 
@@ -193,7 +196,7 @@ func (s *Scanner) scan(where, text string, fold bool) *Finding {
 }
 
 func (s *Scanner) scanOne(where, text string, fold bool) *Finding {
-	lower := strings.ToLower(text)
+	lower := asciiLower(text)
 	for _, sec := range s.secrets {
 		found := strings.Contains(lower, sec.hex)
 		if fold {
@@ -215,6 +218,22 @@ func (s *Scanner) scanOne(where, text string, fold bool) *Finding {
 		}
 	}
 	return nil
+}
+
+// asciiLower lowers ASCII letters only, so that every other byte, valid
+// UTF-8 or not, stays where it was and a match survives around it.
+func asciiLower(s string) string {
+	i := strings.IndexFunc(s, func(r rune) bool { return 'A' <= r && r <= 'Z' })
+	if i < 0 {
+		return s
+	}
+	b := []byte(s)
+	for ; i < len(b); i++ {
+		if 'A' <= b[i] && b[i] <= 'Z' {
+			b[i] += 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // decodings returns text and what percent-decoding makes of it, twice over
@@ -312,9 +331,6 @@ func (s *Scanner) scanHost(r *http.Request) *Finding {
 	}
 	host, _ := requestTarget(r)
 	for _, h := range append(hosts, host) {
-		if f := s.Scan("target host", h); f != nil {
-			return f
-		}
 		if f := s.scanFold("target host", h); f != nil {
 			return f
 		}
