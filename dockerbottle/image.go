@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"context"
 	"crypto/sha256"
-	"debug/elf"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -380,17 +379,28 @@ func (e *Engine) workspaceImage(ctx context.Context, from, cwd, session string) 
 		return keepEntry, nil
 	})
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", backend.ErrImage, err)
+		return "", &hintedError{fmt.Errorf("%w: %v", backend.ErrImage, err), hintWorkspace}
 	}
 	dockerfile := fmt.Sprintf("FROM %s\nCOPY --chown=%d:%d workspace/ %s/\n", from, agentUID, agentGID, workspaceDir)
-	files = append([]contextFile{{Name: "Dockerfile.bottle", Data: []byte(dockerfile), Mode: 0o644}}, files...)
+	// The folder itself is an entry: a folder that is empty, or holds only
+	// .git, would otherwise leave the context without workspace/ and COPY
+	// would fail.
+	files = append([]contextFile{
+		{Name: "Dockerfile.bottle", Data: []byte(dockerfile), Mode: 0o644},
+		{Name: "workspace", Mode: fs.ModeDir | 0o755},
+	}, files...)
 	tag := "bottle-workspace:" + session
 	labels := e.owner.Labels(session, "workspace-image")
 	if err := e.build(ctx, &buildContext{Dockerfile: "Dockerfile.bottle", Files: files}, tag, labels); err != nil {
-		return "", err
+		return "", &hintedError{err, hintWorkspace}
 	}
 	return tag, nil
 }
+
+// hintWorkspace is the advice for a failed copy of cwd into the bottle's
+// image: the agent image is in place by then, so setup.sh is no help.
+const hintWorkspace = "the folder could not be copied into the bottle's image (the message says why): " +
+	"check that every file in it is readable and that the engine has disk space, or start the bottle without cwd"
 
 const proxyDockerfile = `FROM scratch
 COPY bottle-rpc /bottle-rpc
@@ -398,24 +408,39 @@ USER 65534:65534
 ENTRYPOINT ["/bottle-rpc", "egress-proxy"]
 `
 
+// dynamicProxyDockerfile is proxyDockerfile for a binary built with cgo:
+// the loader and libraries it was linked against come along at their host
+// paths, and names are looked up by Go's own resolver, as in the static
+// build, so glibc never loads NSS modules the image lacks.
+const dynamicProxyDockerfile = `FROM scratch
+COPY rootfs/ /
+COPY bottle-rpc /bottle-rpc
+ENV LD_LIBRARY_PATH=%s GODEBUG=netdns=go
+USER 65534:65534
+ENTRYPOINT ["/bottle-rpc", "egress-proxy"]
+`
+
 // sidecarImage is the built-in egress proxy: a FROM scratch image holding
-// the bottle-rpc binary itself, built once per binary.
+// the bottle-rpc binary itself, built once per binary. A binary built with
+// cgo (go build's default where a C compiler is) brings its ELF
+// interpreter and shared libraries from the host, so the sidecar runs the
+// very same binary however it was built.
 func (e *Engine) sidecarImage(ctx context.Context) (string, error) {
 	e.proxyMu.Lock()
 	defer e.proxyMu.Unlock()
+	// Another process's build of another binary prunes this one's image:
+	// the tag is remembered only while the image is there.
 	if e.proxyImage != "" {
-		return e.proxyImage, nil
+		ok, err := e.haveImage(ctx, e.proxyImage)
+		if err != nil || ok {
+			return e.proxyImage, err
+		}
 	}
-	if err := checkStatic(e.proxyBinary); err != nil {
-		return "", fmt.Errorf("%w: %v", backend.ErrImage, err)
+	repo, c, err := proxyContext(e.proxyBinary)
+	if err != nil {
+		return "", &hintedError{fmt.Errorf("%w: %v", backend.ErrImage, err), hintProxyBinary}
 	}
-	tag, err := e.buildCached(ctx, "bottle/egress-proxy", &buildContext{
-		Dockerfile: "Dockerfile",
-		Files: []contextFile{
-			{Name: "Dockerfile", Data: []byte(proxyDockerfile), Mode: 0o644},
-			{Name: "bottle-rpc", Host: e.proxyBinary, Mode: 0o755},
-		},
-	})
+	tag, err := e.buildCached(ctx, repo, c)
 	if err != nil {
 		return "", err
 	}
@@ -423,20 +448,32 @@ func (e *Engine) sidecarImage(ctx context.Context) (string, error) {
 	return tag, nil
 }
 
-// checkStatic refuses a dynamically linked binary: in a FROM scratch image
-// it would fail to start with a confusing "no such file".
-func checkStatic(path string) error {
-	f, err := elf.Open(path)
+const hintProxyBinary = "the egress sidecar is made from this bottle-rpc binary and could not be: " +
+	"build it with CGO_ENABLED=0 go build ./cmd/bottle-rpc for one that needs nothing from the host"
+
+// proxyContext is the build context of the sidecar image for bin, and the
+// repository its image is cached under. Static and cgo builds are cached
+// apart: a machine may hold both, and neither evicts the other's image.
+func proxyContext(bin string) (string, *buildContext, error) {
+	deps, err := dynamicDeps(bin)
 	if err != nil {
-		return fmt.Errorf("reading %s for the egress sidecar: %w", path, err)
+		return "", nil, err
 	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return errors.New(path + " is dynamically linked; build bottle-rpc with CGO_ENABLED=0 so it can run as the egress sidecar")
-		}
+	binary := contextFile{Name: "bottle-rpc", Host: bin, Mode: 0o755}
+	if deps.Interp == "" {
+		return "bottle/egress-proxy", &buildContext{Dockerfile: "Dockerfile", Files: []contextFile{
+			{Name: "Dockerfile", Data: []byte(proxyDockerfile), Mode: 0o644},
+			binary,
+		}}, nil
 	}
-	return nil
+	dockerfile := fmt.Sprintf(dynamicProxyDockerfile, strings.Join(deps.Dirs, ":"))
+	files := []contextFile{
+		{Name: "Dockerfile", Data: []byte(dockerfile), Mode: 0o644},
+		binary,
+		{Name: "rootfs", Mode: fs.ModeDir | 0o755},
+	}
+	files = append(files, deps.contextFiles("rootfs")...)
+	return "bottle/egress-proxy-cgo", &buildContext{Dockerfile: "Dockerfile", Files: files}, nil
 }
 
 func (e *Engine) removeImage(ctx context.Context, ref string) error {
@@ -448,8 +485,12 @@ func (e *Engine) removeImage(ctx context.Context, ref string) error {
 }
 
 // CheckProxyBinary says whether the sidecar can be built from this engine's
-// proxy binary.
-func (e *Engine) CheckProxyBinary() error { return checkStatic(e.proxyBinary) }
+// proxy binary: it is an ELF executable, and if it is dynamically linked,
+// its loader and every library it needs are found on the host.
+func (e *Engine) CheckProxyBinary() error {
+	_, _, err := proxyContext(e.proxyBinary)
+	return err
+}
 
 // MissingImages lists what the bottles of m need that is not in place: an
 // image that is not on the engine, a build context that is missing, or a
@@ -496,3 +537,14 @@ func (e *Engine) haveImage(ctx context.Context, ref string) (bool, error) {
 	}
 	return true, nil
 }
+
+// hintedError is an error that knows better than its kind what the user
+// should do next; the RPC layer sends its hint.
+type hintedError struct {
+	err  error
+	hint string
+}
+
+func (e *hintedError) Error() string { return e.err.Error() }
+func (e *hintedError) Unwrap() error { return e.err }
+func (e *hintedError) Hint() string  { return e.hint }
