@@ -11,11 +11,12 @@ import (
 
 	"github.com/bottle-dev/bottle/backend"
 	"github.com/bottle-dev/bottle/egress"
+	"github.com/bottle-dev/bottle/internal/fakestart"
 )
 
-// fakeBackend starts fakeBottles. With gate set, Start waits for the gate
-// (or cancellation) before it finishes; on cancellation it reports the
-// teardown of what it made, as a real backend must.
+// fakeBackend starts fakeBottles with fakestart's start: gate, when set,
+// holds it after its first step, startErr fails it, and a failed or
+// cancelled start counts the removal of what it made.
 type fakeBackend struct {
 	gate        chan struct{}
 	startErr    error
@@ -33,24 +34,23 @@ func (b *fakeBackend) Plan(context.Context, backend.StartSpec) (*backend.Plan, e
 }
 
 func (b *fakeBackend) Start(ctx context.Context, spec backend.StartSpec, progress backend.Progress) (backend.Bottle, error) {
-	b.mu.Lock()
-	b.made++
-	b.mu.Unlock()
-	fail := func(err error) (backend.Bottle, error) {
-		b.mu.Lock()
-		b.removed++
-		b.mu.Unlock()
+	err := fakestart.Start{
+		Gate:     b.gate,
+		Err:      b.startErr,
+		Progress: progress,
+		Made: func(string) {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			b.made++
+		},
+		Removed: func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			b.removed++
+		},
+	}.Run(ctx)
+	if err != nil {
 		return nil, err
-	}
-	if b.gate != nil {
-		select {
-		case <-b.gate:
-		case <-ctx.Done():
-			return fail(ctx.Err())
-		}
-	}
-	if b.startErr != nil {
-		return fail(b.startErr)
 	}
 	bt := &fakeBottle{info: backend.Info{Session: spec.Session, Agent: spec.Agent, Container: "c-" + spec.Session}, onEgress: spec.OnEgress, resizeDelay: b.resizeDelay, killDelay: b.killDelay}
 	b.mu.Lock()
@@ -59,7 +59,8 @@ func (b *fakeBackend) Start(ctx context.Context, spec backend.StartSpec, progres
 	return bt, nil
 }
 
-// counts returns how many starts made something and how many removed it.
+// counts returns how many resources the starts made, and how many starts
+// removed theirs.
 func (b *fakeBackend) counts() (made, removed int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
