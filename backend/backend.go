@@ -98,7 +98,12 @@ type Info struct {
 	Runtime      string
 	RuntimeLabel string
 	Image        string
-	ProxyAddr    string
+	// Home is the agent user's home folder in the bottle.
+	Home string
+	// Workspace is the agent's working folder in the bottle, where execs
+	// run and the host folder was copied.
+	Workspace string
+	ProxyAddr string
 }
 
 // ExecSpec is a process to run in a bottle.

@@ -298,6 +298,8 @@ func (e *Engine) Start(ctx context.Context, spec backend.StartSpec, progress bac
 		Runtime:      runtime,
 		RuntimeLabel: RuntimeLabel(runtime),
 		Image:        agentImg,
+		Home:         homeDir,
+		Workspace:    workspaceDir,
 		ProxyAddr:    proxyAddr,
 	}
 	if err := ctx.Err(); err != nil {

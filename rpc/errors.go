@@ -77,9 +77,13 @@ type ErrorData struct {
 
 // ManifestProblem is one problem in a bottle.yaml.
 type ManifestProblem struct {
-	File    string `json:"file"`
-	Line    int    `json:"line,omitempty"`
-	Field   string `json:"field,omitempty"`
+	// the manifest or policy file at fault
+	File string `json:"file"`
+	// its line, when known
+	Line int `json:"line,omitempty"`
+	// the field at fault, as a dotted path (bottles.web.runtime)
+	Field string `json:"field,omitempty"`
+	// what is wrong
 	Message string `json:"message"`
 }
 

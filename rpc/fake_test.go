@@ -105,6 +105,8 @@ func (b *fakeBackend) Start(ctx context.Context, spec backend.StartSpec, progres
 			Runtime:      "runc",
 			RuntimeLabel: "runc (fake)",
 			Image:        "fake:latest",
+			Home:         "/home/fake",
+			Workspace:    "/home/fake/work",
 		},
 	}
 	b.mu.Lock()

@@ -32,7 +32,7 @@ func (s *Server) plan(ctx context.Context, p *PlanParams) (*PlanResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: %w", p.Agent, err)
 	}
-	return plan, nil
+	return planResult(plan), nil
 }
 
 // agents lists a manifest's agents, so that an editor can offer them.
@@ -58,6 +58,9 @@ func (s *Server) agents(_ context.Context, p *AgentsParams) (*AgentsResult, erro
 func (s *Server) start(ctx context.Context, p *StartParams) (*StartResult, error) {
 	spec, err := resolveSpec(p.Agent, p.Manifest, p.Cwd)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkCopyGit(p.CopyGit, p.Cwd); err != nil {
 		return nil, err
 	}
 	if err := checkEnv("env", p.Env); err != nil {
@@ -90,7 +93,26 @@ func (s *Server) start(ctx context.Context, p *StartParams) (*StartResult, error
 		Runtime:      info.Runtime,
 		RuntimeLabel: info.RuntimeLabel,
 		Image:        info.Image,
+		Home:         info.Home,
+		Workspace:    info.Workspace,
 	}, nil
+}
+
+// checkCopyGit refuses copyGit without a .git folder in cwd, before
+// anything is made.
+func checkCopyGit(copyGit bool, cwd string) error {
+	if !copyGit {
+		return nil
+	}
+	if cwd == "" {
+		return invalidParams("copyGit", "give cwd too: the .git folder comes from it", "copyGit needs cwd")
+	}
+	gitDir := filepath.Join(cwd, ".git")
+	if fi, err := os.Stat(gitDir); err != nil || !fi.IsDir() {
+		return invalidParams("copyGit", "start without copyGit, or from a folder that holds a git repository",
+			"copyGit: %s is not a git folder", gitDir)
+	}
+	return nil
 }
 
 // resolveSpec checks the params shared by plan and start and loads the
@@ -261,14 +283,19 @@ func (s *Server) cp(ctx context.Context, p *CpParams) (*CpResult, error) {
 		return nil, invalidParams("containerPath", "give an absolute path in the bottle", "containerPath is required")
 	}
 	if !path.IsAbs(p.ContainerPath) {
-		return nil, invalidParams("containerPath", "give an absolute path in the bottle, like /home/agent/workspace/notes",
+		return nil, invalidParams("containerPath", "give an absolute path in the bottle, like WORKSPACE/notes.md (the workspace is in bottle/start's result)",
 			"containerPath %q is not an absolute path", p.ContainerPath)
+	}
+	target := path.Clean(p.ContainerPath)
+	if target == "/" {
+		return nil, invalidParams("containerPath", "name the file or folder the copy becomes, like WORKSPACE/notes.md",
+			"containerPath must name a file or folder, not /")
 	}
 	sess, err := s.reg.Get(p.Session)
 	if err != nil {
 		return nil, err
 	}
-	n, err := sess.CopyIn(ctx, p.HostPath, path.Clean(p.ContainerPath))
+	n, err := sess.CopyIn(ctx, p.HostPath, target)
 	if err != nil {
 		return nil, err
 	}
@@ -312,6 +339,8 @@ func (s *Server) list(context.Context, *ListParams) (*ListResult, error) {
 			Runtime:      snap.Info.Runtime,
 			RuntimeLabel: snap.Info.RuntimeLabel,
 			Image:        snap.Info.Image,
+			Home:         snap.Info.Home,
+			Workspace:    snap.Info.Workspace,
 			Execs:        []ExecInfo{},
 		}
 		if snap.Err != nil {

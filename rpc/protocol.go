@@ -44,105 +44,195 @@ const (
 // ServerName is serverInfo.name.
 const ServerName = "bottle-rpc"
 
+// The comments on the types below are the protocol's documentation: the
+// first paragraph of each field's comment is the "meaning" column of
+// protocol.md's tables and the doc of extension/src/protocol.ts, both
+// generated (scripts/genprotocol.sh). Struct tags beyond json tell the
+// generator what Go's types cannot: `wire:"id"` (a JSON integer or
+// string, kept raw), `wire:"object"` (any JSON object), `enum:"a,b"` (the
+// values a string takes).
+
 // InitializeParams are the params of initialize.
 type InitializeParams struct {
+	// the client, for the server's log
 	ClientInfo *ClientInfo `json:"clientInfo,omitempty"`
-	// Capabilities are accepted and ignored: the server offers the same
-	// protocol to every client.
-	Capabilities json.RawMessage `json:"capabilities,omitempty"`
+	// accepted and ignored: the server offers the same protocol to every
+	// client
+	Capabilities json.RawMessage `json:"capabilities,omitempty" wire:"object"`
 }
 
 // ClientInfo names the client, for the server's log.
 type ClientInfo struct {
-	Name    string `json:"name"`
+	// the client's name
+	Name string `json:"name"`
+	// the client's version
 	Version string `json:"version,omitempty"`
 }
 
 // InitializeResult is the result of initialize.
 type InitializeResult struct {
-	ServerInfo   ServerInfo         `json:"serverInfo"`
+	// the server
+	ServerInfo ServerInfo `json:"serverInfo"`
+	// the limits a client codes against, and the methods
 	Capabilities ServerCapabilities `json:"capabilities"`
 }
 
 // ServerInfo names the server.
 type ServerInfo struct {
-	Name    string `json:"name"`
+	// `bottle-rpc`
+	Name string `json:"name"`
+	// the server's version
 	Version string `json:"version"`
 }
 
 // ServerCapabilities tell a client the limits it codes against.
 type ServerCapabilities struct {
-	// FlowControl is the output window of every exec.
+	// the pacing of every exec's bottle/output
 	FlowControl FlowControl `json:"flowControl"`
-	// MaxMessageSize is the largest Content-Length accepted, in bytes.
+	// the largest `Content-Length` accepted, in bytes (16777216)
 	MaxMessageSize int64 `json:"maxMessageSize"`
-	// WorkDoneProgress: bottle/start reports $/progress for a workDoneToken.
+	// always true: bottle/start reports `$/progress` for a `workDoneToken`
 	WorkDoneProgress bool `json:"workDoneProgress"`
-	// Methods lists the requests and notifications the server handles.
+	// every method the server handles, requests and notifications, sorted
 	Methods []string `json:"methods"`
 }
 
 // FlowControl describes bottle/output pacing.
 type FlowControl struct {
-	// Window is the most output bytes (decoded) per exec sent and not yet
-	// acknowledged with bottle/ack.
+	// the most output bytes (decoded) of one exec sent and not yet
+	// acknowledged with bottle/ack (default 262144)
 	Window int `json:"window"`
-	// MaxChunk is the most decoded bytes in one bottle/output.
+	// the most decoded bytes in one bottle/output (16384)
 	MaxChunk int `json:"maxChunk"`
 }
 
-// PlanParams are the params of bottle/plan.
-type PlanParams struct {
-	Agent string `json:"agent"`
-	// Manifest is a bottle.yaml path; relative paths resolve against Cwd
-	// when it is set, else the server's working directory. Empty: the
-	// built-in manifest.
-	Manifest string `json:"manifest,omitempty"`
-	// Cwd is an absolute host folder copied into the agent's workspace.
-	Cwd string `json:"cwd,omitempty"`
+// CancelParams are the params of $/cancelRequest.
+type CancelParams struct {
+	// the id of the request to cancel
+	ID json.RawMessage `json:"id" wire:"id"`
 }
 
 // AgentsParams are the params of bottle/agents.
 type AgentsParams struct {
-	// Manifest is a bottle.yaml path as in bottle/plan; empty: the
-	// built-in manifest.
+	// a bottle.yaml path as in bottle/plan; absent: the built-in manifest
 	Manifest string `json:"manifest,omitempty"`
-	// Cwd resolves a relative Manifest.
+	// an absolute folder that a relative `manifest` resolves against
 	Cwd string `json:"cwd,omitempty"`
 }
 
 // AgentsResult lists a manifest's agents, sorted by name.
 type AgentsResult struct {
-	Manifest string      `json:"manifest"` // the file read, or "(built-in)"
-	Agents   []AgentInfo `json:"agents"`
+	// the file read, or `(built-in)`
+	Manifest string `json:"manifest"`
+	// the manifest's agents, sorted by name
+	Agents []AgentInfo `json:"agents"`
 }
 
 // AgentInfo is one agent of a manifest.
 type AgentInfo struct {
-	Name    string   `json:"name"`
-	Bottle  string   `json:"bottle"`
+	// the agent's name
+	Name string `json:"name"`
+	// the bottle it runs in
+	Bottle string `json:"bottle"`
+	// its command with its arguments
 	Command []string `json:"command"`
-	Allow   []string `json:"allow"`
+	// the bottle's egress allowlist
+	Allow []string `json:"allow"`
+}
+
+// PlanParams are the params of bottle/plan.
+type PlanParams struct {
+	// the agent to run, as named in the manifest (`claude` in the built-in
+	// one)
+	Agent string `json:"agent"`
+	// path to a `bottle.yaml`; relative paths resolve against `cwd` when
+	// given, else against the server's working directory. Absent: the
+	// built-in manifest
+	Manifest string `json:"manifest,omitempty"`
+	// absolute path of an existing host folder, copied into the agent's
+	// workspace
+	Cwd string `json:"cwd,omitempty"`
 }
 
 // PlanResult is the result of bottle/plan: the preflight.
-type PlanResult = backend.Plan
+type PlanResult struct {
+	// the agent
+	Agent string `json:"agent"`
+	// the bottle (container definition) it runs in
+	Bottle string `json:"bottle"`
+	// the OCI runtime that will be used: `runsc` (gVisor) or `runc`
+	Runtime string `json:"runtime"`
+	// the runtime for people, e.g. `runsc (gVisor)`
+	RuntimeLabel string `json:"runtimeLabel"`
+	// image reference, or `build: PATH/Dockerfile` when it is built
+	Image string `json:"image"`
+	// the networks that will be made, described
+	Networks []string `json:"networks"`
+	// the egress allowlist: `host`, `*.domain`, `host:port`, ...
+	Allow []string `json:"allow"`
+	// what an exec without `argv` runs
+	Command []string `json:"command"`
+	// what is provisioned into the container
+	CopyIn []CopyItem `json:"copyIn"`
+}
+
+// CopyItem is one thing provisioned into the agent container.
+type CopyItem struct {
+	// what it is
+	What string `json:"what" enum:"prompt,skill,ssh-key,known-hosts,ssh-config,git,workspace"`
+	// the host path it comes from, when it comes from a file
+	From string `json:"from,omitempty"`
+	// the path in the container
+	To string `json:"to"`
+	// its mode, in octal, when it is not the default
+	Mode string `json:"mode,omitempty"`
+}
+
+// planResult is the wire form of a backend's plan.
+func planResult(p *backend.Plan) *PlanResult {
+	res := &PlanResult{
+		Agent:        p.Agent,
+		Bottle:       p.Bottle,
+		Runtime:      p.Runtime,
+		RuntimeLabel: p.RuntimeLabel,
+		Image:        p.Image,
+		Networks:     nonNil(p.Networks),
+		Allow:        nonNil(p.Allow),
+		Command:      nonNil(p.Command),
+		CopyIn:       []CopyItem{},
+	}
+	for _, c := range p.CopyIn {
+		res.CopyIn = append(res.CopyIn, CopyItem{What: c.What, From: c.From, To: c.To, Mode: c.Mode})
+	}
+	return res
+}
+
+// nonNil keeps an empty list a list on the wire, never null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
 
 // StartParams are the params of bottle/start.
 type StartParams struct {
-	Agent    string `json:"agent"`
+	// as in bottle/plan
+	Agent string `json:"agent"`
+	// as in bottle/plan
 	Manifest string `json:"manifest,omitempty"`
-	Cwd      string `json:"cwd,omitempty"`
-	// CopyGit copies Cwd/.git into the workspace.
+	// as in bottle/plan
+	Cwd string `json:"cwd,omitempty"`
+	// also copy `cwd/.git` into the workspace; needs `cwd` with a `.git`
+	// folder
 	CopyGit bool `json:"copyGit,omitempty"`
-	// ContainerName pins the agent container's name; a taken name fails
-	// with CodeNameTaken.
+	// pin the agent container's name; a taken name is error -32104
 	ContainerName string `json:"containerName,omitempty"`
-	// Env is added to the container's environment (visible in its
-	// configuration: no secrets).
+	// added to the container's environment. It shows in the container's
+	// configuration: **no secrets** (use bottle/exec's `env` for those)
 	Env map[string]string `json:"env,omitempty"`
-	// WorkDoneToken, an integer or a string, asks for $/progress.
-	WorkDoneToken ProgressToken `json:"workDoneToken,omitempty"`
+	// report progress as `$/progress` with this token
+	WorkDoneToken ProgressToken `json:"workDoneToken,omitempty" wire:"id"`
 }
 
 // ProgressToken is an LSP progress token: a JSON integer or string, kept
@@ -151,160 +241,237 @@ type ProgressToken = json.RawMessage
 
 // StartResult is the result of bottle/start.
 type StartResult struct {
-	Session      string `json:"session"`
-	Agent        string `json:"agent"`
-	Container    string `json:"container"`
-	ContainerID  string `json:"containerId"`
-	Runtime      string `json:"runtime"`
+	// the session id (8 hex digits), used by every later call
+	Session string `json:"session"`
+	// the agent
+	Agent string `json:"agent"`
+	// the agent container's name
+	Container string `json:"container"`
+	// the agent container's id
+	ContainerID string `json:"containerId"`
+	// `runsc` or `runc`
+	Runtime string `json:"runtime"`
+	// the runtime for people
 	RuntimeLabel string `json:"runtimeLabel"`
-	Image        string `json:"image"`
+	// the image the agent runs from
+	Image string `json:"image"`
+	// the agent user's home folder in the bottle (`/home/node` in the
+	// built-in images)
+	Home string `json:"home"`
+	// the agent's workspace in the bottle, where execs run and `cwd` was
+	// copied (`/home/node/workspace` in the built-in images)
+	Workspace string `json:"workspace"`
 }
 
 // ExecParams are the params of bottle/exec.
 type ExecParams struct {
+	// the session
 	Session string `json:"session"`
-	// Argv is the command; empty runs the agent's command with its prompt.
+	// the command. Absent or empty: the agent's command with its prompt
+	// appended (for the default agent `claude --append-system-prompt-file
+	// <prompt>`)
 	Argv []string `json:"argv,omitempty"`
-	// Tty allocates a pseudo-terminal; true when omitted.
+	// allocate a pseudo-terminal; **default true**
 	Tty *bool `json:"tty,omitempty"`
-	// Cols and Rows size the terminal; 80x24 when omitted with a tty.
+	// terminal width; default 80 with a tty
 	Cols uint `json:"cols,omitempty"`
+	// terminal height; default 24 with a tty
 	Rows uint `json:"rows,omitempty"`
-	// Env is added to this process's environment only.
+	// added to this process's environment only (never stored in the
+	// container's configuration)
 	Env map[string]string `json:"env,omitempty"`
 }
 
 // ExecResult is the result of bottle/exec.
 type ExecResult struct {
+	// the exec's id, unique in the server (`SESSION-N`)
 	Exec string `json:"exec"`
 }
 
 // OutputParams are the params of the bottle/output notification.
 type OutputParams struct {
+	// the exec
 	Exec string `json:"exec"`
-	// Data is raw output bytes; on the wire, standard base64 with padding.
+	// raw output bytes in standard base64 (with padding), at most
+	// `maxChunk` decoded bytes
 	Data []byte `json:"data"`
 }
 
 // ExitParams are the params of the bottle/exit notification.
 type ExitParams struct {
+	// the exec
 	Exec string `json:"exec"`
-	// Code is the exit code, -1 when unknown.
+	// the process's exit code, or -1 when it is unknown
 	Code int `json:"code"`
-	// Error says why the code is unknown.
+	// why the code is unknown (the session was closed, the exec was killed
+	// and the engine gave no code, ...)
 	Error string `json:"error,omitempty"`
 }
 
 // InputParams are the params of bottle/input.
 type InputParams struct {
+	// the exec
 	Exec string `json:"exec"`
-	// Data is raw input bytes; on the wire, standard base64.
+	// bytes for the process's input, **standard base64** (RFC 4648, with
+	// padding)
 	Data []byte `json:"data,omitempty"`
-	// EOF closes the process's input after Data.
+	// close the process's input after `data`
 	EOF bool `json:"eof,omitempty"`
 }
 
 // ResizeParams are the params of bottle/resize.
 type ResizeParams struct {
+	// the exec
 	Exec string `json:"exec"`
-	Cols uint   `json:"cols"`
-	Rows uint   `json:"rows"`
+	// the new terminal width, at least 1
+	Cols uint `json:"cols"`
+	// the new terminal height, at least 1
+	Rows uint `json:"rows"`
 }
 
 // AckParams are the params of bottle/ack.
 type AckParams struct {
+	// the exec
 	Exec string `json:"exec"`
-	// Bytes is how many decoded output bytes the client has consumed since
-	// its last ack.
+	// decoded output bytes consumed since the last ack, at least 0
 	Bytes int64 `json:"bytes"`
 }
 
 // KillParams are the params of bottle/kill.
 type KillParams struct {
+	// the exec
 	Exec string `json:"exec"`
 }
 
 // CpParams are the params of bottle/cp.
 type CpParams struct {
+	// the session
 	Session string `json:"session"`
-	// HostPath is an absolute path to an existing file or folder.
+	// absolute path of an existing host file or folder
 	HostPath string `json:"hostPath"`
-	// ContainerPath is an absolute path in the bottle.
+	// absolute path in the bottle that the file or folder becomes (not the
+	// folder it goes into); not `/`
 	ContainerPath string `json:"containerPath"`
 }
 
 // CpResult is the result of bottle/cp.
 type CpResult struct {
+	// the number of file bytes copied
 	Bytes int64 `json:"bytes"`
 }
 
 // CloseParams are the params of bottle/close.
 type CloseParams struct {
+	// the session
 	Session string `json:"session"`
 }
 
-// ListParams are the params of bottle/list.
+// ListParams are the params of bottle/list: none.
 type ListParams struct{}
 
 // ListResult is the result of bottle/list.
 type ListResult struct {
+	// every session of this server in start order, closed ones included
 	Sessions []SessionInfo `json:"sessions"`
 }
 
 // SessionInfo describes one session in bottle/list.
 type SessionInfo struct {
-	Session      string     `json:"session"`
-	Agent        string     `json:"agent"`
-	State        string     `json:"state"`
-	Container    string     `json:"container,omitempty"`
-	Runtime      string     `json:"runtime,omitempty"`
-	RuntimeLabel string     `json:"runtimeLabel,omitempty"`
-	Image        string     `json:"image,omitempty"`
-	Error        string     `json:"error,omitempty"`
-	Execs        []ExecInfo `json:"execs"`
+	// the id
+	Session string `json:"session"`
+	// the agent
+	Agent string `json:"agent"`
+	// `failed`: its container stopped or vanished, or the container
+	// engine went away, while it was ready (requests on it then get -32107
+	// naming the cause), or its teardown failed; bottle/close removes what
+	// is left, or retries the teardown
+	State string `json:"state" enum:"starting,ready,closing,closed,failed"`
+	// as in the start result, once ready
+	Container string `json:"container,omitempty"`
+	// as in the start result, once ready
+	Runtime string `json:"runtime,omitempty"`
+	// as in the start result, once ready
+	RuntimeLabel string `json:"runtimeLabel,omitempty"`
+	// as in the start result, once ready
+	Image string `json:"image,omitempty"`
+	// as in the start result, once ready
+	Home string `json:"home,omitempty"`
+	// as in the start result, once ready
+	Workspace string `json:"workspace,omitempty"`
+	// why it failed
+	Error string `json:"error,omitempty"`
+	// its execs in start order
+	Execs []ExecInfo `json:"execs"`
 }
 
 // ExecInfo describes one exec in bottle/list.
 type ExecInfo struct {
-	Exec    string   `json:"exec"`
-	Argv    []string `json:"argv"`
-	Tty     bool     `json:"tty"`
-	Running bool     `json:"running"`
-	// Code is set once the exec has exited.
-	Code  *int   `json:"code,omitempty"`
+	// the id
+	Exec string `json:"exec"`
+	// the command that runs: the agent's command with its prompt when the
+	// exec gave none
+	Argv []string `json:"argv"`
+	// whether it has a terminal
+	Tty bool `json:"tty"`
+	// false once exited
+	Running bool `json:"running"`
+	// the exit code, once exited
+	Code *int `json:"code,omitempty"`
+	// why the code is unknown (-1)
 	Error string `json:"error,omitempty"`
-	// Sent and Acked count decoded output bytes: Sent-Acked is at most
-	// the window.
-	Sent  int64 `json:"sent"`
+	// decoded output bytes sent so far
+	Sent int64 `json:"sent"`
+	// decoded output bytes acknowledged so far: every bottle/ack the
+	// server read before this request counts, up to `sent`
 	Acked int64 `json:"acked"`
 }
 
 // EgressParams are the params of the bottle/egress notification.
 type EgressParams struct {
-	Session string       `json:"session"`
-	Record  EgressRecord `json:"record"`
+	// the session whose proxy decided
+	Session string `json:"session"`
+	// what it decided
+	Record EgressRecord `json:"record"`
 }
 
 // EgressRecord is one decision or closed connection of a session's egress
 // proxy.
 type EgressRecord struct {
-	Time     time.Time `json:"time"`
-	Event    string    `json:"event"`  // "decision" or "close"
-	Method   string    `json:"method"` // CONNECT, GET, ...
-	Host     string    `json:"host"`
-	Port     int       `json:"port"`
-	Decision string    `json:"decision"` // "allow" or "deny"
-	// Rule is the allowlist entry that decided, "default-deny" or
-	// "bad-request".
-	Rule      string `json:"rule"`
-	Reason    string `json:"reason,omitempty"`
-	BytesUp   int64  `json:"bytesUp,omitempty"`
-	BytesDown int64  `json:"bytesDown,omitempty"`
+	// when, RFC 3339
+	Time time.Time `json:"time"`
+	// `decision` for every connection attempt; `close` when an allowed
+	// connection ended
+	Event string `json:"event" enum:"decision,close"`
+	// `CONNECT`, or the HTTP method of a plain-HTTP request
+	Method string `json:"method"`
+	// lowercase host name; `(redacted)` when the name itself carried a
+	// secret
+	Host string `json:"host"`
+	// port, 0 on a bad request
+	Port int `json:"port"`
+	// allowed or denied
+	Decision string `json:"decision" enum:"allow,deny"`
+	// what decided: the allowlist entry that matched, `default-deny`,
+	// `bad-request`, `block:ENTRY` (the blocklist), `dlp:NAME` (a secret
+	// pattern, named, never the secret), `dlp:secret:VAR` (the value of a
+	// host variable marked secret), `ssrf-guard` (the name resolved to a
+	// private, loopback or link-local address and the host is not
+	// trusted), `sni-mismatch` (the TLS ClientHello named another host
+	// than the CONNECT) or `tls-unreadable`
+	Rule string `json:"rule"`
+	// why it was denied, or why the dial or upstream failed
+	Reason string `json:"reason,omitempty"`
+	// on `close`: bytes client to upstream
+	BytesUp int64 `json:"bytesUp,omitempty"`
+	// on `close`: bytes upstream to client
+	BytesDown int64 `json:"bytesDown,omitempty"`
 }
 
 // ProgressParams are the params of $/progress.
 type ProgressParams struct {
-	Token ProgressToken    `json:"token"`
+	// the `workDoneToken` of the bottle/start
+	Token ProgressToken `json:"token" wire:"id"`
+	// the progress
 	Value WorkDoneProgress `json:"value"`
 }
 
@@ -315,17 +482,22 @@ const (
 	ProgressEnd    = "end"
 )
 
-// WorkDoneProgress is the value of $/progress, as in LSP.
+// WorkDoneProgress is the value of $/progress, as in LSP, plus Step.
 type WorkDoneProgress struct {
-	Kind        string `json:"kind"`
-	Title       string `json:"title,omitempty"`
-	Cancellable bool   `json:"cancellable,omitempty"`
-	Message     string `json:"message,omitempty"`
-	// Percentage, 0 to 100; present on begin and report.
+	// `begin` once, a `report` per step, `end` once
+	Kind string `json:"kind" enum:"begin,report,end"`
+	// on begin: `Starting bottle AGENT`
+	Title string `json:"title,omitempty"`
+	// on begin: true, the start can be cancelled
+	Cancellable bool `json:"cancellable,omitempty"`
+	// on report: the step, for people; on end: `ready`, `cancelled` or
+	// `failed: ...`
+	Message string `json:"message,omitempty"`
+	// on begin and report: 0 to 100
 	Percentage *int `json:"percentage,omitempty"`
-	// Step names the stage a report begins (runtime, image, networks,
-	// containers, start, ready): an extension to LSP's report, which
-	// clients that do not know it ignore.
+	// on every report: the step it begins (runtime, image, networks,
+	// containers, start, ready); an extension to LSP's report, which
+	// clients that do not know it ignore
 	Step string `json:"step,omitempty"`
 }
 
@@ -342,12 +514,8 @@ const (
 
 // LogMessageParams are the params of window/logMessage.
 type LogMessageParams struct {
-	Type    MessageType `json:"type"`
-	Message string      `json:"message"`
-}
-
-// CancelParams are the params of $/cancelRequest.
-type CancelParams struct {
-	// ID is the id of the request to cancel: an integer or a string.
-	ID json.RawMessage `json:"id"`
+	// 1 error, 2 warning, 3 info, 4 log
+	Type MessageType `json:"type" enum:"1,2,3,4"`
+	// the message
+	Message string `json:"message"`
 }

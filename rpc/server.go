@@ -407,12 +407,11 @@ func (s *Server) initialize(ctx context.Context, reply jsonrpc2.Replier, params 
 	if p.ClientInfo != nil {
 		s.log.Info("client", "name", p.ClientInfo.Name, "version", p.ClientInfo.Version)
 	}
-	methods := []string{MethodInitialize, MethodInitialized, MethodShutdown, MethodExit, MethodCancelRequest}
-	for m := range s.methods {
-		methods = append(methods, m)
-	}
-	for m := range s.controls {
-		methods = append(methods, m)
+	var methods []string
+	for _, m := range Methods {
+		if m.Dir != ServerNotification {
+			methods = append(methods, m.Name)
+		}
 	}
 	slices.Sort(methods)
 	res := InitializeResult{
@@ -486,11 +485,13 @@ func control[P any](f func(*P) error) controlFunc {
 	}
 }
 
-// decodeParams decodes params into v; absent or null params decode as
-// {}. A param of the wrong type is an invalid-params error naming it.
+// decodeParams decodes params into v; absent or null params, and an
+// empty array (how LSP client libraries encode a method without params),
+// decode as {}. A param of the wrong type is an invalid-params error
+// naming it.
 func decodeParams(params json.RawMessage, v any) error {
 	params = bytes.TrimSpace(params)
-	if len(params) == 0 || string(params) == "null" {
+	if len(params) == 0 || string(params) == "null" || isEmptyArray(params) {
 		return nil
 	}
 	if params[0] != '{' {
@@ -505,6 +506,11 @@ func decodeParams(params json.RawMessage, v any) error {
 		return invalidParams("", "see protocol.md for the params' types; bytes are standard base64", "params: %v", err)
 	}
 	return nil
+}
+
+// isEmptyArray reports whether b is the JSON array [], spaces allowed.
+func isEmptyArray(b []byte) bool {
+	return len(b) >= 2 && b[0] == '[' && b[len(b)-1] == ']' && len(bytes.TrimSpace(b[1:len(b)-1])) == 0
 }
 
 // notification is a framed JSON-RPC notification.

@@ -21,9 +21,6 @@ export interface CommandDeps {
 /** How long a new terminal may take to open before its exec starts anyway. */
 const openWaitMs = 3000;
 
-/** The agent's workspace when the plan does not say (the base image's). */
-const defaultWorkspace = '/home/node/workspace';
-
 export class Commands {
   private readonly terminals = new Map<string, { terminal: vscode.Terminal; pty: ExecTerminal }>();
   private lastDims: Dimensions | undefined;
@@ -106,7 +103,7 @@ export class Commands {
     );
     let session: string;
     try {
-      ({ session } = await this.d.sessions.track(name, plan, started));
+      ({ session } = await this.d.sessions.track(name, started));
     } catch (err) {
       this.reportError(`Start ${name}`, err);
       return;
@@ -223,12 +220,13 @@ export class Commands {
       void vscode.window.showErrorMessage('Only files on this machine can be copied into a bottle.');
       return;
     }
-    const workspace = this.d.sessions.plan(s.session)?.copyIn.find((c) => c.what === 'workspace')?.to ?? defaultWorkspace;
+    // The server reports where the agent's workspace is: images differ.
+    const workspace = s.workspace ?? '';
     const target = await vscode.window.showInputBox({
       title: `Copy ${path.basename(source.fsPath)} into Bottle ${s.agent}`,
       prompt: 'Absolute path in the bottle',
       value: `${workspace}/${path.basename(source.fsPath)}`,
-      validateInput: (v) => (v.startsWith('/') ? undefined : 'Give an absolute path, like /home/node/workspace/notes.md'),
+      validateInput: (v) => (v.startsWith('/') ? undefined : `Give an absolute path in the bottle, like ${workspace}/notes.md`),
     });
     if (!target) {
       return;

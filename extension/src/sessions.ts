@@ -6,12 +6,11 @@ import { errorMessage, type BottleClient } from './client';
 
 /** The part of the client the model uses. */
 export type SessionSource = Pick<BottleClient, 'state' | 'list' | 'onDidChangeState' | 'onDidExitExec'>;
-import type { PlanResult, SessionInfo } from './protocol';
+import type { SessionInfo } from './protocol';
 
 export class Sessions {
   private sessions: SessionInfo[] = [];
   private readonly startingAgents: string[] = [];
-  private readonly plans = new Map<string, PlanResult>();
   private current: Promise<void> | undefined;
   private queued: Promise<void> | undefined;
   private readonly changed = new Emitter<void>();
@@ -39,19 +38,12 @@ export class Sessions {
     return this.sessions.find((s) => s.session === session);
   }
 
-  /** The preflight a session was started from, when this window started it. */
-  plan(session: string): PlanResult | undefined {
-    return this.plans.get(session);
-  }
-
-  /** Shows agent as starting while start runs, and remembers its plan. */
-  async track<T extends { session: string }>(agent: string, plan: PlanResult, start: PromiseLike<T>): Promise<T> {
+  /** Shows agent as starting while start runs. */
+  async track<T extends { session: string }>(agent: string, start: PromiseLike<T>): Promise<T> {
     this.startingAgents.push(agent);
     this.changed.fire();
     try {
-      const started = await start;
-      this.plans.set(started.session, plan);
-      return started;
+      return await start;
     } finally {
       this.startingAgents.splice(this.startingAgents.indexOf(agent), 1);
       await this.refresh();
@@ -82,11 +74,6 @@ export class Sessions {
     } catch (err) {
       this.log(`bottle/list: ${errorMessage(err)}`);
       this.sessions = [];
-    }
-    for (const id of this.plans.keys()) {
-      if (!this.sessions.some((s) => s.session === id && s.state !== 'closed')) {
-        this.plans.delete(id);
-      }
     }
     this.changed.fire();
   }
