@@ -3,13 +3,16 @@ package auditlog
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
+	"github.com/bottle-dev/bottle/egress"
 	"github.com/bottle-dev/bottle/internal/lockedbuf"
 )
 
@@ -223,5 +226,63 @@ func TestReadFollowsRecordsAsTheyAreWritten(t *testing.T) {
 	}
 	if got, want := out.String(), allowLine+"\n"+denyLine+"\n"; got != want {
 		t.Errorf("followed output %q, want %q", got, want)
+	}
+}
+
+// hostile is what an agent can put in a host or, through an SNI value, in
+// a reason: a newline and a fake allow row, terminal escapes that erase a
+// line and move up, bidi controls that reorder what follows, a C1 control,
+// DEL and a zero-width joiner.
+const hostile = "evil.test\n2026-11-01 10:00:00  allow  CONNECT  fake.test:443  fake.test\r" +
+	"\x1b[2K\x1b[1A\u202egro.live\u202c\u2066x\u2069\u200f\u061c\u0085\u009b31m\x7f\u200d\\x1b"
+
+func TestPrinterEscapesWhatAnAgentChose(t *testing.T) {
+	rec := egress.Record{Time: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC), Event: egress.EventDecision,
+		Method: "CONNECT", Host: hostile, Port: 443, Decision: egress.DecisionDeny, Rule: "sni-mismatch", Reason: "TLS names " + hostile}
+	line, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, asJSON := range []bool{false, true} {
+		var out, warn bytes.Buffer
+		p := NewPrinter(&out, &warn, asJSON, false)
+		p.Print(line)
+		p.Flush()
+		got := out.String()
+		if n := strings.Count(got, "\n"); n != 1 || !strings.HasSuffix(got, "\n") {
+			t.Errorf("json %v: one record printed as %d lines:\n%s", asJSON, n, got)
+		}
+		for _, r := range strings.TrimSuffix(got, "\n") {
+			if !unicode.IsGraphic(r) {
+				t.Errorf("json %v: %U reached the terminal in %q", asJSON, r, got)
+			}
+		}
+		if asJSON {
+			var back egress.Record
+			if err := json.Unmarshal(out.Bytes(), &back); err != nil || back.Host != hostile || back.Reason != rec.Reason {
+				t.Errorf("the escaped JSON does not read back as the record: %v, %+v", err, back)
+			}
+		} else if !strings.Contains(got, `\n2026-11-01`) || !strings.Contains(got, `\x1b[2K`) || !strings.Contains(got, `\u202e`) {
+			t.Errorf("the table does not show the escapes:\n%s", got)
+		}
+	}
+}
+
+func TestPrintableLeavesPlainTextAlone(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"api.anthropic.com", "api.anthropic.com"},
+		{"not on the allowlist", "not on the allowlist"},
+		{"bücher.example", "bücher.example"},
+		{"", ""},
+		{"a\nb", `"a\nb"`},
+		{"\u202eevil", `"\u202eevil"`},
+		{`a\nb`, `"a\\nb"`},
+		{`"quoted"`, `"\"quoted\""`},
+		{"\xff", `"\xff"`},
+	}
+	for _, tt := range tests {
+		if got := Printable(tt.in); got != tt.want {
+			t.Errorf("Printable(%q) = %s, want %s", tt.in, got, tt.want)
+		}
 	}
 }

@@ -81,7 +81,8 @@ func summarise(path string) (Summary, error) {
 }
 
 // Printer writes audit records: as a table for a person, or as recorded,
-// one JSON object a line.
+// one JSON object a line (compacted, and escaped to printable ASCII). Either
+// way no string in a record reaches the terminal raw.
 type Printer struct {
 	json, denyOnly bool
 	out, warn      io.Writer
@@ -109,23 +110,30 @@ func (p *Printer) Print(line []byte) {
 		return
 	}
 	if p.json {
-		p.out.Write(append(line[:len(line):len(line)], '\n'))
+		out, err := printableJSON(line)
+		if err != nil {
+			fmt.Fprintf(p.warn, "audit: skipping a line that is not a record: %v\n", err)
+			return
+		}
+		p.out.Write(append(out, '\n'))
 		return
 	}
 	what := rec.Decision
 	if rec.Event == egress.EventClose {
 		what = "closed"
 	}
-	target := rec.Host
+	// Every field is shown through Printable: an agent chose the host, and
+	// what a reason quotes (an SNI value), so either could draw a fake row.
+	target := Printable(rec.Host)
 	if rec.Port != 0 {
-		target = fmt.Sprintf("%s:%d", rec.Host, rec.Port)
+		target = fmt.Sprintf("%s:%d", target, rec.Port)
 	}
-	detail := rec.Reason
+	detail := Printable(rec.Reason)
 	if rec.Event == egress.EventClose && (rec.BytesUp > 0 || rec.BytesDown > 0) {
 		bytes := fmt.Sprintf("up %s, down %s", size(rec.BytesUp), size(rec.BytesDown))
 		detail = strings.TrimSuffix(bytes+"; "+detail, "; ")
 	}
-	fmt.Fprintf(p.tw, "%s\t%s\t%s\t%s\t%s\t%s\n", rec.Time.Local().Format("2006-01-02 15:04:05"), what, rec.Method, target, rec.Rule, detail)
+	fmt.Fprintf(p.tw, "%s\t%s\t%s\t%s\t%s\t%s\n", rec.Time.Local().Format("2006-01-02 15:04:05"), Printable(what), Printable(rec.Method), target, Printable(rec.Rule), detail)
 }
 
 // Flush writes out a table's pending rows.

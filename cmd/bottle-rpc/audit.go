@@ -66,7 +66,8 @@ func listAudits(dir string) int {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SESSION\tLAST\tDECISIONS\tREFUSED")
 	for _, s := range sessions {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", s.Session, s.Last.Local().Format("2006-01-02 15:04:05"), s.Decisions, s.Refused)
+		// A session is named by its file's name, which anything could have made.
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", auditlog.Printable(s.Session), s.Last.Local().Format("2006-01-02 15:04:05"), s.Decisions, s.Refused)
 	}
 	tw.Flush()
 	return 0
