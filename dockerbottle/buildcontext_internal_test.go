@@ -1,11 +1,15 @@
 package dockerbottle
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/bottle-dev/bottle/backend"
 )
 
 func TestBuildContextFollowsDockerignore(t *testing.T) {
@@ -69,5 +73,20 @@ func writeFile(t *testing.T, path, content string) {
 	}
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestAWorkspaceThatCannotBeCopiedDoesNotAdviseSetup(t *testing.T) {
+	e := &Engine{}
+	_, err := e.workspaceImage(context.Background(), "bottle/base:bookworm", filepath.Join(t.TempDir(), "gone"), "s")
+	if !errors.Is(err, backend.ErrImage) {
+		t.Fatalf("got %v, want an image error", err)
+	}
+	var h interface{ Hint() string }
+	if !errors.As(err, &h) {
+		t.Fatalf("%v carries no hint of its own, so the image kind's setup.sh advice is given", err)
+	}
+	if strings.Contains(h.Hint(), "setup.sh") {
+		t.Errorf("hint %q sends the user to setup.sh, which builds nothing this needs", h.Hint())
 	}
 }
