@@ -13,6 +13,7 @@ import (
 
 	"github.com/bottle-dev/bottle/backend"
 	"github.com/bottle-dev/bottle/egress"
+	"github.com/bottle-dev/bottle/internal/fakestart"
 )
 
 // fakeBackend is a backend.Backend that makes nothing real. It records
@@ -31,8 +32,6 @@ type fakeBackend struct {
 	events  []string
 	bottles []*fakeBottle
 }
-
-var fakeSteps = []string{"runtime", "image", "networks", "containers"}
 
 func (b *fakeBackend) record(format string, args ...any) {
 	b.mu.Lock()
@@ -68,31 +67,19 @@ func (b *fakeBackend) Plan(_ context.Context, spec backend.StartSpec) (*backend.
 	}, nil
 }
 
-// Start walks its steps, "making" one resource each; on cancellation or
-// failure it removes what it made, as a real backend must.
+// Start walks fakestart's steps, recording each resource it "makes"; on
+// cancellation or failure it records their removal, as a real backend
+// must.
 func (b *fakeBackend) Start(ctx context.Context, spec backend.StartSpec, progress backend.Progress) (backend.Bottle, error) {
-	fail := func(err error) (backend.Bottle, error) {
-		b.record("removed %s", spec.Session)
+	err := fakestart.Start{
+		Gate:     b.gate,
+		Err:      b.startErr,
+		Progress: progress,
+		Made:     func(step string) { b.record("made %s %s", step, spec.Session) },
+		Removed:  func() { b.record("removed %s", spec.Session) },
+	}.Run(ctx)
+	if err != nil {
 		return nil, err
-	}
-	for i, name := range fakeSteps {
-		if err := ctx.Err(); err != nil {
-			return fail(err)
-		}
-		if progress != nil {
-			progress(backend.Step{Name: name, Message: "doing " + name, Done: i, Total: len(fakeSteps)})
-		}
-		b.record("made %s %s", name, spec.Session)
-		if i == 0 && b.gate != nil {
-			select {
-			case <-b.gate:
-			case <-ctx.Done():
-				return fail(ctx.Err())
-			}
-		}
-	}
-	if b.startErr != nil {
-		return fail(b.startErr)
 	}
 	bt := &fakeBottle{
 		be:       b,

@@ -19,6 +19,7 @@ import (
 
 	"github.com/bottle-dev/bottle/backend"
 	"github.com/bottle-dev/bottle/egress"
+	"github.com/bottle-dev/bottle/internal/fakestart"
 	"github.com/bottle-dev/bottle/internal/testwait"
 	"github.com/bottle-dev/bottle/manifest"
 	"github.com/bottle-dev/bottle/rpc"
@@ -169,7 +170,7 @@ func TestStartReportsProgressBeforeReply(t *testing.T) {
 		}
 	}
 	want := []string{"begin"}
-	for range fakeSteps {
+	for range fakestart.Steps {
 		want = append(want, "report")
 	}
 	want = append(want, "end")
