@@ -7,6 +7,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 
 	"github.com/bottle-dev/bottle/egress"
@@ -82,7 +83,10 @@ type Bottle interface {
 	// Exec runs a process in the bottle as the agent user.
 	Exec(ctx context.Context, spec ExecSpec) (Process, error)
 	// CopyIn copies a host file or folder to containerPath (absolute), owned
-	// by the agent user, and returns the number of file bytes copied.
+	// by the agent user, and returns the number of file bytes copied once
+	// the bottle's own processes see them. Missing parent folders are made.
+	// A destination the agent user cannot write is a FieldError; only
+	// ErrBottleGone and ErrEngineUnavailable say the bottle itself is lost.
 	CopyIn(ctx context.Context, hostPath, containerPath string) (int64, error)
 	// Close removes everything the bottle made. It is idempotent.
 	Close(ctx context.Context) error
@@ -150,3 +154,19 @@ var (
 	// (the daemon restarted, someone removed it).
 	ErrBottleGone = errors.New("bottle container gone")
 )
+
+// FieldError is an ErrInvalid about one field of the request, named as
+// the protocol names it (hostPath, containerPath), so that the client can
+// point at it.
+type FieldError struct {
+	Field string
+	Err   error // wraps ErrInvalid
+}
+
+// InvalidField is an ErrInvalid about field; the message says what is wrong.
+func InvalidField(field, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)}
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }

@@ -396,6 +396,45 @@ func (bt *Bottle) Close(ctx context.Context) error {
 	return bt.engine.removeSession(ctx, bt.session)
 }
 
+// lost classifies an engine error of a call on the running bottle (an
+// exec, a copy): it says ErrBottleGone only once the agent container is
+// seen gone or stopped. The engine answers "not found" and "conflict" for
+// many things besides a lost container (a path in it, an exec), and only
+// the container's loss may fail a session.
+func (bt *Bottle) lost(ctx context.Context, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil && !errors.Is(err, ctx.Err()):
+		// A call given up says nothing of the container or the engine.
+		return fmt.Errorf("%w: %v", ctx.Err(), err)
+	case ctx.Err() != nil:
+		return err
+	}
+	if err = engineErr(err); errors.Is(err, backend.ErrEngineUnavailable) {
+		return err
+	}
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), inspectTimeout)
+	defer cancel()
+	c, ierr := bt.engine.cli.ContainerInspect(ictx, bt.agentID)
+	switch {
+	case cerrdefs.IsNotFound(ierr):
+		return fmt.Errorf("%w: %v", backend.ErrBottleGone, err)
+	case ierr != nil:
+		if ierr = engineErr(ierr); errors.Is(ierr, backend.ErrEngineUnavailable) {
+			return ierr
+		}
+		return err
+	case c.ContainerJSONBase == nil || c.State == nil || !c.State.Running:
+		return fmt.Errorf("%w: the agent container is not running: %v", backend.ErrBottleGone, err)
+	}
+	return err
+}
+
+// inspectTimeout bounds the look at the container that tells its loss
+// from other failures.
+const inspectTimeout = 10 * time.Second
+
 func (bt *Bottle) isClosed() bool {
 	bt.closeMu.Lock()
 	defer bt.closeMu.Unlock()

@@ -9,10 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/client"
 
 	"github.com/bottle-dev/bottle/auditlog"
@@ -121,19 +119,6 @@ func engineErr(err error) error {
 	}
 	if client.IsErrConnectionFailed(err) && !errors.Is(err, backend.ErrEngineUnavailable) {
 		return unavailable(err)
-	}
-	return err
-}
-
-// containerErr is engineErr for calls on a bottle's container, which also
-// tells a container that is gone or stopped from other failures.
-func containerErr(err error) error {
-	err = engineErr(err)
-	if err == nil || errors.Is(err, backend.ErrEngineUnavailable) {
-		return err
-	}
-	if cerrdefs.IsNotFound(err) || (cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "is not running")) {
-		return fmt.Errorf("%w: %v", backend.ErrBottleGone, err)
 	}
 	return err
 }

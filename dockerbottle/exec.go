@@ -81,11 +81,11 @@ func (bt *Bottle) Exec(ctx context.Context, spec backend.ExecSpec) (backend.Proc
 		Cmd:          wrapped,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("creating exec %q: %w", argv[0], containerErr(err))
+		return nil, fmt.Errorf("creating exec %q: %w", argv[0], bt.lost(ctx, err))
 	}
 	hj, err := e.cli.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{Tty: spec.Tty})
 	if err != nil {
-		return nil, fmt.Errorf("starting exec %q: %w", argv[0], containerErr(err))
+		return nil, fmt.Errorf("starting exec %q: %w", argv[0], bt.lost(ctx, err))
 	}
 	p := &process{bottle: bt, id: created.ID, argv: argv, pidFile: pidFile, hj: hj, out: hj.Reader}
 	if !spec.Tty {
@@ -153,7 +153,7 @@ func (p *process) Wait(ctx context.Context) (int, error) {
 	for {
 		st, err := p.bottle.engine.cli.ContainerExecInspect(ctx, p.id)
 		if err != nil {
-			return -1, fmt.Errorf("reading the exit code of exec: %w", containerErr(err))
+			return -1, fmt.Errorf("reading the exit code of exec: %w", p.bottle.lost(ctx, err))
 		}
 		if !st.Running {
 			return st.ExitCode, nil

@@ -6,7 +6,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 
@@ -123,57 +122,18 @@ func (p *provisioning) addSSH(entries []manifest.SSH, proxyAddr string) error {
 	return nil
 }
 
-// copyFiles writes files into a container (created or running) as one tar
-// extracted at dir, every entry owned by the agent user. Copying into a
-// created container before it starts means the agent never sees a
-// half-provisioned home.
+// copyFiles writes files into a created container as one tar extracted at
+// dir, every entry owned by the agent user. Copying in before the start
+// means the agent never sees a half-provisioned home, and the sandbox
+// builds its view of the filesystem from what is there: a running bottle
+// is copied into through the sandbox instead (see CopyIn).
 func (e *Engine) copyFiles(ctx context.Context, containerID, dir string, files []contextFile) error {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(writeTar(pw, files, agentUID, agentGID)) }()
 	defer pr.Close()
 	err := e.cli.CopyToContainer(ctx, containerID, dir, pr, container.CopyToContainerOptions{})
 	if err != nil {
-		return fmt.Errorf("copying into the container at %s: %w", dir, containerErr(err))
+		return fmt.Errorf("copying into the container at %s: %w", dir, engineErr(err))
 	}
 	return nil
-}
-
-// CopyIn copies a host file or folder to an absolute container path.
-func (b *Bottle) CopyIn(ctx context.Context, hostPath, containerPath string) (int64, error) {
-	if !path.IsAbs(containerPath) {
-		return 0, fmt.Errorf("%w: container path %q must be absolute, like %s/file", backend.ErrInvalid, containerPath, workspaceDir)
-	}
-	containerPath = path.Clean(containerPath)
-	if containerPath == "/" {
-		return 0, fmt.Errorf("%w: container path must name a file or folder, not /", backend.ErrInvalid)
-	}
-	st, err := os.Stat(hostPath)
-	if err != nil {
-		return 0, fmt.Errorf("%w: host path: %v", backend.ErrInvalid, err)
-	}
-	name := path.Base(containerPath)
-	var files []contextFile
-	if st.IsDir() {
-		files, err = walkDir(hostPath, name, nil)
-		if err != nil {
-			return 0, err
-		}
-		files = append([]contextFile{{Name: name, Mode: fs.ModeDir | st.Mode().Perm()}}, files...)
-	} else {
-		files = []contextFile{{Name: name, Host: hostPath, Mode: st.Mode().Perm()}}
-	}
-	var size int64
-	for _, f := range files {
-		if f.Host != "" {
-			fst, err := os.Stat(f.Host)
-			if err != nil {
-				return 0, err
-			}
-			size += fst.Size()
-		}
-	}
-	if err := b.engine.copyFiles(ctx, b.agentID, path.Dir(containerPath), files); err != nil {
-		return 0, err
-	}
-	return size, nil
 }

@@ -126,6 +126,9 @@ func errorFor(err error) *jsonrpc2.Error {
 			if h := (interface{ Hint() string })(nil); errors.As(err, &h) {
 				data.Hint = h.Hint()
 			}
+			if field := (*backend.FieldError)(nil); m.kind == KindInvalidParams && errors.As(err, &field) {
+				data.Field = field.Field
+			}
 			return rpcError(m.code, data, "%v", err)
 		}
 	}
