@@ -19,6 +19,7 @@ import (
 	"go.lsp.dev/jsonrpc2"
 	"golang.org/x/term"
 
+	"github.com/bottle-dev/bottle/auditlog"
 	"github.com/bottle-dev/bottle/rpc"
 )
 
@@ -118,17 +119,19 @@ func (c *client) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc
 	case rpc.MethodProgress:
 		var p rpc.ProgressParams
 		if json.Unmarshal(req.Params(), &p) == nil && p.Value.Message != "" {
-			fmt.Fprintf(c.opts.Err, "  %s\n", p.Value.Message)
+			fmt.Fprintf(c.opts.Err, "  %s\n", auditlog.Printable(p.Value.Message))
 		}
 	case rpc.MethodLogMessage:
 		var p rpc.LogMessageParams
 		if json.Unmarshal(req.Params(), &p) == nil && p.Type <= rpc.MessageWarning {
-			fmt.Fprintf(c.opts.Err, "bottle: %s\r\n", p.Message)
+			fmt.Fprintf(c.opts.Err, "bottle: %s\r\n", auditlog.Printable(p.Message))
 		}
 	case rpc.MethodEgress:
 		var p rpc.EgressParams
 		if json.Unmarshal(req.Params(), &p) == nil && p.Record.Decision == "deny" && p.Record.Event == "decision" {
-			fmt.Fprintf(c.opts.Err, "\r\nbottle: egress to %s:%d refused (%s)\r\n", p.Record.Host, p.Record.Port, p.Record.Rule)
+			// The agent chose the host: shown escaped, it cannot draw a
+			// line of its own or hide one.
+			fmt.Fprintf(c.opts.Err, "\r\nbottle: egress to %s:%d refused (%s)\r\n", auditlog.Printable(p.Record.Host), p.Record.Port, auditlog.Printable(p.Record.Rule))
 		}
 	}
 	if req.Method() != "" && isCall(req) {
@@ -198,7 +201,7 @@ func (c *client) runExec(ctx context.Context, session string) (int, error) {
 	select {
 	case ex := <-c.exited:
 		if ex.Error != "" {
-			fmt.Fprintf(c.opts.Err, "\r\nbottle: %s\r\n", ex.Error)
+			fmt.Fprintf(c.opts.Err, "\r\nbottle: %s\r\n", auditlog.Printable(ex.Error))
 		}
 		return ex.Code, nil
 	case <-ctx.Done():
@@ -229,14 +232,17 @@ func (s *windowSize) sync(ctx context.Context) {
 	s.c.conn.Notify(ctx, rpc.MethodResize, rpc.ResizeParams{Exec: s.exec, Cols: uint(w), Rows: uint(h)})
 }
 
+// printPlan shows what the user is asked to approve. A workspace's manifest
+// chose these strings, so each is escaped: none may hide what follows it.
 func printPlan(w io.Writer, p *rpc.PlanResult) {
-	fmt.Fprintf(w, "agent:    %s (bottle %s)\n", p.Agent, p.Bottle)
-	fmt.Fprintf(w, "runtime:  %s\n", p.RuntimeLabel)
-	fmt.Fprintf(w, "image:    %s\n", p.Image)
-	fmt.Fprintf(w, "command:  %s\n", strings.Join(p.Command, " "))
-	fmt.Fprintf(w, "allow:    %s\n", strings.Join(p.Allow, ", "))
+	q := auditlog.Printable
+	fmt.Fprintf(w, "agent:    %s (bottle %s)\n", q(p.Agent), q(p.Bottle))
+	fmt.Fprintf(w, "runtime:  %s\n", q(p.RuntimeLabel))
+	fmt.Fprintf(w, "image:    %s\n", q(p.Image))
+	fmt.Fprintf(w, "command:  %s\n", q(strings.Join(p.Command, " ")))
+	fmt.Fprintf(w, "allow:    %s\n", q(strings.Join(p.Allow, ", ")))
 	for _, it := range p.CopyIn {
-		fmt.Fprintf(w, "copy in:  %s %s -> %s\n", it.What, it.From, it.To)
+		fmt.Fprintf(w, "copy in:  %s %s -> %s\n", q(it.What), q(it.From), q(it.To))
 	}
 }
 
