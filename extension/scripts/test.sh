@@ -65,6 +65,7 @@ fi
 export BOTTLE_RPC=$repo/bin/bottle-rpc
 export BOTTLE_NODE24_BIN=$node24/bin
 export BOTTLE_CODE_SERVER=$code_server_dir/node_modules/.bin/code-server
+npm run lint --silent
 # npm test builds dist/extension.js, packages the .vsix, compiles the tests
 # and runs them with node's test runner.
 npm test

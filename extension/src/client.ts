@@ -359,15 +359,19 @@ export class BottleClient implements ExecChannel {
     });
 
     const connection = createMessageConnection(
-      new StreamMessageReader(proc.stdout!),
-      new StreamMessageWriter(proc.stdin!),
+      new StreamMessageReader(proc.stdout),
+      new StreamMessageWriter(proc.stdin),
     );
     connection.onNotification(Method.output, (p: OutputParams) => {
       this.sinks.get(p.exec)?.output(p.exec, Buffer.from(p.data, 'base64'));
     });
     connection.onNotification(Method.execExit, (p: ExitParams) => this.execEnded(p));
-    connection.onNotification(Method.egress, (p: EgressParams) => this.egressEmitter.fire(p));
-    connection.onNotification(Method.logMessage, (p: LogMessageParams) => this.logEmitter.fire(p));
+    connection.onNotification(Method.egress, (p: EgressParams) => {
+      this.egressEmitter.fire(p);
+    });
+    connection.onNotification(Method.logMessage, (p: LogMessageParams) => {
+      this.logEmitter.fire(p);
+    });
     connection.onError(([err]) => host.log(`connection: ${err.message}`));
     connection.listen();
 

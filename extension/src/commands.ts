@@ -299,7 +299,7 @@ export class Commands {
       () =>
         new Promise<{ ok: boolean; text: string }>((resolve) => {
           execFile(spec.command, ['gc'], { env: spec.env, timeout: 300_000 }, (err, stdout, stderr) => {
-            resolve({ ok: !err, text: `${stdout}${stderr}`.trim() || String(err ?? '') });
+            resolve({ ok: !err, text: `${stdout}${stderr}`.trim() || (err?.message ?? '') });
           });
         }),
     );

@@ -19,7 +19,7 @@ export function activate(context: vscode.ExtensionContext): void {
   const serverSpec = (): ServerSpec => resolveServer(context.extensionPath);
   const c = new BottleClient({
     server: serverSpec,
-    clientInfo: { name: 'vscode-bottle', version: String(context.extension.packageJSON.version ?? '') },
+    clientInfo: { name: 'vscode-bottle', version: (context.extension.packageJSON as { version?: string }).version ?? '' },
     host: {
       log: (line) => log.appendLine(line),
       serverCrashed: (info) => void tellCrash(info, log, c),
