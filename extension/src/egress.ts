@@ -1,6 +1,7 @@
 // Rate-limits the warnings about refused egress: an agent retrying a
-// blocked host would otherwise raise a notification per attempt. No vscode
-// import, so the tests drive it with their own clock.
+// blocked host would otherwise raise a notification per attempt; and writes
+// what an agent chose (a host, a reason quoting an SNI value) escaped. No
+// vscode import, so the tests drive it with their own clock.
 
 import type { EgressParams } from './protocol';
 
@@ -32,7 +33,7 @@ export class EgressWarnings {
     this.last.set(p.session, { at: t, held: 0 });
     const port = r.port && r.port !== 443 ? `:${r.port}` : '';
     const more = prev?.held ? ` (${prev.held} more refused since the last warning)` : '';
-    return `Bottle ${bottleName}: connection to ${r.host}${port} refused (${r.rule})${more}`;
+    return `Bottle ${printable(bottleName)}: connection to ${printable(r.host)}${port} refused (${printable(r.rule)})${more}`;
   }
 
   /** Forgets the sessions that are not among live, once they have closed. */
@@ -43,4 +44,25 @@ export class EgressWarnings {
       }
     }
   }
+}
+
+/**
+ * Returns s fit to be shown to a person in a notification, a log or a tree
+ * label: controls (C0, C1, DEL), line and paragraph separators, format
+ * characters (bidi controls and other invisible ones), lone surrogates and
+ * unassigned code points become `\u{...}`, and a backslash `\\`, so that an
+ * agent-chosen string can neither start a fake line nor hide or reorder
+ * text.
+ */
+export function printable(s: string): string {
+  return s.replace(/[\\\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{Co}\p{Cn}]/gu, (c) =>
+    c === '\\' ? '\\\\' : `\\u{${(c.codePointAt(0) ?? 0).toString(16)}}`,
+  );
+}
+
+/** The output channel's line for an egress record, every string escaped. */
+export function egressLogLine(p: EgressParams): string {
+  const r = p.record;
+  const reason = r.reason ? `: ${printable(r.reason)}` : '';
+  return `[egress ${printable(p.session)}] ${printable(r.decision)} ${printable(r.method)} ${printable(r.host)}:${r.port} (${printable(r.rule)}${reason})`;
 }

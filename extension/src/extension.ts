@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { BottleClient, errorMessage, type CrashInfo, type ServerSpec } from './client';
 import { Commands } from './commands';
-import { EgressWarnings } from './egress';
+import { EgressWarnings, egressLogLine, printable } from './egress';
 import { MessageType } from './protocol';
 import { Sessions } from './sessions';
 import { BottleStatus } from './status';
@@ -43,7 +43,7 @@ export function activate(context: vscode.ExtensionContext): void {
     }),
     c.onDidLogMessage((m) => {
       const level = ['', 'error', 'warning', 'info', 'log'][m.type] ?? 'log';
-      log.appendLine(`[${level}] ${m.message}`);
+      log.appendLine(`[${level}] ${printable(m.message)}`);
       if (m.type === MessageType.info) {
         void sessions.refresh();
       }
@@ -51,7 +51,7 @@ export function activate(context: vscode.ExtensionContext): void {
     c.onDidEgress((p) => {
       const r = p.record;
       if (r.event === 'decision') {
-        log.appendLine(`[egress ${p.session}] ${r.decision} ${r.method} ${r.host}:${r.port} (${r.rule}${r.reason ? `: ${r.reason}` : ''})`);
+        log.appendLine(egressLogLine(p));
       }
       const msg = egress.warning(p, sessions.find(p.session)?.agent ?? p.session);
       if (msg) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { EgressWarnings } from '../../src/egress';
+import { EgressWarnings, egressLogLine, printable } from '../../src/egress';
 import type { EgressParams } from '../../src/protocol';
 
 function refused(session: string, host: string, port = 443): EgressParams {
@@ -48,5 +48,51 @@ describe('EgressWarnings', () => {
     closed.record.event = 'close';
     assert.equal(w.warning(allowed, 'a'), undefined);
     assert.equal(w.warning(closed, 'a'), undefined);
+  });
+});
+
+// What an agent can put in a host or, through an SNI value, a reason: a
+// newline and a fake allow line, an escape that erases a line, bidi
+// controls, a C1 control, DEL and a zero-width joiner.
+const hostile =
+  'evil.test\r\n[egress s1] allow CONNECT api.anthropic.com:443 (api.anthropic.com)\x1b[2K\u202egro.live\u202c\u2066x\u2069\u200f\u061c\u0085\u009b\x7f\u200d\u2028';
+
+/** Every character a person would not see as itself. */
+const unseen = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{Co}\p{Cn}]/u;
+
+describe('printable', () => {
+  it('leaves plain text alone', () => {
+    for (const s of ['api.anthropic.com', 'not on the allowlist', 'bücher.example', '']) {
+      assert.equal(printable(s), s);
+    }
+  });
+
+  it('escapes controls, separators, bidi and other format characters, and backslashes', () => {
+    assert.equal(printable('a\nb\x1b[2K\u202ec\\u{a}'), 'a\\u{a}b\\u{1b}[2K\\u{202e}c\\\\u{a}');
+    const out = printable(hostile);
+    assert.doesNotMatch(out, unseen);
+    for (const c of ['\\u{a}', '\\u{d}', '\\u{1b}', '\\u{202e}', '\\u{2066}', '\\u{200f}', '\\u{61c}', '\\u{85}', '\\u{9b}', '\\u{7f}', '\\u{200d}', '\\u{2028}']) {
+      assert.ok(out.includes(c), `${c} is not shown in ${out}`);
+    }
+  });
+});
+
+describe('egress text an agent chose', () => {
+  const p: EgressParams = {
+    session: 's1',
+    record: { time: '', event: 'decision', method: 'CONNECT', host: hostile, port: 443, decision: 'deny', rule: 'sni-mismatch', reason: `TLS names ${hostile}` },
+  };
+
+  it('reaches the notification escaped, on one line', () => {
+    const msg = new EgressWarnings(30_000, () => 0).warning(p, 'claude');
+    assert.ok(msg?.startsWith('Bottle claude: connection to evil.test\\u{d}\\u{a}[egress s1]'), msg);
+    assert.doesNotMatch(msg ?? '', unseen);
+  });
+
+  it('reaches the log escaped, on one line', () => {
+    const line = egressLogLine(p);
+    assert.ok(line.startsWith('[egress s1] deny CONNECT evil.test\\u{d}\\u{a}[egress s1] allow'), line);
+    assert.ok(line.includes('(sni-mismatch: TLS names evil.test'), line);
+    assert.doesNotMatch(line, unseen);
   });
 });
