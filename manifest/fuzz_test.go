@@ -11,6 +11,7 @@ func FuzzParse(f *testing.F) {
 	for _, seed := range []string{
 		"agents: {a: {bottle: b}}\nbottles: {b: {image: x}}\n",
 		"agents:\n  a:\n    bottle: b\n    prompt: hi\nbottles:\n  b:\n    image: x\n    runtime: runsc\n    egress: {allow: [\"*.x.com:443\", \"h:*\"]}\n    limits: {memory: 2g, pids: 10}\n",
+		"profiles: {p: {command: [x], prompt: {via: env, var: P}, secrets: [{host: H}], skills_dir: ~/s}}\nagents: {a: {bottle: b, profile: p}}\nbottles: {b: {image: x}}\n",
 		"agents: [1, 2]\n",
 		"bottles: {b: {build: {context: .}}}\n",
 		"a: &x [*x]\n",

@@ -19,16 +19,20 @@ type Manifest struct {
 	Path    string // file it was read from; "(built-in)" for Default()
 	Agents  map[string]*Agent
 	Bottles map[string]*Bottle
+	// Profiles are the manifest's own agent profiles; the built-in ones
+	// (BuiltinProfiles) are known to every manifest and not listed here.
+	Profiles map[string]*Profile
 }
 
 // Agent is one entry under agents: a program and what it is given.
 type Agent struct {
 	Name       string
-	Bottle     string // name of a bottle in the same manifest
-	Prompt     string // prompt text; prompt_file's contents when that is given
-	PromptFile string // absolute path, "" when inline
+	Bottle     string   // name of a bottle in the same manifest
+	Profile    *Profile // the agent CLI it is; the built-in "claude" unless named
+	Prompt     string   // prompt text; prompt_file's contents when that is given
+	PromptFile string   // absolute path, "" when inline
 	Skills     []Skill
-	Command    []string // default ["claude"]
+	Command    []string // default: the profile's
 	Args       []string
 	Env        map[string]string
 }
@@ -70,6 +74,10 @@ type Build struct {
 // may not leave on the way. A policy file's entries are merged in.
 type Egress struct {
 	Allow []string // lowercase "host", "*.domain", "host:port", "*.domain:port", "host:*"
+	// AllowFromProfile is set when neither the manifest nor the policy file
+	// wrote an allowlist: Manifest.Agent then gives each agent its
+	// profile's.
+	AllowFromProfile bool
 	// Block entries (the same forms) are refused even when Allow matches;
 	// one without a port blocks every port.
 	Block []string
@@ -187,7 +195,8 @@ func CacheDir() string {
 	return dir
 }
 
-// Agent resolves an agent and its bottle.
+// Agent resolves an agent and its bottle. A bottle without an allowlist of
+// its own comes back as a copy with the agent's profile's allowlist.
 func (m *Manifest) Agent(name string) (*Agent, *Bottle, error) {
 	a, ok := m.Agents[name]
 	if !ok {
@@ -198,6 +207,14 @@ func (m *Manifest) Agent(name string) (*Agent, *Bottle, error) {
 	b, ok := m.Bottles[a.Bottle]
 	if !ok {
 		return nil, nil, fmt.Errorf("%s: agent %q runs in bottle %q, which is not defined (add it under bottles:)", m.Path, name, a.Bottle)
+	}
+	if a.Profile == nil {
+		return nil, nil, fmt.Errorf("%s: agent %q has no profile", m.Path, name)
+	}
+	if b.Egress.AllowFromProfile {
+		own := *b
+		own.Egress.Allow = slices.Clone(a.Profile.Allow)
+		b = &own
 	}
 	return a, b, nil
 }

@@ -42,6 +42,17 @@ const fullManifest = `agents:
   shell:
     bottle: pinned
     prompt: be brief
+  coder:
+    bottle: pinned
+    profile: coder
+    prompt: fix it
+profiles:
+  coder:
+    command: [coder, --yes]
+    prompt: {via: arg, flag: --message}
+    secrets: [{host: HOST_KEY, agent: CODER_KEY}, {host: SAME_NAME}]
+    allow: [API.Coder.example, "coder.example:8443"]
+    skills_dir: ~/.coder//skills/
 bottles:
   web:
     build: {context: ., dockerfile: docker/Dockerfile, args: {BASE: "bottle/base:bookworm"}}
@@ -82,12 +93,22 @@ func TestParseFillsEveryFieldOfAFullManifest(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	coder := &Profile{
+		Name:      "coder",
+		Command:   []string{"coder", "--yes"},
+		Prompt:    PromptVia{Via: ViaArg, Flag: "--message"},
+		Secrets:   []Secret{{Host: "HOST_KEY", Agent: "CODER_KEY"}, {Host: "SAME_NAME", Agent: "SAME_NAME"}},
+		Allow:     []string{"api.coder.example", "coder.example:8443"},
+		SkillsDir: ".coder/skills",
+	}
 	want := &Manifest{
-		Path: "bottle.yaml",
+		Path:     "bottle.yaml",
+		Profiles: map[string]*Profile{"coder": coder},
 		Agents: map[string]*Agent{
 			"claude": {
 				Name:       "claude",
 				Bottle:     "web",
+				Profile:    claudeProfile,
 				Prompt:     "Review carefully.\n",
 				PromptFile: filepath.Join(dir, "prompt.md"),
 				Skills: []Skill{
@@ -98,7 +119,8 @@ func TestParseFillsEveryFieldOfAFullManifest(t *testing.T) {
 				Args:    []string{"--model", "opus"},
 				Env:     map[string]string{"FOO": "bar", "N": "1"},
 			},
-			"shell": {Name: "shell", Bottle: "pinned", Prompt: "be brief", Command: []string{"claude"}},
+			"shell": {Name: "shell", Bottle: "pinned", Profile: claudeProfile, Prompt: "be brief", Command: []string{"claude"}},
+			"coder": {Name: "coder", Bottle: "pinned", Profile: coder, Prompt: "fix it", Command: []string{"coder", "--yes"}},
 		},
 		Bottles: map[string]*Bottle{
 			"web": {
@@ -138,6 +160,7 @@ func TestParseFillsEveryFieldOfAFullManifest(t *testing.T) {
 				Name:    "pinned",
 				Image:   "registry.example.com:5000/team/tool:1.2",
 				Runtime: "runc",
+				Egress:  Egress{AllowFromProfile: true},
 				Memory:  8 << 20,
 			},
 		},
@@ -198,7 +221,8 @@ bottles:
 		{"sidecar config path", b.Sidecar.ConfigPath, "/etc/bottle/proxy-config"},
 		{"memory", b.Memory, int64(0)},
 		{"pids", b.Pids, int64(0)},
-		{"egress", b.Egress.Allow, []string(nil)},
+		{"egress", b.Egress.Allow, claudeProfile.Allow},
+		{"profile", a.Profile, claudeProfile},
 	}
 	for _, tt := range tests {
 		if !reflect.DeepEqual(tt.got, tt.want) {
@@ -230,6 +254,7 @@ func TestDefaultIsValidEvenBeforeTheCacheExists(t *testing.T) {
 		}},
 		{"runtime", b.Runtime, "auto"},
 		{"egress", b.Egress.Allow, []string{"api.anthropic.com", "statsig.anthropic.com", "console.anthropic.com", "claude.ai", "sentry.io"}},
+		{"profile", a.Profile, claudeProfile},
 		{"env", b.Env, map[string]string{"DISABLE_AUTOUPDATER": "1"}},
 		{"memory", b.Memory, int64(4 << 30)},
 		{"pids", b.Pids, int64(1024)},
@@ -284,9 +309,9 @@ func TestParseReportsEachProblemWithFileLineAndField(t *testing.T) {
 		want  string // prefix of the first problem; {dir} is the manifest folder
 	}{
 		{"unknown top-level field", good + "agnets: {}\n",
-			nil, `bottle.yaml:7: agnets: unknown field; allowed here: agents, bottles`},
+			nil, `bottle.yaml:7: agnets: unknown field; allowed here: agents, bottles, profiles`},
 		{"unknown agent field", "agents:\n  claude:\n    bottle: web\n    promt: hi\nbottles:\n  web: {image: x}\n",
-			nil, `bottle.yaml:4: agents.claude.promt: unknown field; allowed here: bottle, prompt, prompt_file, skills, command, args, env`},
+			nil, `bottle.yaml:4: agents.claude.promt: unknown field; allowed here: bottle, profile, prompt, prompt_file, skills, command, args, env`},
 		{"unknown build field", "agents:\n  claude:\n    bottle: web\nbottles:\n  web:\n    build:\n      context: .\n      dockerfle: D\n",
 			nil, `bottle.yaml:8: bottles.web.build.dockerfle: unknown field; allowed here: context, dockerfile, args`},
 		{"unknown ssh field", good + "    ssh:\n      - hots: github.com\n",
@@ -524,5 +549,13 @@ func TestTheExampleManifestLoads(t *testing.T) {
 	}
 	if len(a.Skills) != 1 || a.Skills[0].Name != "review" || b.Env["LOG_LEVEL"] != "info" || b.EnvFileVars["GREETING"] != "hello from the env file" {
 		t.Errorf("example parsed unexpectedly: agent %s\nbottle %s", dump(a), dump(b))
+	}
+	fixer, _, err := m.Agent("fixer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"coder", "--yes", "--message", "Fix the failing test."}
+	if got := fixer.Argv("/home/node"); !reflect.DeepEqual(got, want) || fixer.Profile.Secrets[0].Agent != "CODER_API_KEY" {
+		t.Errorf("the example's fixer: argv %q, profile %s", got, dump(fixer.Profile))
 	}
 }

@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"os"
@@ -18,7 +19,6 @@ import (
 var runtimes = []string{"auto", "runsc", "runc"}
 
 const (
-	defaultCommand    = "claude"
 	defaultDockerfile = "Dockerfile"
 	defaultSSHPort    = 22
 	defaultProxyPort  = egress.DefaultPort
@@ -26,18 +26,22 @@ const (
 )
 
 func (p *parser) manifest(data []byte) *Manifest {
-	m := &Manifest{Path: p.file, Agents: map[string]*Agent{}, Bottles: map[string]*Bottle{}}
+	m := &Manifest{Path: p.file, Agents: map[string]*Agent{}, Bottles: map[string]*Bottle{}, Profiles: map[string]*Profile{}}
 	root, ok := p.document(data)
 	if !ok {
 		return m
 	}
 	top := field{key: root, val: root}
-	fs, ok := p.fields(top, "agents", "bottles")
+	fs, ok := p.fields(top, "agents", "bottles", "profiles")
 	if !ok {
 		return m
 	}
-	// Bottles first, whatever the file order, so agents can be checked
-	// against them; problems are sorted back into file order at the end.
+	// Profiles and bottles first, whatever the file order, so agents can be
+	// checked against them; problems are sorted back into file order at the
+	// end.
+	if f, ok := fs["profiles"]; ok {
+		m.Profiles = p.profiles(f)
+	}
 	if f, ok := fs["bottles"]; ok {
 		es, _ := p.entries(f)
 		for _, e := range es {
@@ -54,20 +58,32 @@ func (p *parser) manifest(data []byte) *Manifest {
 		p.errorf(f, "no agents; define at least one, like claude: {bottle: claude}")
 	}
 	for _, e := range es {
-		m.Agents[e.key.Value] = p.agent(e, m.Bottles)
+		m.Agents[e.key.Value] = p.agent(e, m.Bottles, m.Profiles)
 	}
 	return m
 }
 
-func (p *parser) agent(f field, bottles map[string]*Bottle) *Agent {
-	a := &Agent{Name: f.key.Value, Command: []string{defaultCommand}}
+func (p *parser) agent(f field, bottles map[string]*Bottle, profiles map[string]*Profile) *Agent {
+	a := &Agent{Name: f.key.Value, Profile: builtinProfiles()[DefaultProfile]}
 	if err := checkName(a.Name); err != nil {
 		p.errorAt(f.key.Line, f.path, "%v", err)
 	}
-	fs, ok := p.fields(f, "bottle", "prompt", "prompt_file", "skills", "command", "args", "env")
+	fs, ok := p.fields(f, "bottle", "profile", "prompt", "prompt_file", "skills", "command", "args", "env")
 	if !ok {
+		a.Command = slices.Clone(a.Profile.Command)
 		return a
 	}
+	if pf, ok := fs["profile"]; ok {
+		if name, ok := p.str(pf); ok {
+			if pr := cmp.Or(profiles[name], builtinProfiles()[name]); pr != nil {
+				a.Profile = pr
+			} else {
+				p.errorf(pf, "unknown profile %q; define it under profiles: (built-in: %s; defined: %s)",
+					name, strings.Join(BuiltinProfiles(), ", "), known(profiles))
+			}
+		}
+	}
+	a.Command = slices.Clone(a.Profile.Command)
 	if b, ok := fs["bottle"]; !ok {
 		p.missing(f, "bottle", "name the bottle this agent runs in, one of those under bottles:")
 	} else if a.Bottle, ok = p.str(b); ok && bottles[a.Bottle] == nil {
@@ -88,12 +104,12 @@ func (p *parser) agent(f field, bottles map[string]*Bottle) *Agent {
 	}
 	if sk, ok := fs["skills"]; ok {
 		a.Skills = p.skills(sk)
+		if len(a.Skills) > 0 && a.Profile.SkillsDir == "" {
+			p.errorf(sk, "profile %s takes no skills; give the profile a skills_dir, or remove skills", a.Profile.Name)
+		}
 	}
 	if c, ok := fs["command"]; ok {
-		a.Command = p.list(c, nil)
-		if c.val.Kind == yaml.SequenceNode && len(c.val.Content) == 0 {
-			p.errorf(c, "must name a program, like [claude]; remove the field for the default")
-		}
+		a.Command = p.command(c)
 	}
 	if args, ok := fs["args"]; ok {
 		a.Args = p.list(args, nil)
@@ -134,7 +150,7 @@ func (p *parser) skills(f field) []Skill {
 }
 
 func (p *parser) bottle(f field) *Bottle {
-	b := &Bottle{Name: f.key.Value, Runtime: "auto"}
+	b := &Bottle{Name: f.key.Value, Runtime: "auto", Egress: Egress{AllowFromProfile: true}}
 	if err := checkName(b.Name); err != nil {
 		p.errorAt(f.key.Line, f.path, "%v", err)
 	}
@@ -233,13 +249,14 @@ func (p *parser) build(f field) *Build {
 }
 
 func (p *parser) egress(f field) Egress {
-	var e Egress
+	e := Egress{AllowFromProfile: true}
 	fs, ok := p.fields(f, "allow", "block", "trusted", "secret_env", "dlp", "policy_file")
 	if !ok {
 		return e
 	}
 	if a, ok := fs["allow"]; ok {
 		e.Allow = p.list(a, allowEntry)
+		e.AllowFromProfile = false
 	}
 	if b, ok := fs["block"]; ok {
 		e.Block = p.list(b, allowEntry)
@@ -255,6 +272,7 @@ func (p *parser) egress(f field) Egress {
 	}
 	if pf, ok := fs["policy_file"]; ok {
 		p.policyFile(pf, &e)
+		e.AllowFromProfile = e.AllowFromProfile && len(e.Allow) == 0
 	}
 	return e
 }
