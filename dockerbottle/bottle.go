@@ -124,13 +124,9 @@ func (e *Engine) Plan(ctx context.Context, spec backend.StartSpec) (*backend.Pla
 }
 
 // agentArgv is what an exec without argv runs: the agent's command with its
-// prompt appended.
+// prompt passed as its profile says.
 func agentArgv(a *manifest.Agent) []string {
-	argv := append(slices.Clone(a.Command), a.Args...)
-	if a.Prompt != "" && len(a.Command) > 0 && filepath.Base(a.Command[0]) == "claude" {
-		argv = append(argv, "--append-system-prompt-file", PromptPath)
-	}
-	return argv
+	return a.Argv(homeDir)
 }
 
 var startSteps = []string{"runtime", "image", "networks", "containers", "start", "ready"}

@@ -116,7 +116,7 @@ func TestEgressOnlyThroughTheSidecar(t *testing.T) {
 }
 
 func TestProvisioningOwnersAndModes(t *testing.T) {
-	env.set(t, dockerbottle.HostTokenVar, "sk-ant-oat01-test-token-must-not-leak")
+	env.set(t, "CLAUDE_BOTTLE_OAUTH_TOKEN", "sk-ant-oat01-test-token-must-not-leak")
 	env.set(t, "PASSED_THROUGH", "from-the-host")
 	cwd := t.TempDir()
 	os.WriteFile(filepath.Join(cwd, "main.go"), []byte("package main\n"), 0o644)

@@ -14,16 +14,10 @@ import (
 	"github.com/bottle-dev/bottle/backend"
 )
 
-// OAuth token forwarding: the host variable is read at each exec and given
-// to that exec only, so it never shows in the container's configuration.
-const (
-	HostTokenVar  = "CLAUDE_BOTTLE_OAUTH_TOKEN"
-	AgentTokenVar = "CLAUDE_CODE_OAUTH_TOKEN"
-)
-
 // execEnv is what every exec gets besides the container's environment: the
-// env file, pass-through host variables and the OAuth token. These may be
-// secrets, so they go per exec, never into the container config.
+// env file, pass-through host variables and the agent profile's secrets
+// (Claude Code's OAuth token), read from the host at each exec. These may
+// be secrets, so they go per exec, never into the container config.
 func (bt *Bottle) execEnv(extra map[string]string) []string {
 	env := map[string]string{}
 	for k, v := range bt.bottle.EnvFileVars {
@@ -36,8 +30,10 @@ func (bt *Bottle) execEnv(extra map[string]string) []string {
 			env[name] = v
 		}
 	}
-	if tok := bt.engine.getenv(HostTokenVar); tok != "" {
-		env[AgentTokenVar] = tok
+	for _, s := range bt.agent.Profile.Secrets {
+		if v := bt.engine.getenv(s.Host); v != "" {
+			env[s.Agent] = v
+		}
 	}
 	maps.Copy(env, extra)
 	return envList(env)
@@ -48,9 +44,15 @@ func (bt *Bottle) Exec(ctx context.Context, spec backend.ExecSpec) (backend.Proc
 	if bt.isClosed() {
 		return nil, fmt.Errorf("%w: bottle %s is closed", backend.ErrClosed, bt.session)
 	}
-	argv := spec.Argv
+	argv, extra := spec.Argv, spec.Env
 	if len(argv) == 0 {
 		argv = agentArgv(bt.agent)
+		// A prompt passed in a variable is the agent's own; the client's
+		// env still wins.
+		if pe := bt.agent.PromptEnv(); pe != nil {
+			maps.Copy(pe, spec.Env)
+			extra = pe
+		}
 	}
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("%w: agent %s has no command; give argv", backend.ErrInvalid, bt.agent.Name)
@@ -76,7 +78,7 @@ func (bt *Bottle) Exec(ctx context.Context, spec backend.ExecSpec) (backend.Proc
 		AttachStdin:  true,
 		AttachStdout: true,
 		AttachStderr: true,
-		Env:          bt.execEnv(spec.Env),
+		Env:          bt.execEnv(extra),
 		WorkingDir:   workspaceDir,
 		Cmd:          wrapped,
 	})

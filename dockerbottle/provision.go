@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -22,8 +23,6 @@ const (
 	agentGID     = 1000
 	homeDir      = "/home/node"
 	workspaceDir = homeDir + "/workspace"
-	// PromptPath is where the agent's prompt is provisioned.
-	PromptPath = homeDir + "/.claude-bottle-prompt.txt"
 )
 
 // provisioning is what goes into the agent container before it starts, as
@@ -42,16 +41,33 @@ func (p *provisioning) item(what, from, to string, mode fs.FileMode) {
 
 func rel(abs string) string { return strings.TrimPrefix(abs, "/") }
 
+// addDirs adds dir and its parents below the home, owned by the agent: a
+// folder the tar does not carry is made root's.
+func (p *provisioning) addDirs(dir string) {
+	below, ok := strings.CutPrefix(dir, homeDir+"/")
+	if !ok {
+		return
+	}
+	at := homeDir
+	for _, name := range strings.Split(below, "/") {
+		at += "/" + name
+		p.add(contextFile{Name: rel(at), Mode: fs.ModeDir | 0o755})
+	}
+}
+
 func planProvisioning(agent *manifest.Agent, b *manifest.Bottle, spec backend.StartSpec, proxyAddr string) (*provisioning, error) {
 	p := &provisioning{}
-	if agent.Prompt != "" {
-		p.add(contextFile{Name: rel(PromptPath), Data: []byte(agent.Prompt), Mode: 0o600})
-		p.item("prompt", agent.PromptFile, PromptPath, 0o600)
+	if prompt := agent.PromptPath(homeDir); prompt != "" {
+		p.addDirs(path.Dir(prompt))
+		p.add(contextFile{Name: rel(prompt), Data: []byte(agent.Prompt), Mode: 0o600})
+		p.item("prompt", agent.PromptFile, prompt, 0o600)
 	}
 	if len(agent.Skills) > 0 {
-		skills := homeDir + "/.claude/skills"
-		p.add(contextFile{Name: rel(homeDir + "/.claude"), Mode: fs.ModeDir | 0o755})
-		p.add(contextFile{Name: rel(skills), Mode: fs.ModeDir | 0o755})
+		skills := agent.SkillsPath(homeDir)
+		if skills == "" {
+			return nil, fmt.Errorf("%w: agent %s has skills, and its profile %s no skills_dir", backend.ErrInvalid, agent.Name, agent.Profile.Name)
+		}
+		p.addDirs(skills)
 		for _, s := range agent.Skills {
 			to := skills + "/" + s.Name
 			files, err := walkDir(s.Dir, rel(to), nil)

@@ -203,9 +203,10 @@ func dlpPatterns(ps []manifest.DLPPattern) []egress.Pattern {
 const minSecretLen = 8
 
 // secrets reads the values of the bottle's secret_env variables from the
-// host (or the env file), and the OAuth token the agent is given: it is
-// meant for Anthropic over TLS, never for a URL or header the proxy sees.
-// Values are never logged; names are.
+// host (or the env file), and of the secrets the agent's profile gives it
+// (Claude Code's OAuth token), named as the agent sees them: those are
+// meant for the agent's API over TLS, never for a URL or header the proxy
+// sees. Values are never logged; names are.
 func (bt *Bottle) secrets() []egress.Secret {
 	b := bt.bottle
 	var out []egress.Secret
@@ -227,8 +228,10 @@ func (bt *Bottle) secrets() []egress.Secret {
 		}
 		add(name, v)
 	}
-	if tok := bt.engine.getenv(HostTokenVar); tok != "" && !slices.Contains(b.Egress.SecretEnv, HostTokenVar) {
-		add(AgentTokenVar, tok)
+	for _, s := range bt.agent.Profile.Secrets {
+		if v := bt.engine.getenv(s.Host); v != "" && !slices.Contains(b.Egress.SecretEnv, s.Host) {
+			add(s.Agent, v)
+		}
 	}
 	return out
 }
