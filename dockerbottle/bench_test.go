@@ -27,6 +27,7 @@ import (
 //
 //	go test -run '^$' -bench StartTeardown -benchtime 10x ./dockerbottle/
 func BenchmarkStartTeardownAgainstSeedCLI(b *testing.B) {
+	needEngine(b)
 	for _, rt := range runtimes {
 		b.Run(rt, func(b *testing.B) {
 			m := parseManifest(b, fmt.Sprintf(`
@@ -248,6 +249,7 @@ func bareRun(ctx context.Context, runtime string) (time.Duration, error) {
 // BenchmarkConcurrentStarts starts 10 bottles at once and reports the
 // time until all are ready against one start alone, in the same run.
 func BenchmarkConcurrentStarts(b *testing.B) {
+	needEngine(b)
 	const n = 10
 	m := parseManifest(b, fmt.Sprintf("agents: {sh: {bottle: plain, command: [bash]}}\nbottles: {plain: {image: %s, runtime: runc, egress: {allow: [x.test]}}}\n", baseImage), nil)
 	ctx := context.Background()
@@ -304,6 +306,7 @@ func parallelN(n int, fn func(i int) error) error {
 //
 //	go test -run '^$' -bench TTYExec -benchtime 20x ./dockerbottle/
 func BenchmarkTTYExecToFirstOutput(b *testing.B) {
+	needEngine(b)
 	for _, rt := range runtimes {
 		b.Run(rt, func(b *testing.B) {
 			bt := startBottle(b, backend.StartSpec{Manifest: simpleManifest(b, rt), Agent: "sh"})

@@ -18,6 +18,7 @@ import (
 // looking around in a terminal: under gVisor the sandbox caches what it
 // listed, and a copy that went around it was missing or stale inside.
 func TestCopyIntoARunningBottleIsSeenInside(t *testing.T) {
+	needEngine(t)
 	for _, rt := range runtimes {
 		t.Run(rt, func(t *testing.T) {
 			t.Parallel()
@@ -69,6 +70,7 @@ func TestCopyIntoARunningBottleIsSeenInside(t *testing.T) {
 // take is bad input naming containerPath, and the bottle lives on; only a
 // container that is really gone is reported gone.
 func TestCopyToABadPathIsTheRequestsFault(t *testing.T) {
+	needEngine(t)
 	for _, rt := range runtimes {
 		t.Run(rt, func(t *testing.T) {
 			t.Parallel()

@@ -23,6 +23,7 @@ import (
 // rule; and the secret is nowhere: not in a refusal, an audit record, the
 // audit file, the sidecar's log or a container's configuration.
 func TestDLPEndToEnd(t *testing.T) {
+	needEngine(t)
 	t.Parallel()
 	for _, rt := range runtimes {
 		t.Run(rt, func(t *testing.T) {
@@ -147,6 +148,7 @@ func rawInspect(t testing.TB, id string) string {
 // with the proxy's reason, at once rather than after the readiness
 // timeout, and leaves nothing.
 func TestStartFailsFastWhenTheProxyRefusesItsConfig(t *testing.T) {
+	needEngine(t)
 	m := egressManifest(t, "runc", "allow: [upstream.test]", nil)
 	m.Bottles["plain"].Egress.DLP.Patterns = []manifest.DLPPattern{{Name: "broken", Regex: "(unclosed"}}
 	session := "dlpbad" + strconv.FormatInt(time.Now().UnixNano()%1e9, 10)

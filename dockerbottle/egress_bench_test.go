@@ -23,6 +23,7 @@ import (
 // proxied over direct (latency: how many times slower; throughput: the
 // fraction kept).
 func BenchmarkEgressSidecar(b *testing.B) {
+	needEngine(b)
 	m := egressManifest(b, "runc", `
 allow: [upstream.test, "upstream.test:7", "upstream.test:9000"]
 trusted: [upstream.test]

@@ -17,7 +17,6 @@ import (
 	"github.com/docker/docker/pkg/jsonmessage"
 
 	"github.com/bottle-dev/bottle/backend"
-	"github.com/bottle-dev/bottle/dockerbottle"
 	"github.com/bottle-dev/bottle/egress"
 )
 
@@ -49,6 +48,7 @@ func removeTestImages(ctx context.Context) {
 }
 
 func TestEgressOnlyThroughTheSidecar(t *testing.T) {
+	needEngine(t)
 	for _, rt := range runtimes {
 		t.Run(rt, func(t *testing.T) {
 			t.Parallel()
@@ -116,6 +116,7 @@ func TestEgressOnlyThroughTheSidecar(t *testing.T) {
 }
 
 func TestProvisioningOwnersAndModes(t *testing.T) {
+	needEngine(t)
 	env.set(t, "CLAUDE_BOTTLE_OAUTH_TOKEN", "sk-ant-oat01-test-token-must-not-leak")
 	env.set(t, "PASSED_THROUGH", "from-the-host")
 	cwd := t.TempDir()

@@ -19,8 +19,10 @@ import (
 
 // Options configure an Engine.
 type Options struct {
-	// ProxyBinary is a static bottle-rpc executable that becomes the
-	// egress sidecar's image. Empty means the running executable.
+	// ProxyBinary is the bottle-rpc executable that becomes the egress
+	// sidecar's image: a static one alone, a cgo-built one with its loader
+	// and libraries (see sidecarlibs.go). Empty means the running
+	// executable.
 	ProxyBinary string
 	// SubnetPool is the IPv4 range that bottle networks are carved from;
 	// empty means DefaultSubnetPool.
@@ -36,7 +38,7 @@ type Options struct {
 
 // Engine makes bottles on one Docker engine.
 type Engine struct {
-	cli    *client.Client
+	cli    engineAPI
 	owner  Owner
 	log    *slog.Logger
 	getenv func(string) string
@@ -61,14 +63,23 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		cli.Close()
 		return nil, unavailable(err)
 	}
-	pool, err := newSubnetPool(opts.SubnetPool)
+	e, err := newEngine(cli, opts)
 	if err != nil {
 		cli.Close()
 		return nil, err
 	}
+	return e, nil
+}
+
+// newEngine is an Engine on an API that answered; it closes nothing when
+// it fails.
+func newEngine(cli engineAPI, opts Options) (*Engine, error) {
+	pool, err := newSubnetPool(opts.SubnetPool)
+	if err != nil {
+		return nil, err
+	}
 	owner, err := CurrentOwner()
 	if err != nil {
-		cli.Close()
 		return nil, err
 	}
 	e := &Engine{
@@ -91,7 +102,6 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	if e.proxyBinary == "" {
 		if e.proxyBinary, err = os.Executable(); err != nil {
-			cli.Close()
 			return nil, fmt.Errorf("finding the bottle-rpc executable for the egress sidecar: %w", err)
 		}
 	}
@@ -103,9 +113,6 @@ func (e *Engine) Close() error { return e.cli.Close() }
 
 // Owner is the identity this engine labels its resources with.
 func (e *Engine) Owner() Owner { return e.owner }
-
-// Client is the Engine API client, for callers that inspect what bottles made.
-func (e *Engine) Client() *client.Client { return e.cli }
 
 func unavailable(err error) error {
 	return fmt.Errorf("%w: %v; start it (scripts/setup.sh does) or point DOCKER_HOST at one", backend.ErrEngineUnavailable, err)

@@ -18,6 +18,7 @@ import (
 // case that could pass by accident (a dead upstream, a name that does not
 // exist) has a control that shows the target is there.
 func TestEscape(t *testing.T) {
+	needEngine(t)
 	t.Parallel()
 	for _, rt := range runtimes {
 		t.Run(rt, func(t *testing.T) {

@@ -99,6 +99,7 @@ func TestGatewayOf(t *testing.T) {
 // runs on: the address found for the default bridge must be one the host
 // holds on it, whether or not the engine's IPAM names it yet.
 func TestNetworkGatewayOfTheDefaultBridge(t *testing.T) {
+	needEngine(t)
 	t.Parallel()
 	gw := networkGateway(t, "bridge")
 	n, err := engine.Client().NetworkInspect(context.Background(), "bridge", network.InspectOptions{})

@@ -16,6 +16,7 @@ import (
 )
 
 func TestGCRemovesOnlyOrphans(t *testing.T) {
+	needEngine(t)
 	ctx := context.Background()
 	live, err := dockerbottle.CurrentOwner()
 	if err != nil {
@@ -69,6 +70,7 @@ func TestGCRemovesOnlyOrphans(t *testing.T) {
 }
 
 func TestBuiltImageIsCachedByContentLessDockerignore(t *testing.T) {
+	needEngine(t)
 	ctx := context.Background()
 	files := map[string]string{
 		"ctx/Dockerfile":      "ARG BASE\nFROM ${BASE}\nCOPY . /ctx/\n",

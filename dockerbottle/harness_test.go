@@ -26,8 +26,10 @@ import (
 	"github.com/bottle-dev/bottle/manifest"
 )
 
-// These tests run against the real engine: a missing engine is a failure,
-// never a skip. scripts/setup.sh prepares it and the base image.
+// The live tests run against the real engine: each calls needEngine
+// first, and a missing engine fails it, never skips it.
+// scripts/setup.sh prepares the engine and the base image. The unit tests
+// (a fake behind engineAPI) need no engine.
 
 const baseImage = "bottle/base:bookworm"
 
@@ -35,6 +37,9 @@ var (
 	engine  *dockerbottle.Engine
 	workDir string
 	env     = &fakeEnv{vars: map[string]string{}}
+
+	engineOnce sync.Once
+	engineErr  error
 )
 
 func TestMain(m *testing.M) {
@@ -42,7 +47,6 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
-	ctx := context.Background()
 	var err error
 	workDir, err = os.MkdirTemp("", "dockerbottle-test-")
 	if err != nil {
@@ -50,29 +54,46 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(workDir)
-	proxy := filepath.Join(workDir, "bottle-rpc")
-	if err := goBuild(proxy, "github.com/bottle-dev/bottle/cmd/bottle-rpc"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	engine, err = dockerbottle.New(ctx, dockerbottle.Options{
-		ProxyBinary: proxy,
-		Getenv:      env.get,
-		AuditDir:    filepath.Join(workDir, "audit"),
-		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "these tests need a Docker engine (run scripts/setup.sh): %v\n", err)
-		return 1
+	code := m.Run()
+	if engine == nil {
+		return code // no live test ran, or none reached the engine
 	}
 	defer engine.Close()
-	code := m.Run()
+	ctx := context.Background()
 	removeTestImages(ctx)
 	if left := leftovers(ctx); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: the tests left resources on the engine:\n%s", strings.Join(left, "\n"))
 		return 1
 	}
 	return code
+}
+
+// needEngine fails t unless the engine answers; the first call builds the
+// sidecar's binary and connects.
+func needEngine(t testing.TB) {
+	t.Helper()
+	engineOnce.Do(func() { engineErr = connectEngine() })
+	if engineErr != nil {
+		t.Fatalf("this test needs a Docker engine (run scripts/setup.sh): %v", engineErr)
+	}
+}
+
+func connectEngine() error {
+	proxy := filepath.Join(workDir, "bottle-rpc")
+	if err := goBuild(proxy, "github.com/bottle-dev/bottle/cmd/bottle-rpc"); err != nil {
+		return err
+	}
+	e, err := dockerbottle.New(context.Background(), dockerbottle.Options{
+		ProxyBinary: proxy,
+		Getenv:      env.get,
+		AuditDir:    filepath.Join(workDir, "audit"),
+		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		return err
+	}
+	engine = e
+	return nil
 }
 
 func goBuild(out, pkg string) error {
@@ -150,6 +171,7 @@ func simpleManifest(t testing.TB, runtime string, allow ...string) *manifest.Man
 // startBottle starts a bottle and closes it when the test ends.
 func startBottle(t testing.TB, spec backend.StartSpec) *dockerbottle.Bottle {
 	t.Helper()
+	needEngine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	b, err := engine.Start(ctx, spec, nil)

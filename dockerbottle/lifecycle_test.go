@@ -18,6 +18,7 @@ import (
 var runtimes = []string{dockerbottle.RuntimeRunc, dockerbottle.RuntimeRunsc}
 
 func TestLifecycleUnderEachRuntime(t *testing.T) {
+	needEngine(t)
 	for _, rt := range runtimes {
 		t.Run(rt, func(t *testing.T) {
 			t.Parallel()
@@ -127,6 +128,7 @@ func TestLifecycleUnderEachRuntime(t *testing.T) {
 }
 
 func TestAutoRuntimeChoosesGVisorWhenRegistered(t *testing.T) {
+	needEngine(t)
 	ctx := context.Background()
 	has, err := engine.HasRunsc(ctx)
 	if err != nil {
@@ -145,6 +147,7 @@ func TestAutoRuntimeChoosesGVisorWhenRegistered(t *testing.T) {
 }
 
 func TestUnpinnedNameTakenGetsSuffix(t *testing.T) {
+	needEngine(t)
 	agent := "sh"
 	m := simpleManifest(t, "runc")
 	name := "bottle-test-" + strings.ToLower(t.Name()[:4]) + "-" + time.Now().Format("150405.000")
@@ -172,6 +175,7 @@ func TestUnpinnedNameTakenGetsSuffix(t *testing.T) {
 // Cancelling at each step stands for any failure there: the teardown path
 // is the same. A missing image is a real failure in the image step.
 func TestFailureAtEachStepLeavesNothing(t *testing.T) {
+	needEngine(t)
 	m := simpleManifest(t, "runc")
 	for i, stepName := range []string{"runtime", "image", "networks", "containers", "start", "ready"} {
 		t.Run("cancel at "+stepName, func(t *testing.T) {

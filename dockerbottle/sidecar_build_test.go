@@ -22,6 +22,7 @@ import (
 // linked, as go build and go install make it where a C compiler is), and
 // sends a request through each.
 func TestTheSidecarRunsABinaryBuiltEitherWay(t *testing.T) {
+	needEngine(t)
 	tests := []struct {
 		name    string
 		binary  func(t *testing.T) string
@@ -115,6 +116,7 @@ func engineWithProxy(t *testing.T, bin string) *dockerbottle.Engine {
 // folder: an empty one, one with only .git (which is not copied unless
 // asked), and one with a file, as a control.
 func TestAFolderWithNothingToCopyStarts(t *testing.T) {
+	needEngine(t)
 	tests := []struct {
 		name  string
 		files []string

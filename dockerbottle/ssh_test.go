@@ -31,6 +31,7 @@ const sshdImage = "bottle/sshd:bookworm"
 // fail for a host that is not on the list; and a tunnel in use outlives the
 // proxy's timeouts.
 func TestSSHThroughTheProxy(t *testing.T) {
+	needEngine(t)
 	t.Parallel()
 	if _, err := engine.Client().ImageInspect(context.Background(), sshdImage); err != nil {
 		t.Fatalf("the git host image %s is missing: run scripts/setup.sh (%v)", sshdImage, err)
