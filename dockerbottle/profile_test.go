@@ -19,6 +19,7 @@ import (
 // its skills in the profile's folder and the profile's allowlist; nothing
 // of Claude Code's is provisioned.
 func TestAnotherAgentCLIRunsByManifestAlone(t *testing.T) {
+	needEngine(t)
 	t.Parallel()
 	const key = "echoer-key-5d1c7a90e2"
 	env.set(t, "ECHOER_BOTTLE_KEY", key)
@@ -81,6 +82,7 @@ bottles:
 // TestTheShellProfilesAgentSeesItsPromptInAVariable: the built-in shell
 // profile runs bash with the prompt in $BOTTLE_PROMPT.
 func TestTheShellProfilesAgentSeesItsPromptInAVariable(t *testing.T) {
+	needEngine(t)
 	t.Parallel()
 	m := parseManifest(t, fmt.Sprintf(`
 agents:
