@@ -192,6 +192,12 @@ build_bottle_rpc() {
   log "built $repo/bin/bottle-rpc"
 }
 
+# gcc, for the tests that build bottle-rpc with cgo on (as `go install` does
+# where a C compiler exists) and run it as the sidecar.
+ensure_cc() {
+  command -v gcc >/dev/null || apt_install gcc libc6-dev
+}
+
 # staticcheck, which scripts/test.sh runs after go vet: built once from its
 # module at a pinned version, so that every machine reports the same findings.
 staticcheck_version=0.8.2
@@ -214,4 +220,5 @@ ensure_base_image
 ensure_sshd_image
 ensure_claude_context
 build_bottle_rpc
+ensure_cc
 ensure_staticcheck
