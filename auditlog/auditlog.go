@@ -1,9 +1,10 @@
 // Package auditlog keeps each bottle's egress audit on disk: one file per
-// session holding the sidecar's JSON records, one a line, and reads them
+// session holding its egress.Records as JSON, one a line, and reads them
 // back for bottle-rpc audit.
 package auditlog
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/bottle-dev/bottle/egress"
 )
 
 // DefaultDir is where audit files are kept: $BOTTLE_STATE/audit, else
@@ -75,17 +78,21 @@ func Open(dir, session string) (*File, error) {
 	return &File{f: f}, nil
 }
 
-// Write appends one record line. A nil *File writes nothing, so that a
-// bottle whose audit could not be opened still runs.
-func (a *File) Write(line []byte) error {
+// Write appends one record as a line. A nil *File writes nothing, so that
+// a bottle whose audit could not be opened still runs.
+func (a *File) Write(rec egress.Record) error {
 	if a == nil {
 		return nil
+	}
+	line, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encoding an audit record: %w", err)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	buf := make([]byte, 0, len(line)+1)
 	buf = append(append(buf, line...), '\n')
-	_, err := a.f.Write(buf) // one write a line: O_APPEND keeps lines whole
+	_, err = a.f.Write(buf) // one write a line: O_APPEND keeps lines whole
 	return err
 }
 

@@ -65,7 +65,7 @@ func TestOpenKeepsTheFileToItsOwnerAndPrunesOldOnes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, l := range []string{allowLine, denyLine} {
-		if err := f.Write([]byte(l)); err != nil {
+		if err := f.Write(record(t, l)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -95,7 +95,7 @@ func TestOpenRefusesABadSessionAndNilFileWritesNothing(t *testing.T) {
 	if err == nil || f != nil {
 		t.Fatalf("Open with a bad session id = %v, %v; want an error", f, err)
 	}
-	if err := f.Write([]byte(allowLine)); err != nil {
+	if err := f.Write(record(t, allowLine)); err != nil {
 		t.Errorf("nil File Write: %v", err)
 	}
 	if err := f.Close(); err != nil {
@@ -192,7 +192,7 @@ func TestReadFollowsRecordsAsTheyAreWritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	f.Write([]byte(allowLine))
+	f.Write(record(t, allowLine))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var out lockedbuf.Buffer
@@ -285,4 +285,14 @@ func TestPrintableLeavesPlainTextAlone(t *testing.T) {
 			t.Errorf("Printable(%q) = %s, want %s", tt.in, got, tt.want)
 		}
 	}
+}
+
+// record is an audit line as the record it encodes.
+func record(t *testing.T, line string) egress.Record {
+	t.Helper()
+	var r egress.Record
+	if err := json.Unmarshal([]byte(line), &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

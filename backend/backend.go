@@ -40,8 +40,9 @@ type StartSpec struct {
 	// Env is added to the agent container's environment. It is visible in
 	// the container's configuration, so it must hold no secrets.
 	Env map[string]string
-	// OnEgress, when set, receives every decision of the bottle's egress
-	// proxy as it happens.
+	// OnEgress, when set, receives every record of the bottle's egress
+	// proxy as it happens, as the proxy wrote it. The backend keeps none:
+	// the caller persists them (session does, in the session's audit file).
 	OnEgress func(egress.Record)
 }
 
@@ -68,7 +69,7 @@ type CopyItem struct {
 
 // Step is one stage of a start, reported as it begins.
 type Step struct {
-	Name    string // runtime, image, networks, containers, provision, start
+	Name    string // a step of the backend's own; it reaches clients as $/progress's step
 	Message string
 	Done    int // steps finished before this one
 	Total   int

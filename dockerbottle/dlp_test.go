@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,7 +46,9 @@ dlp:
     - {name: internal-token, regex: 'itk_[a-z0-9]{32}'}
 `, nil)
 			m.Bottles["plain"].PassEnv = []string{varName} // the agent holds the secret, as agents do
-			bt := startBottle(t, backend.StartSpec{Manifest: m, Agent: "sh", OnEgress: audit.add})
+			auditDir := t.TempDir()
+			keep := keepAudit(t, auditDir)
+			bt := startBottle(t, backend.StartSpec{Manifest: m, Agent: "sh", OnEgress: func(r egress.Record) { audit.add(r); keep(r) }})
 			session := bt.Info().Session
 			startNetprobe(t, session, "upstream.test")
 
@@ -82,7 +85,8 @@ dlp:
 			}
 
 			// Greps: everything the sidecar wrote, what its records became,
-			// the audit file, and both containers' configurations.
+			// the audit file they are kept in (as the session layer keeps
+			// them), and both containers' configurations.
 			sidecar := sidecarOf(t, session)
 			places := map[string]string{
 				"the audit records":    audit.lines(),
@@ -90,7 +94,7 @@ dlp:
 				"the sidecar's config": rawInspect(t, sidecar.ID),
 				"the agent's config":   rawInspect(t, bt.Info().ContainerID),
 			}
-			file := auditlog.Path(engine.AuditDir(), session)
+			file := auditlog.Path(auditDir, session)
 			data, err := os.ReadFile(file)
 			if err != nil {
 				t.Fatalf("the audit file: %v", err)
@@ -122,7 +126,7 @@ dlp:
 			}
 
 			// bottle-rpc audit reads the same file.
-			cmd := exec.Command(filepath.Join(workDir, "bottle-rpc"), "audit", "--dir", engine.AuditDir(), session, "--deny")
+			cmd := exec.Command(filepath.Join(workDir, "bottle-rpc"), "audit", "--dir", auditDir, session, "--deny")
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("bottle-rpc audit: %v: %s", err, out)
@@ -161,4 +165,35 @@ func TestStartFailsFastWhenTheProxyRefusesItsConfig(t *testing.T) {
 		t.Errorf("the failed start took %s", d)
 	}
 	assertNothingLeft(t, session)
+}
+
+// keepAudit keeps the records it is given in their session's audit file
+// in dir, as the session layer does with what a bottle hands up.
+func keepAudit(t *testing.T, dir string) func(egress.Record) {
+	var mu sync.Mutex
+	var f *auditlog.File
+	closed := false
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		f.Close()
+		closed = true // the last records of a bottle being removed are not kept
+	})
+	return func(r egress.Record) {
+		mu.Lock()
+		defer mu.Unlock()
+		if closed {
+			return
+		}
+		if f == nil {
+			var err error
+			if f, err = auditlog.Open(dir, r.Session); err != nil {
+				t.Errorf("opening the audit file: %v", err)
+				return
+			}
+		}
+		if err := f.Write(r); err != nil {
+			t.Errorf("keeping an audit record: %v", err)
+		}
+	}
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/docker/docker/client"
 
-	"github.com/bottle-dev/bottle/auditlog"
 	"github.com/bottle-dev/bottle/backend"
 )
 
@@ -31,9 +30,6 @@ type Options struct {
 	// OAuth token); nil means os.Getenv.
 	Getenv func(string) string
 	Logger *slog.Logger
-	// AuditDir is where each bottle's egress decisions are kept, one file
-	// per session; empty means auditlog.DefaultDir().
-	AuditDir string
 }
 
 // Engine makes bottles on one Docker engine.
@@ -44,7 +40,6 @@ type Engine struct {
 	getenv func(string) string
 	pool   *subnetPool
 
-	auditDir    string
 	proxyBinary string
 	proxyMu     sync.Mutex
 	proxyImage  string
@@ -89,10 +84,6 @@ func newEngine(cli engineAPI, opts Options) (*Engine, error) {
 		getenv:      opts.Getenv,
 		pool:        pool,
 		proxyBinary: opts.ProxyBinary,
-		auditDir:    opts.AuditDir,
-	}
-	if e.auditDir == "" {
-		e.auditDir = auditlog.DefaultDir()
 	}
 	if e.log == nil {
 		e.log = slog.Default()

@@ -86,7 +86,6 @@ func connectEngine() error {
 	e, err := dockerbottle.New(context.Background(), dockerbottle.Options{
 		ProxyBinary: proxy,
 		Getenv:      env.get,
-		AuditDir:    filepath.Join(workDir, "audit"),
 		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {

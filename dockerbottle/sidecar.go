@@ -16,7 +16,6 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/pkg/stdcopy"
 
-	"github.com/bottle-dev/bottle/auditlog"
 	"github.com/bottle-dev/bottle/egress"
 	"github.com/bottle-dev/bottle/manifest"
 )
@@ -89,8 +88,7 @@ func (bt *Bottle) startSidecar(ctx context.Context, onEgress func(egress.Record)
 		return fmt.Errorf("attaching to the egress sidecar: %w", engineErr(err))
 	}
 	ready, exited := make(chan struct{}), make(chan string, 1)
-	audit := bt.engine.openAudit(bt.session)
-	go bt.readSidecar(hj.Reader, ready, exited, onEgress, audit, hj.Close)
+	go bt.readSidecar(hj.Reader, ready, exited, onEgress, hj.Close)
 	if err := e.cli.ContainerStart(ctx, bt.sidecarID, container.StartOptions{}); err != nil {
 		hj.Close()
 		return fmt.Errorf("starting the egress sidecar: %w", engineErr(err))
@@ -117,13 +115,12 @@ func (bt *Bottle) startSidecar(ctx context.Context, onEgress func(egress.Record)
 }
 
 // readSidecar follows the sidecar's output until it exits or the bottle
-// closes: stdout carries audit records, which go to the session's audit
-// file and to onEgress, and stderr its log. When the log ends before the
+// closes: stdout carries egress records, decoded and handed to onEgress
+// (the session keeps them), and stderr its log. When the log ends before the
 // proxy said it listens, its last line goes to exited: the proxy refused
 // its config.
-func (bt *Bottle) readSidecar(r io.Reader, ready chan struct{}, exited chan<- string, onEgress func(egress.Record), audit *auditlog.File, closeConn func()) {
+func (bt *Bottle) readSidecar(r io.Reader, ready chan struct{}, exited chan<- string, onEgress func(egress.Record), closeConn func()) {
 	defer closeConn()
-	defer audit.Close()
 	stdoutR, stdoutW := io.Pipe()
 	stderrR, stderrW := io.Pipe()
 	go func() {
@@ -152,16 +149,11 @@ func (bt *Bottle) readSidecar(r io.Reader, ready chan struct{}, exited chan<- st
 	}()
 	sc := bufio.NewScanner(stdoutR)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	writeFailed := false
 	for sc.Scan() {
 		var rec egress.Record
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
 			bt.engine.log.Warn("egress sidecar wrote a line that is not an audit record", "session", bt.session, "err", err)
 			continue
-		}
-		if err := audit.Write(sc.Bytes()); err != nil && !writeFailed {
-			writeFailed = true
-			bt.engine.log.Error("writing the egress audit; later records of this bottle may be missing from it", "session", bt.session, "err", err)
 		}
 		if onEgress != nil {
 			onEgress(rec)

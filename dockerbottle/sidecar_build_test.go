@@ -90,7 +90,6 @@ func engineWithProxy(t *testing.T, bin string) *dockerbottle.Engine {
 	eng, err := dockerbottle.New(ctx, dockerbottle.Options{
 		ProxyBinary: bin,
 		Getenv:      env.get,
-		AuditDir:    filepath.Join(workDir, "audit"),
 		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {

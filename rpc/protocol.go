@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bottle-dev/bottle/backend"
+	"github.com/bottle-dev/bottle/egress"
 )
 
 // Methods a client calls (requests) or sends (notifications).
@@ -465,6 +466,28 @@ type EgressRecord struct {
 	BytesUp int64 `json:"bytesUp,omitempty"`
 	// on `close`: bytes upstream to client
 	BytesDown int64 `json:"bytesDown,omitempty"`
+}
+
+// egressParams is the one conversion from the proxy's record, which the
+// audit file keeps as it is, to bottle/egress: the wire keeps
+// protocol.md's names (bytesUp, not the file's bytes_up) and carries the
+// session beside the record, not in it.
+func egressParams(r egress.Record) EgressParams {
+	return EgressParams{
+		Session: r.Session,
+		Record: EgressRecord{
+			Time:      r.Time,
+			Event:     r.Event,
+			Method:    r.Method,
+			Host:      r.Host,
+			Port:      r.Port,
+			Decision:  r.Decision,
+			Rule:      r.Rule,
+			Reason:    r.Reason,
+			BytesUp:   r.BytesUp,
+			BytesDown: r.BytesDown,
+		},
+	}
 }
 
 // ProgressParams are the params of $/progress.

@@ -44,6 +44,9 @@ type Options struct {
 	// TeardownTimeout bounds closing all sessions; DefaultTeardownTimeout
 	// when zero.
 	TeardownTimeout time.Duration
+	// AuditDir is where each session's egress records are kept (see
+	// session.Options); empty keeps none.
+	AuditDir string
 }
 
 // phase is where the connection is in the LSP-style lifecycle.
@@ -116,7 +119,7 @@ func NewServer(be backend.Backend, opts Options) *Server {
 		inflight: map[jsonrpc2.ID]*request{},
 		exit:     make(chan struct{}),
 	}
-	s.reg = session.NewRegistry(be, session.Options{Window: opts.Window, Events: events{s}, Logger: opts.Logger})
+	s.reg = session.NewRegistry(be, session.Options{Window: opts.Window, Events: events{s}, Logger: opts.Logger, AuditDir: opts.AuditDir})
 	s.methods = map[string]handlerFunc{
 		MethodPlan:   handler(s.plan),
 		MethodStart:  handler(s.start),
@@ -549,9 +552,9 @@ func (s *Server) logMessage(t MessageType, msg string) {
 // session.Events, without making them part of Server's API.
 type events struct{ s *Server }
 
-func (e events) Output(exec string, data []byte)          { e.s.sendOutput(exec, data) }
-func (e events) Exit(exec string, code int, err error)    { e.s.sendExit(exec, code, err) }
-func (e events) Egress(session string, rec egress.Record) { e.s.sendEgress(session, rec) }
+func (e events) Output(exec string, data []byte)       { e.s.sendOutput(exec, data) }
+func (e events) Exit(exec string, code int, err error) { e.s.sendExit(exec, code, err) }
+func (e events) Egress(rec egress.Record)              { e.s.sendEgress(rec) }
 
 // sendOutput sends one bottle/output notification, built by hand because
 // it is the hot path of terminal output (the base64 goes straight into the
@@ -590,26 +593,11 @@ func (s *Server) sendExit(exec string, code int, err error) {
 
 // sendEgress sends bottle/egress; it is dropped if the client has stopped
 // reading and the queue is full.
-func (s *Server) sendEgress(sessionID string, rec egress.Record) {
-	msg, err := notification(MethodEgress, EgressParams{Session: sessionID, Record: egressRecord(rec)})
+func (s *Server) sendEgress(rec egress.Record) {
+	msg, err := notification(MethodEgress, egressParams(rec))
 	if err != nil {
 		s.log.Error("egress record not sent", "err", err)
 		return
 	}
 	s.w.sendDroppable(msg)
-}
-
-func egressRecord(r egress.Record) EgressRecord {
-	return EgressRecord{
-		Time:      r.Time,
-		Event:     r.Event,
-		Method:    r.Method,
-		Host:      r.Host,
-		Port:      r.Port,
-		Decision:  r.Decision,
-		Rule:      r.Rule,
-		Reason:    r.Reason,
-		BytesUp:   r.BytesUp,
-		BytesDown: r.BytesDown,
-	}
 }

@@ -224,10 +224,10 @@ func (e *events) Exit(exec string, code int, _ error) {
 	e.exits[exec] = append(e.exits[exec], code)
 }
 
-func (e *events) Egress(session string, rec egress.Record) {
+func (e *events) Egress(rec egress.Record) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.egress = append(e.egress, session+" "+rec.Host)
+	e.egress = append(e.egress, rec.Session+" "+rec.Host)
 }
 
 func (e *events) outputOf(exec string) int {

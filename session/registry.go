@@ -46,8 +46,9 @@ type Events interface {
 	// Exit follows the exec's last Output. err says why the exit code is
 	// unknown (code is then -1).
 	Exit(exec string, code int, err error)
-	// Egress delivers one decision of a session's egress proxy.
-	Egress(session string, rec egress.Record)
+	// Egress delivers one decision of a session's egress proxy; its
+	// Session is the session's id.
+	Egress(rec egress.Record)
 }
 
 // Options tune a Registry.
@@ -61,6 +62,9 @@ type Options struct {
 	Events Events
 	// Logger gets diagnostics; slog.Default() when nil.
 	Logger *slog.Logger
+	// AuditDir is where each session's egress records are kept, one file
+	// per session (see auditlog); empty keeps none.
+	AuditDir string
 }
 
 // Registry is the set of sessions of one server. It is safe for concurrent
@@ -122,8 +126,15 @@ func (r *Registry) Start(ctx context.Context, spec backend.StartSpec, progress b
 	r.mu.Unlock()
 
 	spec.Session = id
-	spec.OnEgress = func(rec egress.Record) { r.opts.Events.Egress(id, rec) }
+	s.audit.open(r.opts.AuditDir)
+	spec.OnEgress = func(rec egress.Record) {
+		// The registry names the session, whatever the proxy's stream said.
+		rec.Session = id
+		s.audit.write(rec)
+		r.opts.Events.Egress(rec)
+	}
 	if err := s.start(ctx, spec, progress); err != nil {
+		s.audit.close()
 		// A session Close was called on stays, as closed, so that closing
 		// it again is not an error.
 		if st := s.State(); st != StateClosing && st != StateClosed {

@@ -48,6 +48,8 @@ type Session struct {
 	execs    []*Exec
 	nextExec int
 	closing  *closeOp // the teardown in progress, if any
+
+	audit *audit // its egress records on disk
 }
 
 // closeOp lets concurrent Close calls wait for the one teardown.
@@ -66,6 +68,7 @@ func newSession(r *Registry, id, agent string) *Session {
 		started:    make(chan struct{}),
 		state:      StateStarting,
 		info:       backend.Info{Session: id, Agent: agent},
+		audit:      newAudit(id, r.log),
 	}
 }
 
@@ -264,6 +267,9 @@ func (s *Session) close(ctx context.Context, cause error) error {
 		s.state = StateFailed
 	}
 	s.mu.Unlock()
+	if op.err == nil {
+		s.audit.close()
+	}
 	close(op.done)
 	return op.err
 }

@@ -2,15 +2,18 @@ package session_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/bottle-dev/bottle/auditlog"
 	"github.com/bottle-dev/bottle/backend"
 	"github.com/bottle-dev/bottle/egress"
 	"github.com/bottle-dev/bottle/internal/testwait"
@@ -313,9 +316,62 @@ func TestEgressIsTaggedWithTheSession(t *testing.T) {
 	be := &fakeBackend{}
 	r, ev := newRegistry(t, be, 0)
 	s := start(t, r)
-	be.bottles[0].onEgress(egress.Record{Host: "example.test"})
+	be.bottles[0].onEgress(egress.Record{Session: "forged", Host: "example.test"})
 	if want := s.ID() + " example.test"; !slices.Equal(ev.egress, []string{want}) {
 		t.Errorf("egress = %v, want [%s]", ev.egress, want)
+	}
+}
+
+// The registry keeps each session's egress records in its audit file, as
+// the records it hands up: the session's id in them, whatever the proxy's
+// stream said; records after the close are not kept.
+func TestEgressRecordsAreKeptInTheSessionsAuditFile(t *testing.T) {
+	dir := t.TempDir()
+	be := &fakeBackend{}
+	r := session.NewRegistry(be, session.Options{Events: newEvents(), AuditDir: dir})
+	t.Cleanup(func() { r.CloseAll(context.Background()) })
+	s := start(t, r)
+	recs := []egress.Record{
+		{Time: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC), Session: "forged", Event: egress.EventDecision, Method: "CONNECT", Host: "a.test", Port: 443, Decision: egress.DecisionAllow, Rule: "a.test"},
+		{Time: time.Date(2026, 11, 1, 10, 0, 1, 0, time.UTC), Event: egress.EventDecision, Method: "GET", Host: "b.test", Port: 80, Decision: egress.DecisionDeny, Rule: "default-deny", Reason: "not on the allowlist"},
+	}
+	for _, rec := range recs {
+		be.bottles[0].onEgress(rec)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	be.bottles[0].onEgress(egress.Record{Host: "after.test"})
+
+	data, err := os.ReadFile(auditlog.Path(dir, s.ID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []egress.Record
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var rec egress.Record
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("audit line %q: %v", line, err)
+		}
+		got = append(got, rec)
+	}
+	want := slices.Clone(recs)
+	for i := range want {
+		want[i].Session = s.ID()
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("the audit file holds\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func TestNoAuditDirKeepsNothing(t *testing.T) {
+	t.Setenv("BOTTLE_STATE", t.TempDir())
+	be := &fakeBackend{}
+	r, _ := newRegistry(t, be, 0)
+	s := start(t, r)
+	be.bottles[0].onEgress(egress.Record{Host: "example.test"})
+	if sums, err := auditlog.List(auditlog.DefaultDir()); err != nil || len(sums) > 0 {
+		t.Errorf("sessions kept with no AuditDir: %v, %v (session %s)", sums, err, s.ID())
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/bottle-dev/bottle/auditlog"
 	"github.com/bottle-dev/bottle/dockerbottle"
 	"github.com/bottle-dev/bottle/rpc"
 	"github.com/bottle-dev/bottle/termclient"
@@ -61,7 +62,7 @@ func run(ctx context.Context, args []string) int {
 		return fail("run: %v", err)
 	}
 	defer eng.Close()
-	srv := rpc.NewServer(eng, rpc.Options{Version: version, Logger: quiet})
+	srv := rpc.NewServer(eng, rpc.Options{Version: version, Logger: quiet, AuditDir: auditlog.DefaultDir()})
 	clientR, serverW := io.Pipe()
 	serverR, clientW := io.Pipe()
 	served := make(chan struct{})

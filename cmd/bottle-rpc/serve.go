@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/bottle-dev/bottle/auditlog"
 	"github.com/bottle-dev/bottle/dockerbottle"
 	"github.com/bottle-dev/bottle/rpc"
 )
@@ -33,7 +34,7 @@ func serve(ctx context.Context, args []string) int {
 	} else if len(reaped) > 0 {
 		slog.Info("removed orphaned bottle resources", "count", len(reaped))
 	}
-	srv := rpc.NewServer(eng, rpc.Options{Version: version, Window: *window, Logger: slog.Default()})
+	srv := rpc.NewServer(eng, rpc.Options{Version: version, Window: *window, Logger: slog.Default(), AuditDir: auditlog.DefaultDir()})
 	if err := srv.Serve(ctx, os.Stdin, os.Stdout); err != nil {
 		slog.Error("serving", "err", err)
 	}
