@@ -276,7 +276,7 @@ func TestUnitRemovingAContainerWaitsForARemovalUnderWay(t *testing.T) {
 }
 
 func TestUnitOnlyALostContainerFailsTheBottle(t *testing.T) {
-	connFailed := client.ErrorConnectionFailed("unix:///nonexistent")
+	connFailed := connectionFailed(t)
 	running := container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{State: &container.State{Running: true}}}
 	stopped := container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{State: &container.State{Running: false}}}
 	callErr := fmt.Errorf("no such exec: %w", cerrdefs.ErrNotFound)
@@ -330,7 +330,7 @@ func TestUnitOnlyALostContainerFailsTheBottle(t *testing.T) {
 }
 
 func TestUnitEngineErrTellsADownEngineFromABadRequest(t *testing.T) {
-	down := engineErr(fmt.Errorf("creating: %w", client.ErrorConnectionFailed("unix:///nonexistent")))
+	down := engineErr(fmt.Errorf("creating: %w", connectionFailed(t)))
 	if !errors.Is(down, backend.ErrEngineUnavailable) || !strings.Contains(down.Error(), "DOCKER_HOST") {
 		t.Errorf("a connection failure gave %v, want ErrEngineUnavailable with advice", down)
 	}
@@ -383,4 +383,20 @@ func TestUnitTheSidecarsRecordsAreHandedUp(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("records for %q, want %q", got, want)
 	}
+}
+
+// connectionFailed is the error the Engine API client gives when nothing
+// listens where the engine should be.
+func connectionFailed(t *testing.T) error {
+	t.Helper()
+	cli, err := client.NewClientWithOpts(client.WithHost("unix://"+t.TempDir()+"/docker.sock"), client.WithVersion("1.41"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	_, err = cli.Ping(context.Background())
+	if !client.IsErrConnectionFailed(err) {
+		t.Fatalf("a client of no engine got %v, want a connection failure", err)
+	}
+	return err
 }
