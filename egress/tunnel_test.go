@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // startCountingUpstream serves plain HTTP on loopback and counts the
@@ -33,9 +34,10 @@ func startCountingUpstream(t *testing.T) (port int, reached *atomic.Int32) {
 // whether it ended without a byte from the upstream.
 func tunnelRefused(t *testing.T, c net.Conn, r io.Reader) bool {
 	t.Helper()
-	b, _ := io.ReadAll(r)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(r)
 	c.Close()
-	return len(b) == 0
+	return len(b) == 0 && err == nil
 }
 
 // TestConnectTunnelCarriesOnlyWhatItsEntryAdmits: a tunnel to a port that
