@@ -14,10 +14,10 @@ type Record struct {
 	Session   string    `json:"session,omitempty"`
 	Event     string    `json:"event"`                // "decision" or "close"
 	Method    string    `json:"method"`               // CONNECT, GET, ...
-	Host      string    `json:"host"`                 // lowercase, no trailing dot; as sent on a bad request
+	Host      string    `json:"host"`                 // lowercase, no trailing dot; as sent on a bad request, empty when net/http refused it unread
 	Port      int       `json:"port"`                 // 0 on a bad request
 	Decision  string    `json:"decision"`             // "allow" or "deny"
-	Rule      string    `json:"rule"`                 // allowlist entry, "default-deny" or "bad-request"
+	Rule      string    `json:"rule"`                 // allowlist entry, "block:ENTRY", "default-deny", "bad-request", "ssrf-guard", "dlp:...", or a tunnel's: "tls-required", "tls-ech", "sni-mismatch", "tls-unreadable"
 	Reason    string    `json:"reason,omitempty"`     // why denied, why a dial/upstream failed, why a tunnel broke
 	BytesUp   int64     `json:"bytes_up,omitempty"`   // on "close": client->upstream bytes
 	BytesDown int64     `json:"bytes_down,omitempty"` // on "close": upstream->client bytes

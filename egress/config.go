@@ -8,8 +8,10 @@
 // secret), a blocklist, the allowlist, an SSRF guard (a name that resolves to
 // a private, loopback, link-local or otherwise non-public address is refused
 // unless the host is trusted explicitly; the address checked is the address
-// dialled), and for CONNECT an SNI check (a TLS ClientHello must name the
-// host the tunnel was opened to).
+// dialled; the blocklist is checked against those addresses too), and for
+// CONNECT a check of the tunnel's first bytes: a tunnel to a port that no
+// entry names must open with a TLS ClientHello naming the tunnel's host, and
+// no ClientHello may name another host or carry Encrypted Client Hello.
 package egress
 
 import (
