@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bottle-dev/bottle/auditlog"
 	"github.com/bottle-dev/bottle/backend"
 	"github.com/bottle-dev/bottle/egress"
 	"github.com/bottle-dev/bottle/internal/fakestart"
@@ -795,7 +796,8 @@ func TestRepliesAreNotStuckBehindOutput(t *testing.T) {
 }
 
 func TestEgressRecordsArriveAsNotifications(t *testing.T) {
-	h := newHarness(t, rpc.Options{})
+	auditDir := t.TempDir()
+	h := newHarness(t, rpc.Options{AuditDir: auditDir})
 	h.initialize()
 	c := h.client
 	sess := h.startSession()
@@ -829,6 +831,14 @@ func TestEgressRecordsArriveAsNotifications(t *testing.T) {
 	}
 	if got[1].Record.BytesUp != 10 || got[1].Record.BytesDown != 20 {
 		t.Errorf("close record = %+v, want its byte counts", got[1].Record)
+	}
+	// And the server keeps them in the session's audit file.
+	data, err := os.ReadFile(auditlog.Path(auditDir, sess))
+	if err != nil {
+		t.Fatalf("the session's audit file: %v", err)
+	}
+	if n := strings.Count(string(data), `"session":"`+sess+`"`); n != 2 {
+		t.Errorf("the audit file holds %d records of the session, want 2:\n%s", n, data)
 	}
 }
 
