@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // Config is what the sidecar is given (as JSON, on stdin or from a file).
@@ -34,7 +35,42 @@ type Config struct {
 	// Trusted hosts may resolve to non-public addresses; see Trust.
 	Trusted []string  `json:"trusted,omitempty"`
 	DLP     DLPConfig `json:"dlp"`
+	// Ask: a connection that only default-deny refuses is held and asked
+	// about on the audit stream (an "ask" record) instead of being refused
+	// at once; the answer comes on the control channel (see Control).
+	Ask bool `json:"ask,omitempty"`
+	// AskTimeout is how long a held connection waits for its answer, as a
+	// Go duration ("30s"); empty means DefaultAskTimeout.
+	AskTimeout string `json:"askTimeout,omitempty"`
 }
+
+// DefaultAskTimeout is how long a question waits when Config.AskTimeout is
+// empty.
+const DefaultAskTimeout = 30 * time.Second
+
+// Control is one line of the control channel: the sidecar's stdin after the
+// config, held by the server and out of the agent's reach.
+type Control struct {
+	Op string `json:"op"` // OpPolicy or OpAnswer
+	// Allow and Block replace the live allowlist and blocklist entirely
+	// (op "policy"). A bad entry rejects the whole line.
+	Allow []string `json:"allow,omitempty"`
+	Block []string `json:"block,omitempty"`
+	// Client is who asked for the change (op "policy"), copied into its
+	// audit record.
+	Client string `json:"client,omitempty"`
+	// ID is the question answered (op "answer"): an "ask" record's ID.
+	ID uint64 `json:"id,omitempty"`
+	// Decision answers it: DecisionAllow lets the held connections through
+	// this once; anything else refuses them.
+	Decision string `json:"decision,omitempty"`
+}
+
+// Values of Control.Op.
+const (
+	OpPolicy = "policy"
+	OpAnswer = "answer"
+)
 
 // DLPConfig says what the proxy treats as a secret.
 type DLPConfig struct {
