@@ -47,7 +47,7 @@ func TestServerTextReachesTheTerminalEscaped(t *testing.T) {
 
 func TestPlanIsPrintedEscaped(t *testing.T) {
 	var out bytes.Buffer
-	printPlan(&out, &rpc.PlanResult{Agent: "claude", Allow: []string{"api.anthropic.com", hostile}})
+	printPlan(&out, &rpc.PlanResult{Agent: "claude", Allow: []string{"api.anthropic.com", hostile}}, nil)
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	if len(lines) != 5 {
 		t.Errorf("the plan takes %d lines, want 5:\n%s", len(lines), out.String())

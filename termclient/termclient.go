@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +22,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/bottle-dev/bottle/auditlog"
+	"github.com/bottle-dev/bottle/egress"
 	"github.com/bottle-dev/bottle/rpc"
 )
 
@@ -30,7 +33,10 @@ type Options struct {
 	Cwd      string
 	CopyGit  bool
 	Yes      bool // start without asking
-	Argv     []string
+	// Allow adds entries (the manifest's egress.allow syntax) to this
+	// session's allowlist, before the agent runs.
+	Allow []string
+	Argv  []string
 
 	In  *os.File // the terminal (or any input)
 	Out io.Writer
@@ -40,6 +46,11 @@ type Options struct {
 // Run connects to a server over conn, starts the bottle, runs the agent and
 // closes the bottle. It returns the agent's exit code.
 func Run(ctx context.Context, conn io.ReadWriteCloser, opts Options) (int, error) {
+	// A bad entry is refused before anything starts, with the proxy's own
+	// reason, rather than after the bottle is up.
+	if _, err := egress.NewPolicy(opts.Allow); err != nil {
+		return 2, fmt.Errorf("--allow: %w", err)
+	}
 	c := &client{opts: opts, exited: make(chan rpc.ExitParams, 1)}
 	c.conn = jsonrpc2.NewConn(jsonrpc2.NewStream(conn))
 	c.conn.Go(ctx, c.handle)
@@ -57,7 +68,7 @@ func Run(ctx context.Context, conn io.ReadWriteCloser, opts Options) (int, error
 	if err := c.call(ctx, rpc.MethodPlan, rpc.PlanParams{Agent: opts.Agent, Manifest: opts.Manifest, Cwd: opts.Cwd}, &plan); err != nil {
 		return 1, err
 	}
-	printPlan(opts.Err, &plan)
+	printPlan(opts.Err, &plan, opts.Allow)
 	if !opts.Yes && !confirm(opts.In, opts.Err) {
 		fmt.Fprintln(opts.Err, "not started")
 		return 1, nil
@@ -72,6 +83,11 @@ func Run(ctx context.Context, conn io.ReadWriteCloser, opts Options) (int, error
 		return 1, err
 	}
 	defer c.call(context.WithoutCancel(ctx), rpc.MethodClose, rpc.CloseParams{Session: started.Session}, nil)
+	if len(opts.Allow) > 0 {
+		if err := c.call(ctx, methodAllow, allowParams{Session: started.Session, Entries: opts.Allow}, nil); err != nil {
+			return 1, err
+		}
+	}
 	fmt.Fprintf(opts.Err, "bottle %s ready: container %s, %s\r\n", started.Session, started.Container, started.RuntimeLabel)
 	return c.runExec(ctx, started.Session)
 }
@@ -129,15 +145,33 @@ func (c *client) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc
 	case rpc.MethodEgress:
 		var p rpc.EgressParams
 		if json.Unmarshal(req.Params(), &p) == nil && p.Record.Decision == "deny" && p.Record.Event == "decision" {
-			// The agent chose the host: shown escaped, it cannot draw a
-			// line of its own or hide one.
-			fmt.Fprintf(c.opts.Err, "\r\nbottle: egress to %s:%d refused (%s)\r\n", auditlog.Printable(p.Record.Host), p.Record.Port, auditlog.Printable(p.Record.Rule))
+			fmt.Fprint(c.opts.Err, refusal(p.Record))
 		}
 	}
 	if req.Method() != "" && isCall(req) {
 		return reply(ctx, nil, jsonrpc2.NewError(jsonrpc2.MethodNotFound, "the terminal client takes no requests"))
 	}
 	return nil
+}
+
+// refusal is the line a refused connection prints. The agent chose the
+// host: shown escaped, it cannot draw a line of its own or hide one. Only
+// default-deny is lifted by an allow entry (a blocklist, DLP, SSRF or TLS
+// refusal is not), so only then does the line say how; and only for an
+// entry the proxy would take, which is a host name or IP and a port, so
+// nothing the agent chose can turn it into another shell command.
+func refusal(r rpc.EgressRecord) string {
+	q := auditlog.Printable
+	line := fmt.Sprintf("\r\nbottle: egress to %s:%d refused (%s)", q(r.Host), r.Port, q(r.Rule))
+	if entry := net.JoinHostPort(r.Host, strconv.Itoa(r.Port)); r.Rule == "default-deny" && validEntry(entry) {
+		line += fmt.Sprintf("; to allow it next time: bottle-rpc run --allow %s, or egress.allow in bottle.yaml", q(entry))
+	}
+	return line + "\r\n"
+}
+
+func validEntry(entry string) bool {
+	_, err := egress.NewPolicy([]string{entry})
+	return err == nil
 }
 
 func isCall(req jsonrpc2.Request) bool {
@@ -232,15 +266,19 @@ func (s *windowSize) sync(ctx context.Context) {
 	s.c.conn.Notify(ctx, rpc.MethodResize, rpc.ResizeParams{Exec: s.exec, Cols: uint(w), Rows: uint(h)})
 }
 
-// printPlan shows what the user is asked to approve. A workspace's manifest
-// chose these strings, so each is escaped: none may hide what follows it.
-func printPlan(w io.Writer, p *rpc.PlanResult) {
+// printPlan shows what the user is asked to approve, with the entries that
+// --allow adds. A workspace's manifest chose these strings, so each is
+// escaped: none may hide what follows it.
+func printPlan(w io.Writer, p *rpc.PlanResult, extra []string) {
 	q := auditlog.Printable
 	fmt.Fprintf(w, "agent:    %s (bottle %s)\n", q(p.Agent), q(p.Bottle))
 	fmt.Fprintf(w, "runtime:  %s\n", q(p.RuntimeLabel))
 	fmt.Fprintf(w, "image:    %s\n", q(p.Image))
 	fmt.Fprintf(w, "command:  %s\n", q(strings.Join(p.Command, " ")))
 	fmt.Fprintf(w, "allow:    %s\n", q(strings.Join(p.Allow, ", ")))
+	if len(extra) > 0 {
+		fmt.Fprintf(w, "--allow:  %s (this session only)\n", q(strings.Join(extra, ", ")))
+	}
 	for _, it := range p.CopyIn {
 		fmt.Fprintf(w, "copy in:  %s %s -> %s\n", q(it.What), q(it.From), q(it.To))
 	}
@@ -263,4 +301,12 @@ func confirm(in io.Reader, out io.Writer) bool {
 	}
 	answer := strings.ToLower(strings.TrimSpace(string(line)))
 	return answer == "y" || answer == "yes"
+}
+
+// bottle/allow as issue 14's contract gives it, until rpc has its types.
+const methodAllow = "bottle/allow"
+
+type allowParams struct {
+	Session string   `json:"session"`
+	Entries []string `json:"entries"`
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/bottle-dev/bottle/auditlog"
 	"github.com/bottle-dev/bottle/dockerbottle"
@@ -23,8 +24,10 @@ func run(ctx context.Context, args []string) int {
 	cwd := fs.String("cwd", "", "folder copied into the agent's workspace")
 	copyGit := fs.Bool("git", false, "also copy the folder's .git")
 	yes := fs.Bool("yes", false, "start without asking")
+	var allow entries
+	fs.Var(&allow, "allow", "add an egress.allow `ENTRY` (host, host:port, host:*, *.domain) for this session; repeatable")
 	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: bottle-rpc run AGENT [--manifest F] [--cwd D] [--git] [--yes] [-- COMMAND...]")
+		fmt.Fprintln(os.Stderr, "usage: bottle-rpc run AGENT [--manifest F] [--cwd D] [--git] [--yes] [--allow ENTRY]... [-- COMMAND...]")
 		fs.PrintDefaults()
 	}
 	agent := "claude"
@@ -72,7 +75,7 @@ func run(ctx context.Context, args []string) int {
 		serverW.Close()
 	}()
 	code, err := termclient.Run(ctx, pipeConn{clientR, clientW}, termclient.Options{
-		Agent: agent, Manifest: *manifestPath, Cwd: *cwd, CopyGit: *copyGit, Yes: *yes, Argv: fs.Args(),
+		Agent: agent, Manifest: *manifestPath, Cwd: *cwd, CopyGit: *copyGit, Yes: *yes, Allow: allow, Argv: fs.Args(),
 		In: os.Stdin, Out: os.Stdout, Err: os.Stderr,
 	})
 	clientW.Close()
@@ -82,6 +85,12 @@ func run(ctx context.Context, args []string) int {
 	}
 	return code
 }
+
+// entries collects a repeated flag's values.
+type entries []string
+
+func (e *entries) String() string     { return strings.Join(*e, ",") }
+func (e *entries) Set(v string) error { *e = append(*e, v); return nil }
 
 type pipeConn struct {
 	io.Reader
