@@ -102,30 +102,40 @@ func (s Secret) String() string { return s.Name + "=(secret)" }
 // GoString is String, for %#v.
 func (s Secret) GoString() string { return s.String() }
 
-// ReadConfig decodes a Config from r. Unknown fields are an error naming the
-// field: a misspelt "allow" would otherwise silently deny everything.
+// ReadConfig decodes a Config from r, a file that holds nothing else.
+// Unknown fields are an error naming the field: a misspelt "allow" would
+// otherwise silently deny everything.
 func ReadConfig(r io.Reader) (Config, error) {
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
-	var cfg Config
-	if err := dec.Decode(&cfg); err != nil {
-		return Config{}, fmt.Errorf("egress: read config: %w", err)
+	cfg, rest, err := ReadConfigStream(r)
+	if err != nil {
+		return Config{}, err
 	}
 	// Text after the object is more likely a broken file than intent.
-	if _, err := dec.Token(); err != io.EOF {
+	if _, err := json.NewDecoder(rest).Token(); err != io.EOF {
 		return Config{}, errors.New("egress: read config: unexpected data after the JSON object")
 	}
 	return cfg, nil
 }
 
+// ReadConfigStream decodes the Config at the start of r, strictly as
+// ReadConfig does, and returns what follows it: the control channel, which
+// stays open. It reads no further than the config's closing brace needs, so
+// it returns while the writer still holds the stream open.
+func ReadConfigStream(r io.Reader) (Config, io.Reader, error) {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	var cfg Config
+	if err := dec.Decode(&cfg); err != nil {
+		return Config{}, nil, fmt.Errorf("egress: read config: %w", err)
+	}
+	return cfg, io.MultiReader(dec.Buffered(), r), nil
+}
+
 // options builds what a Proxy decides with from cfg, and refuses a config
 // that does not make sense before anything listens.
 func (cfg Config) options() (Options, error) {
-	policy, err := NewPolicy(cfg.Allow)
+	policy, err := compilePolicy(cfg.Allow, cfg.Block)
 	if err != nil {
-		return Options{}, err
-	}
-	if err := policy.Block(cfg.Block); err != nil {
 		return Options{}, err
 	}
 	trust, err := NewTrust(cfg.Trusted)
@@ -136,5 +146,19 @@ func (cfg Config) options() (Options, error) {
 	if err != nil {
 		return Options{}, err
 	}
-	return Options{Policy: policy, Session: cfg.Session, DLP: dlp, Trust: trust}, nil
+	opts := Options{Policy: policy, Session: cfg.Session, DLP: dlp, Trust: trust}
+	if cfg.Ask {
+		opts.AskTimeout = DefaultAskTimeout
+		if cfg.AskTimeout != "" {
+			d, err := time.ParseDuration(cfg.AskTimeout)
+			if err != nil {
+				return Options{}, fmt.Errorf("egress: askTimeout: %w", err)
+			}
+			if d <= 0 {
+				return Options{}, fmt.Errorf("egress: askTimeout %s: not positive", cfg.AskTimeout)
+			}
+			opts.AskTimeout = d
+		}
+	}
+	return opts, nil
 }

@@ -341,3 +341,27 @@ func numeric(label string) bool {
 	}
 	return true
 }
+
+// compilePolicy parses a whole policy: the allowlist allow and the blocklist
+// block.
+func compilePolicy(allow, block []string) (*Policy, error) {
+	p, err := NewPolicy(allow)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Block(block); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// entries returns the allowlist and the blocklist as written.
+func (p *Policy) entries() (allow, block []string) {
+	for _, r := range p.rules {
+		allow = append(allow, r.entry)
+	}
+	for _, r := range p.block {
+		block = append(block, r.entry)
+	}
+	return allow, block
+}

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -22,7 +23,9 @@ import (
 // absolute-URI http:// requests to the targets its Policy allows, and
 // refuses everything else.
 type Proxy struct {
-	policy    *Policy
+	policy    atomic.Pointer[Policy] // the live policy: each decision reads it once
+	policyMu  sync.Mutex             // serializes SetPolicy
+	ask       *asker                 // nil: refuse default-deny at once
 	audit     Auditor
 	session   string
 	dlp       *Scanner // nil: no DLP
@@ -54,6 +57,10 @@ type Options struct {
 	Trust   *Trust   // nil: no host may resolve to a non-public address
 	// Resolver looks up allowlisted names; nil means net.DefaultResolver.
 	Resolver Resolver
+	// AskTimeout > 0 makes the proxy ask about a connection that only
+	// default-deny refuses, holding it at most this long: an "ask" record
+	// on Audit, answered by Answer. 0 refuses such a connection at once.
+	AskTimeout time.Duration
 }
 
 // NewProxy returns a Proxy that decides with policy and records every
@@ -72,7 +79,6 @@ func newProxy(opts Options, dialTimeout time.Duration) *Proxy {
 	// long as their peers use them. Only reaching the upstream is bounded.
 	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
 	p := &Proxy{
-		policy:   opts.Policy,
 		audit:    opts.Audit,
 		session:  opts.Session,
 		dlp:      opts.DLP,
@@ -83,6 +89,10 @@ func newProxy(opts Options, dialTimeout time.Duration) *Proxy {
 	}
 	if p.resolver == nil {
 		p.resolver = net.DefaultResolver
+	}
+	p.policy.Store(opts.Policy)
+	if opts.AskTimeout > 0 {
+		p.ask = newAsker(opts.AskTimeout, opts.Audit, p.record)
 	}
 	p.transport = &http.Transport{
 		Proxy:                 nil, // the sidecar is the way out; it must not chain to a proxy from its environment
@@ -297,40 +307,37 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 
 // admit decides on host:port for a plain HTTP request, or for a tunnel:
 // the policy (blocklist, allowlist), then the blocklist and the SSRF guard on
-// the addresses the name resolves to. It audits the decision and returns the
-// checked addresses to dial, and for a tunnel whether it must carry TLS. On a
+// the addresses the name resolves to. A target that only default-deny
+// refuses may be asked about (see Options.AskTimeout): the request is held
+// until the answer. It audits the decision and returns the checked
+// addresses to dial, and for a tunnel whether it must carry TLS. On a
 // refusal, or when the name does not resolve, it has answered the client and
 // returns false.
 func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, host string, port int, tunnel bool) (rule string, addrs []netip.Addr, tlsOnly, ok bool) {
 	method := r.Method
-	var allowed bool
-	if tunnel {
-		allowed, rule, tlsOnly = p.policy.DecideTunnel(host, port)
-	} else {
-		allowed, rule = p.policy.Decide(host, port)
-	}
+	pol := p.policy.Load()
+	allowed, rule, tlsOnly := decide(pol, host, port, tunnel)
 	rec := p.record(EventDecision, method, host, port)
 	rec.Rule = rule
+	explicit := true // an allowlist entry names the target: an IP literal needs no trust
 	if !allowed {
-		p.deny(w, rec, p.refusalReason(host, port, rule, tunnel))
-		return rule, nil, false, false
+		if !p.askable(rule, host, port) {
+			p.deny(w, rec, refusalReason(pol, host, port, rule, tunnel))
+			return rule, nil, false, false
+		}
+		if pol, ok = p.askFor(w, r, rec, pol, tunnel); !ok {
+			return rule, nil, false, false
+		}
+		rule, tlsOnly, explicit = ruleApproved, false, false
+		rec.Rule = rule
 	}
 	addrs, err := p.resolve(r.Context(), host)
 	if err == nil {
-		for _, a := range addrs {
-			if entry, blocked := p.policy.BlockedAddr(a, port); blocked {
-				rec.Rule = "block:" + entry
-				p.deny(w, rec, fmt.Sprintf("resolves to %s, which is on the blocklist", a.Unmap()))
-				return rec.Rule, nil, false, false
-			}
+		if denied, reason := p.checkAddrs(pol, host, port, addrs, explicit); denied != "" {
+			rec.Rule = denied
+			p.deny(w, rec, reason)
+			return denied, nil, false, false
 		}
-		err = p.checkPublic(host, addrs)
-	}
-	var private *errNotPublic
-	if errors.As(err, &private) {
-		rec.Rule = ruleNotPublic
-		p.deny(w, rec, private.Error())
-		return ruleNotPublic, nil, false, false
 	}
 	rec.Decision = DecisionAllow
 	p.audit.Record(rec)
@@ -341,15 +348,80 @@ func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, host string, port 
 	return rule, addrs, tlsOnly, true
 }
 
-// refusalReason says why the policy refused host:port.
-func (p *Proxy) refusalReason(host string, port int, rule string, tunnel bool) string {
+func decide(pol *Policy, host string, port int, tunnel bool) (allowed bool, rule string, tlsOnly bool) {
+	if tunnel {
+		return pol.DecideTunnel(host, port)
+	}
+	allowed, rule = pol.Decide(host, port)
+	return allowed, rule, false
+}
+
+// askable reports whether a refusal by rule may be asked about: only
+// default-deny of a well-formed target, and only when the proxy asks.
+func (p *Proxy) askable(rule, host string, port int) bool {
+	return p.ask != nil && rule == ruleDefaultDeny && port >= 1 && port <= 65535 && (isIP(host) || validName(host))
+}
+
+// askFor asks whether rec's target, which only default-deny refuses, may be
+// reached, and holds the request until the answer. A target that could not
+// be reached anyway is refused without asking: one whose addresses the
+// blocklist or the SSRF guard refuse (an approval never lifts those; a
+// non-public IP literal counts, as no entry names it), or a name that does
+// not resolve. On a refusal it has answered the client and returns false;
+// otherwise it returns the policy to go on with, which may have changed
+// while the request was held, and whose blocklist still applies.
+func (p *Proxy) askFor(w http.ResponseWriter, r *http.Request, rec Record, pol *Policy, tunnel bool) (*Policy, bool) {
+	host, port := rec.Host, rec.Port
+	addrs, err := p.resolve(r.Context(), host)
+	if err != nil {
+		p.deny(w, rec, refusalReason(pol, host, port, rec.Rule, tunnel))
+		return nil, false
+	}
+	if denied, reason := p.checkAddrs(pol, host, port, addrs, false); denied != "" {
+		rec.Rule = denied
+		p.deny(w, rec, reason)
+		return nil, false
+	}
+	allowed, why := p.ask.ask(r.Context().Done(), rec.Method, host, port)
+	if !allowed {
+		p.deny(w, rec, why)
+		return nil, false
+	}
+	pol = p.policy.Load()
+	if _, rule, _ := decide(pol, host, port, tunnel); strings.HasPrefix(rule, "block:") {
+		rec.Rule = rule
+		p.deny(w, rec, refusalReason(pol, host, port, rule, tunnel))
+		return nil, false
+	}
+	return pol, true
+}
+
+// checkAddrs checks the addresses host resolved to against pol's blocklist
+// and the SSRF guard, and returns the rule that refuses them and why, or
+// "". explicit says an allowlist entry names the target, which exempts an
+// IP literal from the SSRF guard.
+func (p *Proxy) checkAddrs(pol *Policy, host string, port int, addrs []netip.Addr, explicit bool) (rule, reason string) {
+	for _, a := range addrs {
+		if entry, blocked := pol.BlockedAddr(a, port); blocked {
+			return "block:" + entry, fmt.Sprintf("resolves to %s, which is on the blocklist", a.Unmap())
+		}
+	}
+	var private *errNotPublic
+	if err := p.checkPublic(host, addrs, explicit); errors.As(err, &private) {
+		return ruleNotPublic, private.Error()
+	}
+	return "", ""
+}
+
+// refusalReason says why pol refused host:port.
+func refusalReason(pol *Policy, host string, port int, rule string, tunnel bool) string {
 	switch {
 	case strings.HasPrefix(rule, "block:"):
 		return "on the blocklist"
 	case strings.ContainsFunc(host, func(c rune) bool { return c >= utf8.RuneSelf }):
 		return "not an ASCII host name (write an international name in its xn-- form)"
 	case tunnel:
-		if allowed, _ := p.policy.Decide(host, port); allowed {
+		if allowed, _ := pol.Decide(host, port); allowed {
 			return "no allowlist entry names this port for tunnels; send plain HTTP as an http:// proxy request"
 		}
 	}

@@ -43,14 +43,17 @@ var defaultLimits = limits{
 
 // Run listens on cfg.Listen and serves until ctx is done, then shuts down
 // gracefully: open requests and tunnels get a short grace period, then the
-// tunnels still open are closed. It writes audit records as JSON lines to
-// auditOut, and to logOut the line "egress proxy listening on ADDR" once
-// listening, then the HTTP server's own error messages.
-func Run(ctx context.Context, cfg Config, auditOut, logOut io.Writer) error {
-	return run(ctx, cfg, auditOut, logOut, defaultLimits)
+// tunnels still open are closed. It writes audit records (and questions) as
+// JSON lines to auditOut, and to logOut the line "egress proxy listening on
+// ADDR" once listening, then the HTTP server's own error messages and the
+// control lines it refused. It applies the Control lines of control (nil:
+// none) as they come; when control ends, the proxy keeps its policy and asks
+// no more questions.
+func Run(ctx context.Context, cfg Config, control io.Reader, auditOut, logOut io.Writer) error {
+	return run(ctx, cfg, control, auditOut, logOut, defaultLimits)
 }
 
-func run(ctx context.Context, cfg Config, auditOut, logOut io.Writer, lim limits) error {
+func run(ctx context.Context, cfg Config, control io.Reader, auditOut, logOut io.Writer, lim limits) error {
 	opts, err := cfg.options()
 	if err != nil {
 		return err
@@ -69,6 +72,13 @@ func run(ctx context.Context, cfg Config, auditOut, logOut io.Writer, lim limits
 	p := newProxy(opts, lim.dial)
 	p.errorLog = errorLog
 	defer p.transport.CloseIdleConnections()
+	if control == nil {
+		p.StopAsking()
+	} else {
+		// Not waited for: a read of the control channel cannot be
+		// interrupted, and the process ends with Run anyway.
+		go p.control(control, errorLog)
+	}
 	// Hijacked CONNECT connections are outside the server's timeouts, so
 	// none of these can cut a tunnel.
 	srv := &http.Server{
@@ -97,6 +107,7 @@ func run(ctx context.Context, cfg Config, auditOut, logOut io.Writer, lim limits
 	case err := <-served:
 		// The listener failed and nothing will be served any more: there is
 		// nothing to be graceful for.
+		p.StopAsking()
 		srv.Close()
 		now, cancel := context.WithCancel(context.Background())
 		cancel()
@@ -105,6 +116,9 @@ func run(ctx context.Context, cfg Config, auditOut, logOut io.Writer, lim limits
 	case <-ctx.Done():
 	}
 
+	// Held requests must not outlast the grace period, waiting for answers
+	// that no longer matter.
+	p.StopAsking()
 	grace, cancel := context.WithTimeout(context.Background(), lim.grace)
 	defer cancel()
 	if err := srv.Shutdown(grace); err != nil {

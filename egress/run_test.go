@@ -48,12 +48,18 @@ func (l logLines) Write(p []byte) (int, error) {
 // audit output.
 func startRun(t *testing.T, cfg Config, lim limits) (addr string, stop context.CancelFunc, done <-chan error, audit *syncBuffer) {
 	t.Helper()
+	return startRunControlled(t, cfg, nil, lim)
+}
+
+// startRunControlled is startRun with control as the control channel.
+func startRunControlled(t *testing.T, cfg Config, control io.Reader, lim limits) (addr string, stop context.CancelFunc, done <-chan error, audit *syncBuffer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	audit = &syncBuffer{}
 	logs := make(logLines, 10)
 	result := make(chan error, 1)
 	go func() {
-		result <- run(ctx, cfg, audit, logs, lim)
+		result <- run(ctx, cfg, control, audit, logs, lim)
 		close(result) // lets the cleanup below pass once the test has taken the result
 	}()
 	t.Cleanup(func() {
@@ -127,7 +133,7 @@ func TestRunPrintsListeningLineAndServesUntilContextIsDone(t *testing.T) {
 }
 
 func TestRunRefusesBadAllowEntryWithoutListening(t *testing.T) {
-	err := Run(context.Background(), Config{Listen: "127.0.0.1:0", Allow: []string{"https://example.com"}}, io.Discard, io.Discard)
+	err := Run(context.Background(), Config{Listen: "127.0.0.1:0", Allow: []string{"https://example.com"}}, nil, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), `"https://example.com"`) {
 		t.Errorf("Run = %v, want an error naming the entry", err)
 	}
@@ -201,7 +207,7 @@ func TestRunRefusesBadSecurityConfigWithoutListening(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.cfg.Listen = "127.0.0.1:0"
 			logs := make(logLines, 1)
-			err := Run(context.Background(), tt.cfg, io.Discard, logs)
+			err := Run(context.Background(), tt.cfg, nil, io.Discard, logs)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Run = %v, want %q", err, tt.want)
 			}

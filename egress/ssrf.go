@@ -280,11 +280,12 @@ func (p *Proxy) resolve(ctx context.Context, host string) ([]netip.Addr, error) 
 // checkPublic refuses (*errNotPublic) a name with any address that is not
 // public, unless the name or that address is trusted: a name with one
 // private address among public ones is a rebinding trick, not a reason to
-// pick the public one. An IP literal is explicit and needs no trust. No
+// pick the public one. An IP literal that an allowlist entry names
+// (literalNamed) is explicit and needs no trust. No
 // trust and no entry makes an unspecified or invalid address dialable: the
 // kernel takes 0.0.0.0 and :: for the sidecar's own addresses.
-func (p *Proxy) checkPublic(host string, addrs []netip.Addr) error {
-	exempt := isIP(host) || p.trust.Host(host)
+func (p *Proxy) checkPublic(host string, addrs []netip.Addr, literalNamed bool) error {
+	exempt := literalNamed && isIP(host) || p.trust.Host(host)
 	for _, a := range addrs {
 		ok, kind := publicAddr(a)
 		if kind == "unspecified" || kind == "invalid" || !ok && !exempt && !p.trust.Addr(a) {

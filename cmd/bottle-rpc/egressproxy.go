@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/bottle-dev/bottle/dnsguard"
@@ -12,6 +13,7 @@ import (
 
 // egressProxy reads its config from stdin (or --config), so the config,
 // secrets included, never shows in the sidecar's container configuration.
+// Control lines follow it on stdin.
 func egressProxy(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("egress-proxy", flag.ExitOnError)
 	config := fs.String("config", "-", "config file (JSON), - for stdin")
@@ -26,21 +28,33 @@ func egressProxy(ctx context.Context, args []string) int {
 		fmt.Println(dnsguard.BlockedLine)
 		return 0
 	}
-	in := os.Stdin
-	if *config != "-" {
-		f, err := os.Open(*config)
-		if err != nil {
-			return fail("egress-proxy: %v", err)
-		}
-		defer f.Close()
-		in = f
+	// The config comes first on stdin, which then stays open as the
+	// control channel (egress.Control lines from the server). With a
+	// config file, all of stdin is the control channel.
+	var (
+		cfg     egress.Config
+		control io.Reader = os.Stdin
+		err     error
+	)
+	if *config == "-" {
+		cfg, control, err = egress.ReadConfigStream(os.Stdin)
+	} else {
+		cfg, err = readConfigFile(*config)
 	}
-	cfg, err := egress.ReadConfig(in)
 	if err != nil {
 		return fail("egress-proxy: reading the config: %v", err)
 	}
-	if err := egress.Run(ctx, cfg, os.Stdout, os.Stderr); err != nil {
+	if err := egress.Run(ctx, cfg, control, os.Stdout, os.Stderr); err != nil {
 		return fail("egress-proxy: %v", err)
 	}
 	return 0
+}
+
+func readConfigFile(path string) (egress.Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return egress.Config{}, err
+	}
+	defer f.Close()
+	return egress.ReadConfig(f)
 }
