@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/bottle-dev/bottle/egress"
 	"github.com/bottle-dev/bottle/manifest"
@@ -89,6 +90,16 @@ type Bottle interface {
 	// A destination the agent user cannot write is a FieldError; only
 	// ErrBottleGone and ErrEngineUnavailable say the bottle itself is lost.
 	CopyIn(ctx context.Context, hostPath, containerPath string) (int64, error)
+	// SetPolicy replaces the egress proxy's allowlist and blocklist (entries
+	// in the manifest's canonical form) for new connections; tunnels open
+	// stay open. client says who asked, for the audit record the proxy
+	// writes. A bottle whose proxy cannot be changed (Info.LivePolicy is
+	// false) returns ErrPolicyFixed.
+	SetPolicy(ctx context.Context, allow, block []string, client string) error
+	// Answer answers the proxy's question id (an egress "ask" record):
+	// allow lets the connections it holds through this once, else they are
+	// refused.
+	Answer(ctx context.Context, id uint64, allow bool) error
 	// Close removes everything the bottle made. It is idempotent.
 	Close(ctx context.Context) error
 }
@@ -109,6 +120,16 @@ type Info struct {
 	// run and the host folder was copied.
 	Workspace string
 	ProxyAddr string
+	// LivePolicy: the bottle's proxy takes SetPolicy and Answer (the
+	// built-in one does; a sidecar of the manifest's own does not).
+	LivePolicy bool
+	// Allow and Block are the egress allowlist and blocklist the bottle
+	// started with, in the manifest's canonical form.
+	Allow []string
+	Block []string
+	// AskTimeout is how long the proxy holds a connection it asks about;
+	// 0 when it never asks.
+	AskTimeout time.Duration
 }
 
 // ExecSpec is a process to run in a bottle.
@@ -154,6 +175,9 @@ var (
 	// ErrBottleGone: the bottle's container stopped or vanished under it
 	// (the daemon restarted, someone removed it).
 	ErrBottleGone = errors.New("bottle container gone")
+	// ErrPolicyFixed: the bottle's egress proxy is not the built-in one,
+	// so its policy cannot change while it runs.
+	ErrPolicyFixed = fmt.Errorf("%w: this bottle's egress proxy is a sidecar of the manifest's own, whose policy the server cannot change; edit its config and start a new bottle", ErrInvalid)
 )
 
 // FieldError is an ErrInvalid about one field of the request, named as

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,6 +38,13 @@ type Bottle struct {
 
 	agentID   string
 	sidecarID string
+
+	// ctl is the built-in proxy's stdin after its config: the control
+	// channel that SetPolicy and Answer write lines to, out of the agent's
+	// reach. nil before the proxy started, after Close, and for a sidecar
+	// of the manifest's own.
+	ctlMu sync.Mutex
+	ctl   net.Conn
 
 	closeMu sync.Mutex
 	closed  bool
@@ -144,6 +152,7 @@ func (bt *Bottle) Close(ctx context.Context) error {
 	bt.closeMu.Lock()
 	defer bt.closeMu.Unlock()
 	bt.closed = true
+	bt.closeControl()
 	bt.cancel()
 	return bt.engine.removeSession(ctx, bt.session)
 }

@@ -2,6 +2,7 @@ package dockerbottle
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"github.com/bottle-dev/bottle/backend"
 	"github.com/bottle-dev/bottle/egress"
 	"github.com/bottle-dev/bottle/manifest"
 )
@@ -42,8 +44,8 @@ func (e *Engine) sidecarSpec(b *manifest.Bottle, image, session string, internal
 		Resources:   container.Resources{Memory: 256 << 20, PidsLimit: &pids},
 	}
 	if b.Sidecar == nil {
+		// Stdin stays open after the config: it is the control channel.
 		cfg.OpenStdin = true
-		cfg.StdinOnce = true
 		cfg.AttachStdin = true
 		cfg.AttachStdout = true
 		cfg.AttachStderr = true
@@ -67,8 +69,9 @@ func proxyPort(b *manifest.Bottle) int {
 }
 
 // startSidecar starts the built-in proxy: attach first (stdin is the
-// config, stdout the audit stream), then start, then send the config and
-// wait until it listens, so the agent's first request finds it ready.
+// config, then control lines; stdout the audit stream), then start, then
+// send the config as one line and wait until it listens, so the agent's
+// first request finds it ready. Stdin stays open for SetPolicy and Answer.
 func (bt *Bottle) startSidecar(ctx context.Context, onEgress func(egress.Record)) error {
 	e, b := bt.engine, bt.bottle
 	if b.Sidecar != nil {
@@ -98,10 +101,9 @@ func (bt *Bottle) startSidecar(ctx context.Context, onEgress func(egress.Record)
 		hj.Close()
 		return fmt.Errorf("sending the egress sidecar its config: %w", err)
 	}
-	if err := hj.CloseWrite(); err != nil {
-		hj.Close()
-		return fmt.Errorf("closing the egress sidecar's stdin: %w", err)
-	}
+	bt.ctlMu.Lock()
+	bt.ctl = hj.Conn
+	bt.ctlMu.Unlock()
 	select {
 	case <-ready:
 		return nil
@@ -161,17 +163,95 @@ func (bt *Bottle) readSidecar(r io.Reader, ready chan struct{}, exited chan<- st
 	}
 }
 
+// controlTimeout bounds one control line's write: the proxy reads its
+// stdin all the time, so a write that blocks means it is gone.
+const controlTimeout = 10 * time.Second
+
+// SetPolicy replaces the built-in proxy's allowlist and blocklist with one
+// control line; the proxy audits the change, naming client.
+func (bt *Bottle) SetPolicy(ctx context.Context, allow, block []string, client string) error {
+	return bt.control(ctx, egress.Control{Op: egress.OpPolicy, Allow: nonNil(allow), Block: nonNil(block), Client: client})
+}
+
+// Answer answers the proxy's question id.
+func (bt *Bottle) Answer(ctx context.Context, id uint64, allow bool) error {
+	d := egress.DecisionDeny
+	if allow {
+		d = egress.DecisionAllow
+	}
+	return bt.control(ctx, egress.Control{Op: egress.OpAnswer, ID: id, Decision: d})
+}
+
+// nonNil keeps an empty list a list: the proxy replaces its lists whole,
+// and an empty allowlist means deny everything.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// control writes one control line to the proxy's stdin. Writes are
+// serialized, so a policy sent before an answer is applied before it.
+func (bt *Bottle) control(ctx context.Context, c egress.Control) error {
+	if bt.bottle.Sidecar != nil {
+		return backend.ErrPolicyFixed
+	}
+	line, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("encoding a control line for the egress proxy: %w", err)
+	}
+	line = append(line, '\n')
+	bt.ctlMu.Lock()
+	defer bt.ctlMu.Unlock()
+	if bt.ctl == nil {
+		return fmt.Errorf("egress proxy of bottle %s: %w", bt.session, backend.ErrClosed)
+	}
+	deadline := time.Now().Add(controlTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := bt.ctl.SetWriteDeadline(deadline); err != nil {
+		return fmt.Errorf("egress proxy of bottle %s: %w", bt.session, err)
+	}
+	if _, err := bt.ctl.Write(line); err != nil {
+		return fmt.Errorf("writing to the egress proxy of bottle %s: %w: %v", bt.session, backend.ErrBottleGone, err)
+	}
+	return nil
+}
+
+// closeControl ends the control channel: the proxy refuses the questions
+// still pending and asks no more, and keeps its policy.
+func (bt *Bottle) closeControl() {
+	bt.ctlMu.Lock()
+	defer bt.ctlMu.Unlock()
+	if bt.ctl != nil {
+		bt.ctl.Close()
+		bt.ctl = nil
+	}
+}
+
+// askTimeout is how long the bottle's proxy holds a connection it asks
+// about; 0 when it never asks.
+func askTimeout(b *manifest.Bottle) time.Duration {
+	if b.Sidecar != nil || !b.Egress.Ask {
+		return 0
+	}
+	return cmp.Or(b.Egress.AskTimeout, egress.DefaultAskTimeout)
+}
+
 // proxyConfig is the built-in proxy's config for the bottle: its allowlist,
 // blocklist, trusted hosts and DLP, with the values of the variables the
 // manifest marks secret. It goes to the proxy's stdin only.
 func (bt *Bottle) proxyConfig() egress.Config {
 	b := bt.bottle
-	return egress.Config{
+	cfg := egress.Config{
 		Listen:  ":" + strconv.Itoa(ProxyPort),
 		Session: bt.session,
 		Allow:   b.Egress.Allow,
 		Block:   b.Egress.Block,
 		Trusted: b.Egress.Trusted,
+		Ask:     b.Egress.Ask,
 		DLP: egress.DLPConfig{
 			NoBuiltin: b.Egress.DLP.NoBuiltin,
 			Disable:   b.Egress.DLP.Disable,
@@ -179,6 +259,10 @@ func (bt *Bottle) proxyConfig() egress.Config {
 			Secrets:   bt.secrets(),
 		},
 	}
+	if b.Egress.Ask {
+		cfg.AskTimeout = askTimeout(b).String()
+	}
+	return cfg
 }
 
 func dlpPatterns(ps []manifest.DLPPattern) []egress.Pattern {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -331,5 +332,9 @@ func (s *start) info() backend.Info {
 		Home:         homeDir,
 		Workspace:    workspaceDir,
 		ProxyAddr:    s.proxyAddr,
+		LivePolicy:   s.b.Sidecar == nil,
+		Allow:        slices.Clone(s.b.Egress.Allow),
+		Block:        slices.Clone(s.b.Egress.Block),
+		AskTimeout:   askTimeout(s.b),
 	}
 }

@@ -79,6 +79,11 @@ func checkSSHUser(s string) error {
 	return nil
 }
 
+// AllowEntry checks one egress allowlist or blocklist entry as bottle.yaml
+// does, with the proxy's own parser, and returns it in the form the proxy
+// matches. The error says what is wrong with the entry and quotes it.
+func AllowEntry(s string) (string, error) { return allowEntry(s) }
+
 // allowEntry checks one egress allowlist entry and returns it in the form
 // the proxy matches: lowercase, with the port in canonical form. Entries
 // are host, *.domain, host:port, *.domain:port or host:*, or an IP

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 const egressHead = "agents:\n  a: {bottle: web}\nbottles:\n  web:\n    image: x\n"
@@ -35,6 +36,8 @@ func TestParseReadsTheEgressSecurityFields(t *testing.T) {
 			Disable:  []string{"aws-secret-key"},
 			Patterns: []DLPPattern{{Name: "internal-token", Regex: "itk_[a-z0-9]{32}"}},
 		},
+		Ask:        true,
+		AskTimeout: DefaultAskTimeout,
 	}
 	if got := m.Bottles["web"].Egress; !reflect.DeepEqual(got, want) {
 		t.Errorf("egress =\n%+v\nwant\n%+v", got, want)
@@ -140,6 +143,8 @@ func TestPolicyFileMergesIntoTheEgress(t *testing.T) {
 		Trusted:    []string{"git.internal", "10.20.0.0/16"},
 		DLP:        DLP{NoBuiltin: true, Patterns: []DLPPattern{{Name: "Internal Token", Regex: "itk_[a-z0-9]{32}"}}},
 		PolicyFile: dir + "/pipelock.yaml",
+		Ask:        true,
+		AskTimeout: DefaultAskTimeout,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("egress =\n%+v\nwant\n%+v", got, want)
@@ -203,5 +208,53 @@ func TestPolicyFileProblemsSortWithTheLineThatNamesIt(t *testing.T) {
 	lines := strings.Split(err.Error(), "\n")
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], dir+"/p.yaml:1: bogus:") || !strings.HasPrefix(lines[1], "bottle.yaml:7: bottles.web.runtime:") {
 		t.Errorf("problems:\n%s", err)
+	}
+}
+
+// egress.ask and egress.ask_timeout: asking is on with 30 s unless the
+// manifest says otherwise, and a bad value names the file, line and field.
+func TestEgressAskAndAskTimeout(t *testing.T) {
+	tests := []struct {
+		name, egress string
+		ask          bool
+		timeout      time.Duration
+		wantErr      string
+	}{
+		{"defaults", "{allow: [a.com]}", true, 30 * time.Second, ""},
+		{"ask off", "{ask: false}", false, 30 * time.Second, ""},
+		{"timeout", "{ask_timeout: 2m}", true, 2 * time.Minute, ""},
+		{"lowest timeout", "{ask_timeout: 1s}", true, time.Second, ""},
+		{"ask not a bool", "{ask: maybe}", false, 0, `bottle.yaml:6: bottles.web.egress.ask: must be true or false`},
+		{"timeout not a duration", "{ask_timeout: 30}", false, 0, `bottle.yaml:6: bottles.web.egress.ask_timeout: "30" is not a duration`},
+		{"timeout too short", "{ask_timeout: 500ms}", false, 0, `bottle.yaml:6: bottles.web.egress.ask_timeout: must be from 1s to 10m0s, got 500ms`},
+		{"timeout too long", "{ask_timeout: 1h}", false, 0, `bottle.yaml:6: bottles.web.egress.ask_timeout: must be from 1s to 10m0s, got 1h0m0s`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := Parse("bottle.yaml", []byte(egressHead+"    egress: "+tt.egress+"\n"), t.TempDir())
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := m.Bottles["web"].Egress; e.Ask != tt.ask || e.AskTimeout != tt.timeout {
+				t.Errorf("ask = %v, ask_timeout = %v; want %v, %v", e.Ask, e.AskTimeout, tt.ask, tt.timeout)
+			}
+		})
+	}
+}
+
+// The protocol's bottle/allow checks entries with the manifest's own
+// check: what it accepts is the canonical form the proxy matches.
+func TestAllowEntryIsTheManifestsCheck(t *testing.T) {
+	if got, err := AllowEntry("GitHub.com:0443"); err != nil || got != "github.com:443" {
+		t.Errorf("AllowEntry = %q, %v; want github.com:443", got, err)
+	}
+	if _, err := AllowEntry("https://github.com/x"); err == nil || !strings.Contains(err.Error(), `"https://github.com/x" is a URL`) {
+		t.Errorf("AllowEntry(URL) error = %v, want it to name the entry", err)
 	}
 }

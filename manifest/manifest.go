@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Manifest is a parsed, validated bottle.yaml.
@@ -93,7 +94,21 @@ type Egress struct {
 	// PolicyFile is the absolute path of a pipelock-style policy file whose
 	// entries were merged into these fields, or "".
 	PolicyFile string
+	// Ask lets the built-in proxy hold a connection that only default-deny
+	// refuses and ask the user (ask: true, the default); false refuses it
+	// at once.
+	Ask bool
+	// AskTimeout is how long a held connection waits for the user's
+	// answer before it is refused (ask_timeout, default DefaultAskTimeout).
+	AskTimeout time.Duration
 }
+
+// Bounds of egress.ask_timeout.
+const (
+	DefaultAskTimeout = 30 * time.Second
+	MinAskTimeout     = time.Second
+	MaxAskTimeout     = 10 * time.Minute
+)
 
 // DLP configures the proxy's secret scanning of URLs and headers.
 type DLP struct {

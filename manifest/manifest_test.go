@@ -131,7 +131,7 @@ func TestParseFillsEveryFieldOfAFullManifest(t *testing.T) {
 					Args:       map[string]string{"BASE": "bottle/base:bookworm"},
 				},
 				Runtime: "runsc",
-				Egress:  Egress{Allow: []string{"api.anthropic.com", "*.anthropic.com", "github.com:22", "example.org:*"}},
+				Egress:  Egress{Allow: []string{"api.anthropic.com", "*.anthropic.com", "github.com:22", "example.org:*"}, Ask: true, AskTimeout: DefaultAskTimeout},
 				SSH: []SSH{
 					{
 						Host:       "github.com",
@@ -160,7 +160,7 @@ func TestParseFillsEveryFieldOfAFullManifest(t *testing.T) {
 				Name:    "pinned",
 				Image:   "registry.example.com:5000/team/tool:1.2",
 				Runtime: "runc",
-				Egress:  Egress{AllowFromProfile: true},
+				Egress:  Egress{AllowFromProfile: true, Ask: true, AskTimeout: DefaultAskTimeout},
 				Memory:  8 << 20,
 			},
 		},

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -150,7 +151,7 @@ func (p *parser) skills(f field) []Skill {
 }
 
 func (p *parser) bottle(f field) *Bottle {
-	b := &Bottle{Name: f.key.Value, Runtime: "auto", Egress: Egress{AllowFromProfile: true}}
+	b := &Bottle{Name: f.key.Value, Runtime: "auto", Egress: defaultEgress()}
 	if err := checkName(b.Name); err != nil {
 		p.errorAt(f.key.Line, f.path, "%v", err)
 	}
@@ -248,11 +249,27 @@ func (p *parser) build(f field) *Build {
 	return b
 }
 
+// defaultEgress is a bottle's egress before its manifest says anything:
+// the profile's allowlist, and the user asked about other hosts.
+func defaultEgress() Egress {
+	return Egress{AllowFromProfile: true, Ask: true, AskTimeout: DefaultAskTimeout}
+}
+
 func (p *parser) egress(f field) Egress {
-	e := Egress{AllowFromProfile: true}
-	fs, ok := p.fields(f, "allow", "block", "trusted", "secret_env", "dlp", "policy_file")
+	e := defaultEgress()
+	fs, ok := p.fields(f, "allow", "block", "trusted", "secret_env", "dlp", "policy_file", "ask", "ask_timeout")
 	if !ok {
 		return e
+	}
+	if a, ok := fs["ask"]; ok {
+		if v, ok := p.bool(a); ok {
+			e.Ask = v
+		}
+	}
+	if t, ok := fs["ask_timeout"]; ok {
+		if d, ok := p.duration(t, MinAskTimeout, MaxAskTimeout); ok {
+			e.AskTimeout = d
+		}
 	}
 	if a, ok := fs["allow"]; ok {
 		e.Allow = p.list(a, allowEntry)
@@ -345,6 +362,24 @@ func (p *parser) addPattern(d *DLP, f field, pat DLPPattern) {
 		return
 	}
 	d.Patterns = append(d.Patterns, pat)
+}
+
+// duration reads a Go duration ("30s", "2m") from lo to hi.
+func (p *parser) duration(f field, lo, hi time.Duration) (time.Duration, bool) {
+	s, ok := p.str(f)
+	if !ok {
+		return 0, false
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		p.errorf(f, "%q is not a duration; write a number with a unit, like 30s or 2m", s)
+		return 0, false
+	case d < lo || d > hi:
+		p.errorf(f, "must be from %v to %v, got %v", lo, hi, d)
+		return 0, false
+	}
+	return d, true
 }
 
 // bool reads a YAML boolean.

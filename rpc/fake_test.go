@@ -1,6 +1,7 @@
 package rpc_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -8,8 +9,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/bottle-dev/bottle/backend"
 	"github.com/bottle-dev/bottle/egress"
@@ -27,6 +30,10 @@ type fakeBackend struct {
 	startErr error
 	// execErr, when set, fails every Exec.
 	execErr error
+	// askTimeout is each bottle's egress ask timeout; 0 gives 5 s.
+	askTimeout time.Duration
+	// fixedPolicy makes bottles whose proxy is not the built-in one.
+	fixedPolicy bool
 
 	mu      sync.Mutex
 	events  []string
@@ -94,6 +101,10 @@ func (b *fakeBackend) Start(ctx context.Context, spec backend.StartSpec, progres
 			Image:        "fake:latest",
 			Home:         "/home/fake",
 			Workspace:    "/home/fake/work",
+			LivePolicy:   !b.fixedPolicy,
+			Allow:        []string{"api.example.test"},
+			Block:        []string{"blocked.example.test"},
+			AskTimeout:   cmp.Or(b.askTimeout, 5*time.Second),
 		},
 	}
 	b.mu.Lock()
@@ -157,6 +168,24 @@ func (bt *fakeBottle) CopyIn(_ context.Context, hostPath, containerPath string) 
 	bt.be.record("copied %s to %s", hostPath, containerPath)
 	return n, err
 }
+
+// SetPolicy records the policy line the proxy would get.
+func (bt *fakeBottle) SetPolicy(_ context.Context, allow, block []string, client string) error {
+	if !bt.info.LivePolicy {
+		return backend.ErrPolicyFixed
+	}
+	bt.be.record("policy %s allow=%s block=%s client=%s", bt.info.Session, strings.Join(allow, ","), strings.Join(block, ","), client)
+	return nil
+}
+
+// Answer records the answer the proxy would get.
+func (bt *fakeBottle) Answer(_ context.Context, id uint64, allow bool) error {
+	bt.be.record("answer %s %d %v", bt.info.Session, id, allow)
+	return nil
+}
+
+// Egress hands rec up as the bottle's proxy would.
+func (bt *fakeBottle) Egress(rec egress.Record) { bt.onEgress(rec) }
 
 func (bt *fakeBottle) Close(context.Context) error {
 	bt.mu.Lock()

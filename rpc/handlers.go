@@ -341,6 +341,7 @@ func (s *Server) list(context.Context, *ListParams) (*ListResult, error) {
 			Image:        snap.Info.Image,
 			Home:         snap.Info.Home,
 			Workspace:    snap.Info.Workspace,
+			Allow:        snap.Allow,
 			Execs:        []ExecInfo{},
 		}
 		if snap.Err != nil {

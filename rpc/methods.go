@@ -11,6 +11,9 @@ const (
 	ClientNotification Direction = "client notification"
 	// ServerNotification: the server tells, nothing is answered.
 	ServerNotification Direction = "server notification"
+	// ServerRequest: the server asks a client that declared it can
+	// answer, and the client answers.
+	ServerRequest Direction = "server request"
 )
 
 // MethodSpec describes one method of the protocol. Methods is the one
@@ -64,6 +67,12 @@ var Methods = []MethodSpec{
 		Doc: "ends every exec of a session and removes its bottle"},
 	{Name: MethodList, Dir: ClientRequest, Params: ListParams{}, Result: ListResult{},
 		Doc: "every session of this server, closed ones included"},
+	{Name: MethodAllow, Dir: ClientRequest, Params: AllowParams{}, Result: AllowlistResult{},
+		Doc: "adds entries to a running bottle's allowlist"},
+	{Name: MethodDisallow, Dir: ClientRequest, Params: DisallowParams{}, Result: AllowlistResult{},
+		Doc: "takes entries off a running bottle's allowlist, for new connections"},
+	{Name: MethodEgressApproval, Dir: ServerRequest, Params: EgressApprovalParams{}, Result: EgressApprovalResult{},
+		Doc: "asks the user whether the agent may reach a host its allowlist does not name"},
 	{Name: MethodOutput, Dir: ServerNotification, Params: OutputParams{}, Doc: "output bytes of an exec"},
 	{Name: MethodExecExit, Dir: ServerNotification, Params: ExitParams{}, Doc: "an exec has ended: sent once, after its last output"},
 	{Name: MethodEgress, Dir: ServerNotification, Params: EgressParams{}, Doc: "one event of a session's egress proxy"},

@@ -31,6 +31,13 @@ const (
 	MethodClose         = "bottle/close"    // request
 	MethodList          = "bottle/list"     // request
 	MethodAgents        = "bottle/agents"   // request
+	MethodAllow         = "bottle/allow"    // request
+	MethodDisallow      = "bottle/disallow" // request
+)
+
+// Requests the server sends to a client that declared it can answer them.
+const (
+	MethodEgressApproval = "bottle/egressApproval"
 )
 
 // Notifications the server sends.
@@ -57,9 +64,18 @@ const ServerName = "bottle-rpc"
 type InitializeParams struct {
 	// the client, for the server's log
 	ClientInfo *ClientInfo `json:"clientInfo,omitempty"`
-	// accepted and ignored: the server offers the same protocol to every
-	// client
-	Capabilities json.RawMessage `json:"capabilities,omitempty" wire:"object"`
+	// what the client can do beyond the protocol every client speaks;
+	// unknown fields are ignored
+	Capabilities *ClientCapabilities `json:"capabilities,omitempty"`
+}
+
+// ClientCapabilities say which optional parts of the protocol a client
+// takes part in.
+type ClientCapabilities struct {
+	// the client answers bottle/egressApproval: the server may ask it
+	// whether a bottle may reach a host its allowlist does not name.
+	// Without it such connections are refused at once
+	EgressApproval bool `json:"egressApproval,omitempty"`
 }
 
 // ClientInfo names the client, for the server's log.
@@ -401,6 +417,10 @@ type SessionInfo struct {
 	Workspace string `json:"workspace,omitempty"`
 	// why it failed
 	Error string `json:"error,omitempty"`
+	// the live egress allowlist, with what bottle/allow, bottle/disallow
+	// and approvals changed, once ready; absent for a bottle whose own
+	// sidecar the server cannot change
+	Allow []string `json:"allow,omitempty"`
 	// its execs in start order
 	Execs []ExecInfo `json:"execs"`
 }
@@ -441,8 +461,13 @@ type EgressRecord struct {
 	// when, RFC 3339
 	Time time.Time `json:"time"`
 	// `decision` for every connection attempt; `close` when an allowed
-	// connection ended
-	Event string `json:"event" enum:"decision,close"`
+	// connection ended; `ask` when the proxy holds a connection that only
+	// default-deny refuses and asks (bottle/egressApproval); `policy` when
+	// the allowlist or blocklist changed
+	Event string `json:"event" enum:"decision,close,ask,policy"`
+	// on `ask`: the question's number; the decision that follows carries
+	// the host and port, not the number
+	ID uint64 `json:"id,omitempty"`
 	// `CONNECT`, or the HTTP method of a plain-HTTP request
 	Method string `json:"method"`
 	// lowercase host name; `(redacted)` when the name itself carried a
@@ -450,8 +475,10 @@ type EgressRecord struct {
 	Host string `json:"host"`
 	// port, 0 on a bad request
 	Port int `json:"port"`
-	// allowed or denied
-	Decision string `json:"decision" enum:"allow,deny"`
+	// allowed or denied; `ask` on an `ask` event, whose decision follows
+	// as a `decision` record once the user answered or the time ran out; on
+	// `policy`: whether the change was applied
+	Decision string `json:"decision" enum:"allow,deny,ask"`
 	// what decided: the allowlist entry that matched, `default-deny`,
 	// `bad-request`, `block:ENTRY` (the blocklist), `dlp:NAME` (a secret
 	// pattern, named, never the secret), `dlp:secret:VAR` (the value of a
@@ -466,6 +493,11 @@ type EgressRecord struct {
 	BytesUp int64 `json:"bytesUp,omitempty"`
 	// on `close`: bytes upstream to client
 	BytesDown int64 `json:"bytesDown,omitempty"`
+	// on `policy`: what changed, e.g. `allow +github.com:443`
+	Change string `json:"change,omitempty"`
+	// on `policy`: who changed it: a client's name from initialize, or
+	// `approval` (an answer allowSession)
+	Client string `json:"client,omitempty"`
 }
 
 // egressParams is the one conversion from the proxy's record, which the
@@ -473,6 +505,10 @@ type EgressRecord struct {
 // protocol.md's names (bytesUp, not the file's bytes_up) and carries the
 // session beside the record, not in it.
 func egressParams(r egress.Record) EgressParams {
+	decision := r.Decision
+	if r.Event == egress.EventAsk && decision == "" {
+		decision = DecisionAsk
+	}
 	return EgressParams{
 		Session: r.Session,
 		Record: EgressRecord{
@@ -481,13 +517,73 @@ func egressParams(r egress.Record) EgressParams {
 			Method:    r.Method,
 			Host:      r.Host,
 			Port:      r.Port,
-			Decision:  r.Decision,
+			Decision:  decision,
 			Rule:      r.Rule,
 			Reason:    r.Reason,
 			BytesUp:   r.BytesUp,
 			BytesDown: r.BytesDown,
+			ID:        r.ID,
+			Change:    r.Change,
+			Client:    r.Client,
 		},
 	}
+}
+
+// DecisionAsk is an `ask` record's decision on the wire: none yet.
+const DecisionAsk = "ask"
+
+// AllowParams are the params of bottle/allow.
+type AllowParams struct {
+	// the session
+	Session string `json:"session"`
+	// allowlist entries in bottle.yaml's syntax (`host`, `host:port`,
+	// `host:*`, `*.domain`, ...); each is checked with the proxy's own
+	// parser, and one bad entry changes nothing
+	Entries []string `json:"entries"`
+}
+
+// DisallowParams are the params of bottle/disallow.
+type DisallowParams struct {
+	// the session
+	Session string `json:"session"`
+	// entries to take off the allowlist, as bottle/allow takes them; one
+	// not on the list is no error
+	Entries []string `json:"entries"`
+}
+
+// AllowlistResult is the result of bottle/allow and bottle/disallow.
+type AllowlistResult struct {
+	// the session's allowlist after the change
+	Allow []string `json:"allow"`
+}
+
+// EgressApprovalParams are the params of bottle/egressApproval, which the
+// server sends to a client that declared capabilities.egressApproval.
+type EgressApprovalParams struct {
+	// the session whose agent connects
+	Session string `json:"session"`
+	// `CONNECT`, or the HTTP method of a plain-HTTP request
+	Method string `json:"method"`
+	// the host the agent wants, lowercase
+	Host string `json:"host"`
+	// its port
+	Port int `json:"port"`
+}
+
+// Decisions a client answers bottle/egressApproval with.
+const (
+	ApprovalAllowOnce    = "allowOnce"
+	ApprovalAllowSession = "allowSession"
+	ApprovalDeny         = "deny"
+)
+
+// EgressApprovalResult is the client's answer to bottle/egressApproval.
+type EgressApprovalResult struct {
+	// `allowOnce`: the connections waiting on this question go through,
+	// the allowlist stays; `allowSession`: `host:port` joins the session's
+	// allowlist, then they go through; `deny`: they are refused (403).
+	// Anything else, an error or no answer in time counts as `deny`
+	Decision string `json:"decision" enum:"allowOnce,allowSession,deny"`
 }
 
 // ProgressParams are the params of $/progress.

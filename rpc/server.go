@@ -72,12 +72,15 @@ type Server struct {
 	// Set by Serve before the connection starts.
 	w    *writer
 	base context.Context
+	conn jsonrpc2.Conn
 
 	mu           sync.Mutex
 	phase        phase
 	served       bool
 	shutdownSeen bool
 	inflight     map[jsonrpc2.ID]*request
+	client       string // clientInfo's name and version, for the audit of policy changes
+	approvals    bool   // the client answers bottle/egressApproval
 	handlers     sync.WaitGroup
 	exit         chan struct{}
 	exitOnce     sync.Once
@@ -121,13 +124,15 @@ func NewServer(be backend.Backend, opts Options) *Server {
 	}
 	s.reg = session.NewRegistry(be, session.Options{Window: opts.Window, Events: events{s}, Logger: opts.Logger, AuditDir: opts.AuditDir})
 	s.methods = map[string]handlerFunc{
-		MethodPlan:   handler(s.plan),
-		MethodStart:  handler(s.start),
-		MethodExec:   s.exec,
-		MethodCp:     handler(s.cp),
-		MethodClose:  handler(s.closeSession),
-		MethodList:   handler(s.list),
-		MethodAgents: handler(s.agents),
+		MethodPlan:     handler(s.plan),
+		MethodStart:    handler(s.start),
+		MethodExec:     s.exec,
+		MethodCp:       handler(s.cp),
+		MethodClose:    handler(s.closeSession),
+		MethodList:     handler(s.list),
+		MethodAgents:   handler(s.agents),
+		MethodAllow:    handler(s.allow),
+		MethodDisallow: handler(s.disallow),
 	}
 	s.controls = map[string]controlFunc{
 		MethodInput:  control(s.input),
@@ -157,6 +162,7 @@ func (s *Server) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 	base, cancelBase := context.WithCancelCause(context.WithoutCancel(ctx))
 	s.base = base
 	conn := jsonrpc2.NewConn(newStream(in, s.w, s.opts.MaxMessage, s.log))
+	s.conn = conn
 	conn.Go(base, s.handle)
 
 	var err error
@@ -406,13 +412,15 @@ func (s *Server) initialize(ctx context.Context, reply jsonrpc2.Replier, params 
 		return
 	}
 	s.phase = phaseReady
+	s.client = clientName(p.ClientInfo)
+	s.approvals = p.Capabilities != nil && p.Capabilities.EgressApproval
 	s.mu.Unlock()
 	if p.ClientInfo != nil {
-		s.log.Info("client", "name", p.ClientInfo.Name, "version", p.ClientInfo.Version)
+		s.log.Info("client", "name", p.ClientInfo.Name, "version", p.ClientInfo.Version, "egressApproval", s.approvals)
 	}
 	var methods []string
 	for _, m := range Methods {
-		if m.Dir != ServerNotification {
+		if m.Dir != ServerNotification && m.Dir != ServerRequest {
 			methods = append(methods, m.Name)
 		}
 	}
@@ -555,6 +563,9 @@ type events struct{ s *Server }
 func (e events) Output(exec string, data []byte)       { e.s.sendOutput(exec, data) }
 func (e events) Exit(exec string, code int, err error) { e.s.sendExit(exec, code, err) }
 func (e events) Egress(rec egress.Record)              { e.s.sendEgress(rec) }
+func (e events) Ask(ctx context.Context, q egress.Record) string {
+	return e.s.askApproval(ctx, q)
+}
 
 // sendOutput sends one bottle/output notification, built by hand because
 // it is the hot path of terminal output (the base64 goes straight into the

@@ -1,10 +1,12 @@
 package session_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/bottle-dev/bottle/backend"
 	"github.com/bottle-dev/bottle/egress"
 	"github.com/bottle-dev/bottle/internal/fakestart"
+	"github.com/bottle-dev/bottle/session"
 )
 
 // fakeBackend starts fakeBottles with fakestart's start: gate, when set,
@@ -22,6 +25,7 @@ type fakeBackend struct {
 	startErr    error
 	resizeDelay time.Duration // how long each process's Resize takes
 	killDelay   time.Duration // how long each process's Kill takes
+	askTimeout  time.Duration // each bottle's egress ask timeout; 0 gives 5 s
 
 	mu      sync.Mutex
 	made    int
@@ -52,7 +56,11 @@ func (b *fakeBackend) Start(ctx context.Context, spec backend.StartSpec, progres
 	if err != nil {
 		return nil, err
 	}
-	bt := &fakeBottle{info: backend.Info{Session: spec.Session, Agent: spec.Agent, Container: "c-" + spec.Session}, onEgress: spec.OnEgress, resizeDelay: b.resizeDelay, killDelay: b.killDelay}
+	bt := &fakeBottle{
+		info: backend.Info{Session: spec.Session, Agent: spec.Agent, Container: "c-" + spec.Session,
+			LivePolicy: true, Allow: []string{"a.test"}, Block: []string{"b.test"}, AskTimeout: cmp.Or(b.askTimeout, 5*time.Second)},
+		onEgress: spec.OnEgress, resizeDelay: b.resizeDelay, killDelay: b.killDelay,
+	}
 	b.mu.Lock()
 	b.bottles = append(b.bottles, bt)
 	b.mu.Unlock()
@@ -76,6 +84,9 @@ type fakeBottle struct {
 	mu     sync.Mutex
 	closes int
 	procs  []*endless
+	// control is what the bottle's proxy was told, in order: "policy
+	// ALLOW BLOCK CLIENT" and "answer ID ALLOW".
+	control []string
 	// unkilledAtClose counts the processes no Kill had reached when the
 	// bottle was first closed.
 	unkilledAtClose int
@@ -105,6 +116,26 @@ func (bt *fakeBottle) Close(context.Context) error {
 	}
 	bt.closes++
 	return nil
+}
+
+func (bt *fakeBottle) SetPolicy(_ context.Context, allow, block []string, client string) error {
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	bt.control = append(bt.control, fmt.Sprintf("policy %s %s %s", strings.Join(allow, ","), strings.Join(block, ","), client))
+	return nil
+}
+
+func (bt *fakeBottle) Answer(_ context.Context, id uint64, allow bool) error {
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	bt.control = append(bt.control, fmt.Sprintf("answer %d %v", id, allow))
+	return nil
+}
+
+func (bt *fakeBottle) controlLines() []string {
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	return slices.Clone(bt.control)
 }
 
 func (bt *fakeBottle) closeCount() int {
@@ -203,6 +234,8 @@ type events struct {
 	exits  map[string][]int
 	egress []string
 	after  []string // execs whose output came after their exit
+	answer string   // what Ask answers; "" waits for its context
+	asked  []string
 }
 
 func newEvents() *events {
@@ -228,6 +261,26 @@ func (e *events) Egress(rec egress.Record) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.egress = append(e.egress, rec.Session+" "+rec.Host)
+}
+
+// Ask answers with answer, or waits for ctx when answer is "" (a user who
+// never answers).
+func (e *events) Ask(ctx context.Context, q egress.Record) string {
+	e.mu.Lock()
+	e.asked = append(e.asked, fmt.Sprintf("%s %s:%d", q.Session, q.Host, q.Port))
+	answer := e.answer
+	e.mu.Unlock()
+	if answer == "" {
+		<-ctx.Done()
+		return session.AllowSession
+	}
+	return answer
+}
+
+func (e *events) questions() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.asked)
 }
 
 func (e *events) outputOf(exec string) int {

@@ -49,6 +49,12 @@ type Events interface {
 	// Egress delivers one decision of a session's egress proxy; its
 	// Session is the session's id.
 	Egress(rec egress.Record)
+	// Ask puts the question of an "ask" record (its Session is the
+	// session's id) to the user and returns AllowOnce, AllowSession or
+	// Deny. Unlike the others it may block: it runs on a goroutine of its
+	// own, and ctx ends when the bottle's ask timeout passes or the session
+	// closes (the answer is then Deny whatever it returns).
+	Ask(ctx context.Context, q egress.Record) string
 }
 
 // Options tune a Registry.
@@ -132,6 +138,9 @@ func (r *Registry) Start(ctx context.Context, spec backend.StartSpec, progress b
 		rec.Session = id
 		s.audit.write(rec)
 		r.opts.Events.Egress(rec)
+		if rec.Event == egress.EventAsk {
+			go s.ask(rec)
+		}
 	}
 	if err := s.start(ctx, spec, progress); err != nil {
 		s.audit.close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/bottle-dev/bottle/backend"
@@ -50,6 +51,12 @@ type Session struct {
 	closing  *closeOp // the teardown in progress, if any
 
 	audit *audit // its egress records on disk
+
+	// policyMu serializes changes of the live egress policy, so that the
+	// proxy gets them in the order the lists here changed.
+	policyMu sync.Mutex
+	allow    []string // the live allowlist; under mu to read, policyMu too to change
+	block    []string
 }
 
 // closeOp lets concurrent Close calls wait for the one teardown.
@@ -130,6 +137,8 @@ func (s *Session) start(ctx context.Context, spec backend.StartSpec, progress ba
 	s.bottle = b
 	s.info = b.Info()
 	s.info.Session = s.id
+	s.allow = slices.Clone(s.info.Allow)
+	s.block = slices.Clone(s.info.Block)
 	s.state = StateReady
 	return nil
 }
@@ -315,6 +324,9 @@ type Snapshot struct {
 	ID    string
 	State State
 	Info  backend.Info
+	// Allow is the live egress allowlist; nil when the bottle's proxy
+	// cannot be changed or the session is not ready yet.
+	Allow []string
 	// Err is why the last teardown failed, in state failed.
 	Err   error
 	Execs []ExecSnapshot
@@ -324,6 +336,9 @@ type Snapshot struct {
 func (s *Session) Snapshot() Snapshot {
 	s.mu.Lock()
 	snap := Snapshot{ID: s.id, State: s.state, Info: s.info, Err: s.err}
+	if s.bottle != nil && s.info.LivePolicy {
+		snap.Allow = slices.Clone(s.allow)
+	}
 	execs := s.execs
 	s.mu.Unlock()
 	for _, e := range execs {

@@ -20,6 +20,9 @@ export const Method = {
   cp: 'bottle/cp',
   close: 'bottle/close',
   list: 'bottle/list',
+  allow: 'bottle/allow',
+  disallow: 'bottle/disallow',
+  egressApproval: 'bottle/egressApproval',
   output: 'bottle/output',
   execExit: 'bottle/exit',
   egress: 'bottle/egress',
@@ -39,6 +42,13 @@ export interface Requests {
   'bottle/cp': { params: CpParams; result: CpResult };
   'bottle/close': { params: CloseParams; result: Record<string, never> };
   'bottle/list': { params: ListParams; result: ListResult };
+  'bottle/allow': { params: AllowParams; result: AllowlistResult };
+  'bottle/disallow': { params: DisallowParams; result: AllowlistResult };
+}
+
+/** Params and result of each request the server sends a client. */
+export interface ServerRequests {
+  'bottle/egressApproval': { params: EgressApprovalParams; result: EgressApprovalResult };
 }
 
 /** Params of each notification, either way. */
@@ -60,8 +70,8 @@ export interface Notifications {
 export interface InitializeParams {
   /** the client, for the server's log */
   clientInfo?: ClientInfo;
-  /** accepted and ignored: the server offers the same protocol to every client */
-  capabilities?: Record<string, unknown>;
+  /** what the client can do beyond the protocol every client speaks; unknown fields are ignored */
+  capabilities?: ClientCapabilities;
 }
 
 /** ClientInfo names the client, for the server's log. */
@@ -70,6 +80,12 @@ export interface ClientInfo {
   name: string;
   /** the client's version */
   version?: string;
+}
+
+/** ClientCapabilities say which optional parts of the protocol a client takes part in. */
+export interface ClientCapabilities {
+  /** the client answers bottle/egressApproval: the server may ask it whether a bottle may reach a host its allowlist does not name. Without it such connections are refused at once */
+  egressApproval?: boolean;
 }
 
 /** InitializeResult is the result of initialize. */
@@ -335,6 +351,8 @@ export interface SessionInfo {
   workspace?: string;
   /** why it failed */
   error?: string;
+  /** the live egress allowlist, with what bottle/allow, bottle/disallow and approvals changed, once ready; absent for a bottle whose own sidecar the server cannot change */
+  allow?: string[];
   /** its execs in start order */
   execs: ExecInfo[];
 }
@@ -357,6 +375,46 @@ export interface ExecInfo {
   sent: number;
   /** decoded output bytes acknowledged so far: every bottle/ack the server read before this request counts, up to `sent` */
   acked: number;
+}
+
+/** AllowParams are the params of bottle/allow. */
+export interface AllowParams {
+  /** the session */
+  session: string;
+  /** allowlist entries in bottle.yaml's syntax (`host`, `host:port`, `host:*`, `*.domain`, ...); each is checked with the proxy's own parser, and one bad entry changes nothing */
+  entries: string[];
+}
+
+/** AllowlistResult is the result of bottle/allow and bottle/disallow. */
+export interface AllowlistResult {
+  /** the session's allowlist after the change */
+  allow: string[];
+}
+
+/** DisallowParams are the params of bottle/disallow. */
+export interface DisallowParams {
+  /** the session */
+  session: string;
+  /** entries to take off the allowlist, as bottle/allow takes them; one not on the list is no error */
+  entries: string[];
+}
+
+/** EgressApprovalParams are the params of bottle/egressApproval, which the server sends to a client that declared capabilities.egressApproval. */
+export interface EgressApprovalParams {
+  /** the session whose agent connects */
+  session: string;
+  /** `CONNECT`, or the HTTP method of a plain-HTTP request */
+  method: string;
+  /** the host the agent wants, lowercase */
+  host: string;
+  /** its port */
+  port: number;
+}
+
+/** EgressApprovalResult is the client's answer to bottle/egressApproval. */
+export interface EgressApprovalResult {
+  /** `allowOnce`: the connections waiting on this question go through, the allowlist stays; `allowSession`: `host:port` joins the session's allowlist, then they go through; `deny`: they are refused (403). Anything else, an error or no answer in time counts as `deny` */
+  decision: 'allowOnce' | 'allowSession' | 'deny';
 }
 
 /** OutputParams are the params of the bottle/output notification. */
@@ -389,16 +447,18 @@ export interface EgressParams {
 export interface EgressRecord {
   /** when, RFC 3339 */
   time: string;
-  /** `decision` for every connection attempt; `close` when an allowed connection ended */
-  event: 'decision' | 'close';
+  /** `decision` for every connection attempt; `close` when an allowed connection ended; `ask` when the proxy holds a connection that only default-deny refuses and asks (bottle/egressApproval); `policy` when the allowlist or blocklist changed */
+  event: 'decision' | 'close' | 'ask' | 'policy';
+  /** on `ask`: the question's number; the decision that follows carries the host and port, not the number */
+  id?: number;
   /** `CONNECT`, or the HTTP method of a plain-HTTP request */
   method: string;
   /** lowercase host name; `(redacted)` when the name itself carried a secret */
   host: string;
   /** port, 0 on a bad request */
   port: number;
-  /** allowed or denied */
-  decision: 'allow' | 'deny';
+  /** allowed or denied; `ask` on an `ask` event, whose decision follows as a `decision` record once the user answered or the time ran out; on `policy`: whether the change was applied */
+  decision: 'allow' | 'deny' | 'ask';
   /** what decided: the allowlist entry that matched, `default-deny`, `bad-request`, `block:ENTRY` (the blocklist), `dlp:NAME` (a secret pattern, named, never the secret), `dlp:secret:VAR` (the value of a host variable marked secret), `ssrf-guard` (the name resolved to a private, loopback or link-local address and the host is not trusted), `sni-mismatch` (the TLS ClientHello named another host than the CONNECT) or `tls-unreadable` */
   rule: string;
   /** why it was denied, or why the dial or upstream failed */
@@ -407,6 +467,10 @@ export interface EgressRecord {
   bytesUp?: number;
   /** on `close`: bytes upstream to client */
   bytesDown?: number;
+  /** on `policy`: what changed, e.g. `allow +github.com:443` */
+  change?: string;
+  /** on `policy`: who changed it: a client's name from initialize, or `approval` (an answer allowSession) */
+  client?: string;
 }
 
 /** ProgressParams are the params of $/progress. */

@@ -111,7 +111,7 @@ func methodsTable(m *model) string {
 			}
 		}
 		result := "—"
-		if mt.Dir == rpc.ClientRequest || mt.AlsoOtherDir {
+		if mt.Dir == rpc.ClientRequest || mt.Dir == rpc.ServerRequest || mt.AlsoOtherDir {
 			result = mdRef(mt.result, "`null`")
 		}
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", mt.Name, dir, mdRef(mt.params, "none"), result, cell(mt.Doc))

@@ -62,7 +62,7 @@ func schema(m *model) ([]byte, error) {
 			e = append(e, kv{"params", schemaRef(mt.params)})
 		}
 		switch {
-		case mt.Dir != rpc.ClientRequest && !mt.AlsoOtherDir:
+		case mt.Dir != rpc.ClientRequest && mt.Dir != rpc.ServerRequest && !mt.AlsoOtherDir:
 		case mt.result == nil:
 			e = append(e, kv{"result", obj{{"type", "null"}}})
 		default:

@@ -29,9 +29,15 @@ func typescript(m *model) []byte {
 			fmt.Fprintf(&b, "  '%s': { params: %s; result: %s };\n", mt.Name, tsRef(mt.params, "undefined"), tsRef(mt.result, "null"))
 		}
 	}
+	b.WriteString("}\n\n/** Params and result of each request the server sends a client. */\nexport interface ServerRequests {\n")
+	for _, mt := range m.methods {
+		if mt.Dir == rpc.ServerRequest {
+			fmt.Fprintf(&b, "  '%s': { params: %s; result: %s };\n", mt.Name, tsRef(mt.params, "undefined"), tsRef(mt.result, "null"))
+		}
+	}
 	b.WriteString("}\n\n/** Params of each notification, either way. */\nexport interface Notifications {\n")
 	for _, mt := range m.methods {
-		if mt.Dir != rpc.ClientRequest {
+		if mt.Dir == rpc.ClientNotification || mt.Dir == rpc.ServerNotification {
 			fmt.Fprintf(&b, "  '%s': %s;\n", mt.Name, tsRef(mt.params, "undefined"))
 		}
 	}

@@ -1,0 +1,135 @@
+package rpc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/bottle-dev/bottle/egress"
+	"github.com/bottle-dev/bottle/manifest"
+	"github.com/bottle-dev/bottle/session"
+)
+
+// clientName is how policy records name a client: clientInfo's name and
+// version, or "client" when it gave none.
+func clientName(ci *ClientInfo) string {
+	switch {
+	case ci == nil || ci.Name == "":
+		return "client"
+	case ci.Version == "":
+		return ci.Name
+	}
+	return ci.Name + " " + ci.Version
+}
+
+// askApproval sends bottle/egressApproval to the client and returns its
+// decision. It runs on the session's goroutine for the question, never on
+// the connection's read goroutine, which must go on reading to deliver the
+// answer. Every failure is a deny: a client without the capability, a
+// server that stopped serving, an error response, a result that is not one
+// of the three decisions, the client going away, or ctx ending (the ask
+// timeout).
+func (s *Server) askApproval(ctx context.Context, q egress.Record) string {
+	s.mu.Lock()
+	ok := s.approvals && s.phase == phaseReady
+	s.mu.Unlock()
+	if !ok {
+		return session.Deny
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Pending calls are not failed when the peer goes: stop waiting then.
+	go func() {
+		select {
+		case <-s.conn.Done():
+		case <-s.w.failed:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	params := EgressApprovalParams{Session: q.Session, Method: q.Method, Host: q.Host, Port: q.Port}
+	var raw json.RawMessage
+	if _, err := s.conn.Call(ctx, MethodEgressApproval, params, &raw); err != nil {
+		s.log.Info("egress approval: denied, no answer", "session", q.Session, "host", q.Host, "port", q.Port, "err", err)
+		return session.Deny
+	}
+	var res EgressApprovalResult
+	if err := json.Unmarshal(raw, &res); err != nil || !slices.Contains([]string{ApprovalAllowOnce, ApprovalAllowSession, ApprovalDeny}, res.Decision) {
+		s.logMessage(MessageWarning, fmt.Sprintf("%s: the answer %s is not {\"decision\": \"allowOnce\" | \"allowSession\" | \"deny\"}; the connection to %s:%d is refused",
+			MethodEgressApproval, truncate(string(raw), 200), q.Host, q.Port))
+		return session.Deny
+	}
+	return map[string]string{
+		ApprovalAllowOnce:    session.AllowOnce,
+		ApprovalAllowSession: session.AllowSession,
+		ApprovalDeny:         session.Deny,
+	}[res.Decision]
+}
+
+// truncate cuts s to at most n bytes, for a log line.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// allowEntries checks bottle/allow's and bottle/disallow's entries with the
+// manifest's own check and returns them in canonical form; one bad entry
+// fails the whole request, naming it.
+func allowEntries(sessionID string, entries []string) ([]string, error) {
+	if sessionID == "" {
+		return nil, invalidParams("session", "give the session id from bottle/start", "session is required")
+	}
+	if len(entries) == 0 {
+		return nil, invalidParams("entries", "give at least one entry, like github.com or github.com:22", "entries is required")
+	}
+	out := make([]string, 0, len(entries))
+	for _, e := range entries {
+		c, err := manifest.AllowEntry(e)
+		if err != nil {
+			return nil, invalidParams("entries", "write host, *.domain, host:port, *.domain:port or host:*, as in bottle.yaml", "entries: %v", err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func (s *Server) allow(ctx context.Context, p *AllowParams) (*AllowlistResult, error) {
+	entries, err := allowEntries(p.Session, p.Entries)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := s.reg.Get(p.Session)
+	if err != nil {
+		return nil, err
+	}
+	list, err := sess.Allow(ctx, entries, s.clientName())
+	if err != nil {
+		return nil, err
+	}
+	return &AllowlistResult{Allow: nonNil(list)}, nil
+}
+
+func (s *Server) disallow(ctx context.Context, p *DisallowParams) (*AllowlistResult, error) {
+	entries, err := allowEntries(p.Session, p.Entries)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := s.reg.Get(p.Session)
+	if err != nil {
+		return nil, err
+	}
+	list, err := sess.Disallow(ctx, entries, s.clientName())
+	if err != nil {
+		return nil, err
+	}
+	return &AllowlistResult{Allow: nonNil(list)}, nil
+}
+
+func (s *Server) clientName() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.client
+}
