@@ -400,3 +400,56 @@ func connectionFailed(t *testing.T) error {
 	}
 	return err
 }
+
+// The built-in proxy's stdin stays open after its config (one line, with
+// ask and its timeout): SetPolicy and Answer reach it as one control line
+// each, in the order they were called, and Close ends the channel, after
+// which they fail as closed.
+func TestUnitTheSidecarsStdinCarriesControlLines(t *testing.T) {
+	m := newMemEngine()
+	e := fakeEngine(t, m.api)
+	t.Cleanup(m.close)
+	bt, err := e.Start(context.Background(), backend.StartSpec{Manifest: fakeManifest(t, RuntimeRunsc), Agent: "sh", Session: fakeSession}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := bt.Info()
+	if !info.LivePolicy || !slices.Equal(info.Allow, []string{"example.test"}) || info.AskTimeout != 30*time.Second {
+		t.Errorf("info = %+v, want a live policy with the manifest's allowlist and a 30 s ask timeout", info)
+	}
+	ctx := context.Background()
+	if err := bt.SetPolicy(ctx, []string{"example.test", "github.com:443"}, nil, "editor 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := bt.Answer(ctx, 7, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := bt.Answer(ctx, 8, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := bt.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`{"op":"policy","allow":["example.test","github.com:443"],"client":"editor 1"}`,
+		`{"op":"answer","id":7,"decision":"allow"}`,
+		`{"op":"answer","id":8,"decision":"deny"}`,
+		"EOF",
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.Equal(m.controlLines(), want) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := m.controlLines(); !slices.Equal(got, want) {
+		t.Errorf("the sidecar read\n%q\nwant\n%q", got, want)
+	}
+	m.mu.Lock()
+	cfg := m.sidecarCfg
+	m.mu.Unlock()
+	if !cfg.Ask || cfg.AskTimeout != "30s" {
+		t.Errorf("config ask = %v, askTimeout = %q; want true, 30s", cfg.Ask, cfg.AskTimeout)
+	}
+	if err := bt.Answer(ctx, 9, true); !errors.Is(err, backend.ErrClosed) {
+		t.Errorf("Answer after Close = %v, want ErrClosed", err)
+	}
+}

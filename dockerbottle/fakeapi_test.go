@@ -235,6 +235,8 @@ type memEngine struct {
 	networks   map[string]map[string]string // labels by name
 	peers      []net.Conn
 	records    []egress.Record // what the fake sidecar writes once it listens
+	sidecarCfg egress.Config   // what the fake sidecar read as its config
+	control    []string        // the lines the fake sidecar read after its config; "EOF" when its stdin closed
 	failAt     string
 	failErr    error
 }
@@ -364,6 +366,12 @@ func (m *memEngine) note(s string) {
 	m.log = append(m.log, s)
 }
 
+func (m *memEngine) controlLines() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.control)
+}
+
 func (m *memEngine) calls() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -399,13 +407,30 @@ func (m *memEngine) serve(role string, c net.Conn, recs []egress.Record) {
 	stdout, stderr := stdcopy.NewStdWriter(c, stdcopy.Stdout), stdcopy.NewStdWriter(c, stdcopy.Stderr)
 	switch role {
 	case "sidecar":
+		// The config is one line; control lines follow until stdin closes.
+		in := bufio.NewReader(c)
+		line, err := in.ReadBytes('\n')
 		var cfg egress.Config
-		if json.NewDecoder(c).Decode(&cfg) != nil {
+		if err != nil || json.Unmarshal(line, &cfg) != nil {
 			return
 		}
+		m.mu.Lock()
+		m.sidecarCfg = cfg
+		m.mu.Unlock()
 		fmt.Fprintf(stderr, "%s :3128\n", egress.ListeningLine)
 		for _, r := range recs {
 			json.NewEncoder(stdout).Encode(r)
+		}
+		for {
+			line, err := in.ReadString('\n')
+			m.mu.Lock()
+			if err != nil {
+				m.control = append(m.control, "EOF")
+				m.mu.Unlock()
+				return
+			}
+			m.control = append(m.control, strings.TrimSuffix(line, "\n"))
+			m.mu.Unlock()
 		}
 	case "dns-guard":
 		fmt.Fprintln(stdout, dnsguard.BlockedLine)

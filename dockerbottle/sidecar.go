@@ -170,7 +170,7 @@ const controlTimeout = 10 * time.Second
 // SetPolicy replaces the built-in proxy's allowlist and blocklist with one
 // control line; the proxy audits the change, naming client.
 func (bt *Bottle) SetPolicy(ctx context.Context, allow, block []string, client string) error {
-	return bt.control(ctx, egress.Control{Op: egress.OpPolicy, Allow: nonNil(allow), Block: nonNil(block), Client: client})
+	return bt.control(ctx, egress.Control{Op: egress.OpPolicy, Allow: allow, Block: block, Client: client})
 }
 
 // Answer answers the proxy's question id.
@@ -180,15 +180,6 @@ func (bt *Bottle) Answer(ctx context.Context, id uint64, allow bool) error {
 		d = egress.DecisionAllow
 	}
 	return bt.control(ctx, egress.Control{Op: egress.OpAnswer, ID: id, Decision: d})
-}
-
-// nonNil keeps an empty list a list: the proxy replaces its lists whole,
-// and an empty allowlist means deny everything.
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
 
 // control writes one control line to the proxy's stdin. Writes are
