@@ -21,10 +21,15 @@ import {
   type AckParams,
   type AgentsParams,
   type AgentsResult,
+  type AllowlistResult,
+  type AllowParams,
   type ClientInfo,
   type CloseParams,
   type CpParams,
   type CpResult,
+  type DisallowParams,
+  type EgressApprovalParams,
+  type EgressApprovalResult,
   type EgressParams,
   type ExecParams,
   type ExecResult,
@@ -67,6 +72,12 @@ export interface ClientHost {
   log(line: string): void;
   /** A running server died. */
   serverCrashed(info: CrashInfo): void;
+  /**
+   * Answers bottle/egressApproval; the server is told the client answers
+   * (capabilities.egressApproval) only when this is given. The token is
+   * cancelled when the server stops waiting.
+   */
+  approveEgress?(p: EgressApprovalParams, token: CancellationToken): Promise<EgressApprovalResult>;
 }
 
 export interface Backoff {
@@ -246,6 +257,16 @@ export class BottleClient implements ExecChannel {
     await this.request(Method.close, { session } satisfies CloseParams);
   }
 
+  /** Adds entries to a session's allowlist; the result is the allowlist after. */
+  allow(session: string, entries: string[]): Promise<AllowlistResult> {
+    return this.request(Method.allow, { session, entries } satisfies AllowParams);
+  }
+
+  /** Takes entries off a session's allowlist, for new connections. */
+  disallow(session: string, entries: string[]): Promise<AllowlistResult> {
+    return this.request(Method.disallow, { session, entries } satisfies DisallowParams);
+  }
+
   /** The sessions of the running server; none when no server runs. */
   async list(): Promise<ListResult> {
     if (!this.running) {
@@ -372,6 +393,10 @@ export class BottleClient implements ExecChannel {
     connection.onNotification(Method.logMessage, (p: LogMessageParams) => {
       this.logEmitter.fire(p);
     });
+    const approve = host.approveEgress?.bind(host);
+    if (approve) {
+      connection.onRequest(Method.egressApproval, (p: EgressApprovalParams, token: CancellationToken) => approve(p, token));
+    }
     connection.onError(([err]) => host.log(`connection: ${err.message}`));
     connection.listen();
 
@@ -402,7 +427,10 @@ export class BottleClient implements ExecChannel {
     died.catch(() => undefined); // observed through the race below
 
     try {
-      const params: InitializeParams = { clientInfo: this.options.clientInfo };
+      const params: InitializeParams = {
+        clientInfo: this.options.clientInfo,
+        ...(approve ? { capabilities: { egressApproval: true } } : {}),
+      };
       const init = await Promise.race([
         withTimeout(
           connection.sendRequest<InitializeResult>(Method.initialize, params),

@@ -4,12 +4,13 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { ErrorCodes, ResponseError } from 'vscode-jsonrpc';
 import type { BottleClient, ServerSpec } from './client';
 import { describeError, type ErrorAction } from './errors';
 import type { PlanResult, SessionInfo } from './protocol';
 import { describeSession, type Sessions } from './sessions';
 import { ExecTerminal, type Dimensions } from './terminal';
-import { execLabel, isExecNode, isSessionNode } from './tree';
+import { execLabel, isAllowlistNode, isAllowNode, isExecNode, isSessionNode } from './tree';
 
 export interface CommandDeps {
   client: BottleClient;
@@ -42,6 +43,8 @@ export class Commands {
       reg('bottle.refresh', () => this.d.sessions.refresh()),
       reg('bottle.showTerminal', (node) => this.showTerminal(node)),
       reg('bottle.killProcess', (node) => this.killProcess(node)),
+      reg('bottle.allowHost', (node) => this.allowHost(node)),
+      reg('bottle.disallowHost', (node) => this.disallowHost(node)),
       vscode.window.onDidCloseTerminal((t) => {
         for (const [exec, entry] of this.terminals) {
           if (entry.terminal === t) {
@@ -108,6 +111,14 @@ export class Commands {
       this.reportError(`Start ${name}`, err);
       return;
     }
+    // What Always Allow needs: which file and bottle to write, and the
+    // allowlist a bottle without one of its own had.
+    this.d.sessions.remember(session, {
+      manifest,
+      inWorkspace: manifest !== undefined && vscode.workspace.getWorkspaceFolder(vscode.Uri.file(manifest)) !== undefined,
+      bottle: plan.bottle,
+      allow: plan.allow,
+    });
     await this.openExec(session, undefined, `Bottle: ${name}`);
   }
 
@@ -192,6 +203,62 @@ export class Commands {
     if (isExecNode(node)) {
       this.d.client.kill(node.info.exec);
     }
+  }
+
+  // --- egress ---------------------------------------------------------------------
+
+  /**
+   * Adds an entry to a bottle's live allowlist. The server checks it with
+   * the proxy's own parser; a rejected entry opens the box again with the
+   * server's reason.
+   */
+  private async allowHost(node: unknown): Promise<void> {
+    const s = await this.pickSession(isAllowlistNode(node) ? { kind: 'session', info: node.session } : node, 'Allow a host for which bottle?');
+    if (!s) {
+      return;
+    }
+    let rejected: { entry: string; why: string } | undefined;
+    for (;;) {
+      const entry = (
+        await vscode.window.showInputBox({
+          title: `Allow a Host for Bottle ${s.agent} (${s.session})`,
+          prompt: 'An allowlist entry as bottle.yaml writes it: host (ports 80 and 443), host:port, host:*, *.domain',
+          placeHolder: 'github.com',
+          value: rejected?.entry,
+          ignoreFocusOut: true,
+          validateInput: (v) => (rejected && v.trim() === rejected.entry ? rejected.why : undefined),
+        })
+      )?.trim();
+      if (!entry) {
+        return;
+      }
+      try {
+        await this.d.client.allow(s.session, [entry]);
+        void vscode.window.showInformationMessage(`Bottle ${s.agent} (${s.session}) may now reach ${entry}.`);
+        await this.d.sessions.refresh();
+        return;
+      } catch (err) {
+        if (err instanceof ResponseError && err.code === ErrorCodes.InvalidParams) {
+          rejected = { entry, why: err.message };
+          continue;
+        }
+        this.reportError(`Allow ${entry}`, err);
+        return;
+      }
+    }
+  }
+
+  /** Takes an entry off a bottle's live allowlist (the tree's entry item). */
+  private async disallowHost(node: unknown): Promise<void> {
+    if (!isAllowNode(node)) {
+      return;
+    }
+    try {
+      await this.d.client.disallow(node.session.session, [node.entry]);
+    } catch (err) {
+      this.reportError(`Remove ${node.entry}`, err);
+    }
+    await this.d.sessions.refresh();
   }
 
   // --- files --------------------------------------------------------------------

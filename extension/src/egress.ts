@@ -66,3 +66,11 @@ export function egressLogLine(p: EgressParams): string {
   const reason = r.reason ? `: ${printable(r.reason)}` : '';
   return `[egress ${printable(p.session)}] ${printable(r.decision)} ${printable(r.method)} ${printable(r.host)}:${r.port} (${printable(r.rule)}${reason})`;
 }
+
+/** The output channel's line for a change of a bottle's egress policy. */
+export function policyLogLine(p: EgressParams): string {
+  const r = p.record;
+  const by = r.client ? ` by ${printable(r.client)}` : '';
+  const what = r.decision === 'allow' ? printable(r.change ?? '') : `refused: ${printable(r.reason ?? '')}`;
+  return `[egress ${printable(p.session)}] policy${by}: ${what}`;
+}

@@ -6,7 +6,9 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { BottleClient, errorMessage, type CrashInfo, type ServerSpec } from './client';
 import { Commands } from './commands';
-import { EgressWarnings, egressLogLine, printable } from './egress';
+import { Approvals } from './approvals';
+import { EgressWarnings, egressLogLine, policyLogLine, printable } from './egress';
+import { allowInManifest } from './manifestedit';
 import { MessageType } from './protocol';
 import { Sessions } from './sessions';
 import { BottleStatus } from './status';
@@ -17,16 +19,26 @@ let client: BottleClient | undefined;
 export function activate(context: vscode.ExtensionContext): void {
   const log = vscode.window.createOutputChannel('Bottle');
   const serverSpec = (): ServerSpec => resolveServer(context.extensionPath);
-  const c = new BottleClient({
+  const c: BottleClient = new BottleClient({
     server: serverSpec,
     clientInfo: { name: 'vscode-bottle', version: (context.extension.packageJSON as { version?: string }).version ?? '' },
     host: {
       log: (line) => log.appendLine(line),
       serverCrashed: (info) => void tellCrash(info, log, c),
+      approveEgress: (p, token) => approvals.answer(p, token),
     },
   });
   client = c;
-  const sessions = new Sessions(c, (line) => log.appendLine(line));
+  const sessions: Sessions = new Sessions(c, (line) => log.appendLine(line));
+  const approvals: Approvals = new Approvals({
+    ask: (message, buttons) => vscode.window.showWarningMessage(message, ...buttons),
+    agent: (session) => sessions.find(session)?.agent,
+    origin: (session) => sessions.origin(session),
+    writeManifest: allowInManifest,
+    allow: (session, entries) => c.allow(session, entries),
+    error: (message) => void vscode.window.showErrorMessage(message),
+    log: (line) => log.appendLine(line),
+  });
   const commands = new Commands({ client: c, sessions, log, serverSpec });
   const tree = new BottlesTree(sessions);
   const egress = new EgressWarnings();
@@ -52,6 +64,10 @@ export function activate(context: vscode.ExtensionContext): void {
       const r = p.record;
       if (r.event === 'decision') {
         log.appendLine(egressLogLine(p));
+      }
+      if (r.event === 'policy') {
+        log.appendLine(policyLogLine(p));
+        void sessions.refresh();
       }
       const msg = egress.warning(p, sessions.find(p.session)?.agent ?? p.session);
       if (msg) {

@@ -8,8 +8,21 @@ import { errorMessage, type BottleClient } from './client';
 export type SessionSource = Pick<BottleClient, 'state' | 'list' | 'onDidChangeState' | 'onDidExitExec'>;
 import type { SessionInfo } from './protocol';
 
+/** Where a session came from: what this window started it with. */
+export interface SessionOrigin {
+  /** the manifest file; undefined: the server's built-in manifest */
+  manifest?: string;
+  /** manifest is a file of the workspace, which Always Allow may write */
+  inWorkspace: boolean;
+  /** the manifest's bottle the agent runs in */
+  bottle: string;
+  /** the allowlist the preflight showed */
+  allow: string[];
+}
+
 export class Sessions {
   private sessions: SessionInfo[] = [];
+  private readonly origins = new Map<string, SessionOrigin>();
   private readonly startingAgents: string[] = [];
   private current: Promise<void> | undefined;
   private queued: Promise<void> | undefined;
@@ -36,6 +49,15 @@ export class Sessions {
 
   find(session: string): SessionInfo | undefined {
     return this.sessions.find((s) => s.session === session);
+  }
+
+  /** Keeps where a session this window started came from, while it lives. */
+  remember(session: string, origin: SessionOrigin): void {
+    this.origins.set(session, origin);
+  }
+
+  origin(session: string): SessionOrigin | undefined {
+    return this.origins.get(session);
   }
 
   /** Shows agent as starting while start runs. */
@@ -71,6 +93,13 @@ export class Sessions {
   private async reload(): Promise<void> {
     try {
       this.sessions = this.client.state === 'running' ? (await this.client.list()).sessions : [];
+      // A list that failed says nothing about which sessions ended.
+      const live = new Set(this.live.map((s) => s.session));
+      for (const session of this.origins.keys()) {
+        if (!live.has(session)) {
+          this.origins.delete(session);
+        }
+      }
     } catch (err) {
       this.log(`bottle/list: ${errorMessage(err)}`);
       this.sessions = [];

@@ -1,6 +1,7 @@
 // The Bottles view: one item per session, its processes under it.
 
 import * as vscode from 'vscode';
+import { printable } from './egress';
 import type { ExecInfo, SessionInfo } from './protocol';
 import { describeSession, type Sessions } from './sessions';
 
@@ -15,7 +16,19 @@ export interface ExecNode {
   info: ExecInfo;
 }
 
-export type Node = SessionNode | ExecNode;
+/** A session's live egress allowlist, its entries under it. */
+export interface AllowlistNode {
+  kind: 'allowlist';
+  session: SessionInfo;
+}
+
+export interface AllowNode {
+  kind: 'allow';
+  session: SessionInfo;
+  entry: string;
+}
+
+export type Node = SessionNode | ExecNode | AllowlistNode | AllowNode;
 
 export function isSessionNode(x: unknown): x is SessionNode {
   return typeof x === 'object' && x !== null && (x as Partial<SessionNode>).kind === 'session';
@@ -23,6 +36,14 @@ export function isSessionNode(x: unknown): x is SessionNode {
 
 export function isExecNode(x: unknown): x is ExecNode {
   return typeof x === 'object' && x !== null && (x as Partial<ExecNode>).kind === 'exec';
+}
+
+export function isAllowlistNode(x: unknown): x is AllowlistNode {
+  return typeof x === 'object' && x !== null && (x as Partial<AllowlistNode>).kind === 'allowlist';
+}
+
+export function isAllowNode(x: unknown): x is AllowNode {
+  return typeof x === 'object' && x !== null && (x as Partial<AllowNode>).kind === 'allow';
 }
 
 /**
@@ -57,14 +78,30 @@ export class BottlesTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
     if (!node) {
       return this.sessions.live.map((info) => ({ kind: 'session', info }));
     }
-    if (node.kind === 'session') {
-      return node.info.execs.map((info) => ({ kind: 'exec', session: node.info, info }));
+    switch (node.kind) {
+      case 'session':
+        return [
+          ...(node.info.allow ? [{ kind: 'allowlist', session: node.info } as const] : []),
+          ...node.info.execs.map((info) => ({ kind: 'exec', session: node.info, info }) as const),
+        ];
+      case 'allowlist':
+        return (node.session.allow ?? []).map((entry) => ({ kind: 'allow', session: node.session, entry }));
+      default:
+        return [];
     }
-    return [];
   }
 
   getTreeItem(node: Node): vscode.TreeItem {
-    return node.kind === 'session' ? sessionItem(node.info) : execItem(node);
+    switch (node.kind) {
+      case 'session':
+        return sessionItem(node.info);
+      case 'exec':
+        return execItem(node);
+      case 'allowlist':
+        return allowlistItem(node.session);
+      case 'allow':
+        return allowItem(node);
+    }
   }
 
   dispose(): void {
@@ -76,7 +113,7 @@ export class BottlesTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
 function sessionItem(s: SessionInfo): vscode.TreeItem {
   const item = new vscode.TreeItem(
     s.agent,
-    s.execs.length ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None,
+    s.execs.length || s.allow ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None,
   );
   item.id = `session:${s.session}`;
   item.description = describeSession(s);
@@ -103,5 +140,24 @@ function execItem(node: ExecNode): vscode.TreeItem {
   item.contextValue = e.running ? 'bottle.exec.running' : 'bottle.exec.exited';
   item.tooltip = `${e.exec}: ${e.argv.join(' ') || node.session.agent}${e.error ? `\n${e.error}` : ''}`;
   item.command = { command: 'bottle.showTerminal', title: 'Show Terminal', arguments: [node] };
+  return item;
+}
+
+function allowlistItem(s: SessionInfo): vscode.TreeItem {
+  const allow = s.allow ?? [];
+  const item = new vscode.TreeItem('Egress allowlist', vscode.TreeItemCollapsibleState.Collapsed);
+  item.id = `allowlist:${s.session}`;
+  item.description = allow.length ? `${allow.length} ${allow.length === 1 ? 'entry' : 'entries'}` : 'nothing: every host is refused';
+  item.iconPath = new vscode.ThemeIcon('globe');
+  item.contextValue = 'bottle.allowlist';
+  item.tooltip = allow.length ? allow.map(printable).join('\n') : 'No host is allowed.';
+  return item;
+}
+
+function allowItem(node: AllowNode): vscode.TreeItem {
+  const item = new vscode.TreeItem(printable(node.entry), vscode.TreeItemCollapsibleState.None);
+  item.id = `allow:${node.session.session}:${node.entry}`;
+  item.iconPath = new vscode.ThemeIcon('pass');
+  item.contextValue = 'bottle.allow';
   return item;
 }

@@ -8,10 +8,11 @@ import {
   ServerStartError,
   ServerStoppedError,
   type Backoff,
+  type ClientHost,
   type CrashInfo,
   type ServerSpec,
 } from '../../src/client';
-import type { ExitParams, WorkDoneProgress } from '../../src/protocol';
+import type { EgressApprovalParams, ExitParams, WorkDoneProgress } from '../../src/protocol';
 import type { ExecSink } from '../../src/terminal';
 
 const fakeServer = join(__dirname, '..', 'fixtures', 'fake-server.js');
@@ -20,7 +21,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 interface Logged {
   pid: number;
-  kind: 'request' | 'notification';
+  kind: 'request' | 'notification' | 'answer';
   method: string;
   params: unknown;
 }
@@ -31,7 +32,9 @@ afterEach(async () => {
   await Promise.all(clients.splice(0).map((c) => c.dispose()));
 });
 
-function makeClient(opts: { backoff?: Backoff; env?: Record<string, string>; command?: string } = {}) {
+function makeClient(
+  opts: { backoff?: Backoff; env?: Record<string, string>; command?: string; approveEgress?: ClientHost['approveEgress'] } = {},
+) {
   const log = join(dir, `log-${++n}.jsonl`);
   const crashes: CrashInfo[] = [];
   const lines: string[] = [];
@@ -43,7 +46,7 @@ function makeClient(opts: { backoff?: Backoff; env?: Record<string, string>; com
   const client = new BottleClient({
     server,
     clientInfo: { name: 'test', version: '1' },
-    host: { log: (l) => lines.push(l), serverCrashed: (c) => crashes.push(c) },
+    host: { log: (l) => lines.push(l), serverCrashed: (c) => crashes.push(c), approveEgress: opts.approveEgress },
     backoff: opts.backoff,
   });
   clients.push(client);
@@ -94,6 +97,42 @@ describe('BottleClient', () => {
     assert.deepEqual((received()[0]!.params as { clientInfo: unknown }).clientInfo, { name: 'test', version: '1' });
     assert.equal(client.state, 'running');
     assert.equal(client.capabilities?.flowControl.window, 1024);
+  });
+
+  it('declares capabilities.egressApproval only with an approver, and answers the server’s question with it', async () => {
+    const ask: EgressApprovalParams = { session: 'cafe0001', method: 'CONNECT', host: 'github.com', port: 443 };
+    const asked: EgressApprovalParams[] = [];
+    const { client, received } = makeClient({
+      env: { FAKE_ASK: JSON.stringify(ask) },
+      approveEgress: (p) => {
+        asked.push(p);
+        return Promise.resolve({ decision: 'allowSession' });
+      },
+    });
+    await client.ready();
+    assert.deepEqual((received()[0]!.params as { capabilities?: unknown }).capabilities, { egressApproval: true });
+    await until(() => received().some((m) => m.kind === 'answer'));
+    assert.deepEqual(asked, [ask]);
+    assert.deepEqual(received().find((m) => m.kind === 'answer')?.params, { decision: 'allowSession' });
+
+    const plain = makeClient();
+    await plain.client.ready();
+    assert.equal((plain.received()[0]!.params as { capabilities?: unknown }).capabilities, undefined);
+  });
+
+  it('sends bottle/allow and bottle/disallow with the session and entries', async () => {
+    const { client, received } = makeClient();
+    await client.allow('cafe0001', ['github.com:443']).catch(() => undefined);
+    await client.disallow('cafe0001', ['x.test']).catch(() => undefined);
+    assert.deepEqual(
+      received()
+        .filter((m) => m.method === 'bottle/allow' || m.method === 'bottle/disallow')
+        .map((m) => [m.method, m.params]),
+      [
+        ['bottle/allow', { session: 'cafe0001', entries: ['github.com:443'] }],
+        ['bottle/disallow', { session: 'cafe0001', entries: ['x.test'] }],
+      ],
+    );
   });
 
   it('routes an exec’s base64 output to its sink and ends it with bottle/exit', async () => {

@@ -77,4 +77,22 @@ describe('Sessions', () => {
       ['b'],
     );
   });
+
+  it('keeps a session’s origin while it lives, through a failed list, and forgets it once closed', async () => {
+    const src = new FakeSource();
+    src.state = 'running';
+    src.result = [session('a')];
+    const sessions = new Sessions(src, () => undefined);
+    await sessions.refresh();
+    const origin = { manifest: '/w/bottle.yaml', inWorkspace: true, bottle: 'b', allow: ['x.test'] };
+    sessions.remember('a', origin);
+    await sessions.refresh();
+    assert.deepEqual(sessions.origin('a'), origin);
+    src.list = () => Promise.reject(new Error('busy'));
+    await sessions.refresh();
+    assert.deepEqual(sessions.origin('a'), origin, 'a failed list says nothing about which sessions ended');
+    src.list = () => Promise.resolve({ sessions: [session('a', 'closed')] });
+    await sessions.refresh();
+    assert.equal(sessions.origin('a'), undefined);
+  });
 });
