@@ -23,7 +23,7 @@ import (
 type fakeServer struct {
 	mu    sync.Mutex
 	calls []string
-	allow []allowParams
+	allow []rpc.AllowParams
 }
 
 func (s *fakeServer) serve(ctx context.Context, conn jsonrpc2.Conn) jsonrpc2.Handler {
@@ -38,8 +38,8 @@ func (s *fakeServer) serve(ctx context.Context, conn jsonrpc2.Conn) jsonrpc2.Han
 			return reply(ctx, rpc.PlanResult{Agent: "claude", Bottle: "claude", Allow: []string{"api.anthropic.com"}}, nil)
 		case rpc.MethodStart:
 			return reply(ctx, rpc.StartResult{Session: "0000abcd", Container: "bottle-0000abcd"}, nil)
-		case methodAllow:
-			var p allowParams
+		case rpc.MethodAllow:
+			var p rpc.AllowParams
 			if err := json.Unmarshal(req.Params(), &p); err != nil {
 				return reply(ctx, nil, jsonrpc2.NewError(jsonrpc2.InvalidParams, err.Error()))
 			}
@@ -62,7 +62,7 @@ func (s *fakeServer) serve(ctx context.Context, conn jsonrpc2.Conn) jsonrpc2.Han
 	}
 }
 
-func (s *fakeServer) seen() ([]string, []allowParams) {
+func (s *fakeServer) seen() ([]string, []rpc.AllowParams) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.calls), slices.Clone(s.allow)
@@ -98,11 +98,11 @@ func TestAllowEntriesReachTheSessionBeforeTheAgentRuns(t *testing.T) {
 		t.Fatalf("Run = %d, %v; want the agent's 7", code, err)
 	}
 	calls, allow := srv.seen()
-	want := allowParams{Session: "0000abcd", Entries: []string{"github.com:443", "*.npmjs.org"}}
+	want := rpc.AllowParams{Session: "0000abcd", Entries: []string{"github.com:443", "*.npmjs.org"}}
 	if len(allow) != 1 || allow[0].Session != want.Session || !slices.Equal(allow[0].Entries, want.Entries) {
 		t.Errorf("bottle/allow got %+v, want one call with %+v", allow, want)
 	}
-	if a, e := slices.Index(calls, methodAllow), slices.Index(calls, rpc.MethodExec); a < 0 || e < 0 || a > e {
+	if a, e := slices.Index(calls, rpc.MethodAllow), slices.Index(calls, rpc.MethodExec); a < 0 || e < 0 || a > e {
 		t.Errorf("bottle/allow does not come before bottle/exec: %v", calls)
 	}
 	if !strings.Contains(printed, "--allow:  github.com:443, *.npmjs.org (this session only)\n") {
@@ -115,7 +115,7 @@ func TestNoAllowEntriesSendNoAllowCall(t *testing.T) {
 	if code, err, _ := runAgainst(t, srv, nil); err != nil || code != 7 {
 		t.Fatalf("Run = %d, %v; want the agent's 7", code, err)
 	}
-	if calls, _ := srv.seen(); slices.Contains(calls, methodAllow) {
+	if calls, _ := srv.seen(); slices.Contains(calls, rpc.MethodAllow) {
 		t.Errorf("bottle/allow was called without --allow: %v", calls)
 	}
 }

@@ -84,7 +84,7 @@ func Run(ctx context.Context, conn io.ReadWriteCloser, opts Options) (int, error
 	}
 	defer c.call(context.WithoutCancel(ctx), rpc.MethodClose, rpc.CloseParams{Session: started.Session}, nil)
 	if len(opts.Allow) > 0 {
-		if err := c.call(ctx, methodAllow, allowParams{Session: started.Session, Entries: opts.Allow}, nil); err != nil {
+		if err := c.call(ctx, rpc.MethodAllow, rpc.AllowParams{Session: started.Session, Entries: opts.Allow}, nil); err != nil {
 			return 1, err
 		}
 	}
@@ -301,12 +301,4 @@ func confirm(in io.Reader, out io.Writer) bool {
 	}
 	answer := strings.ToLower(strings.TrimSpace(string(line)))
 	return answer == "y" || answer == "yes"
-}
-
-// bottle/allow as issue 14's contract gives it, until rpc has its types.
-const methodAllow = "bottle/allow"
-
-type allowParams struct {
-	Session string   `json:"session"`
-	Entries []string `json:"entries"`
 }
