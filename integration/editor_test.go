@@ -95,10 +95,17 @@ type editor struct {
 	exits    map[string]rpc.ExitParams
 	progress []rpc.ProgressParams
 	egress   []rpc.EgressParams
+	asked    []approval // bottle/egressApproval requests, held for the test to answer
 	changed  chan struct{}
 	autoAck  bool
 	noAck    map[string]bool // execs whose output is not acknowledged
 	calls    atomic.Int32    // jsonrpc2 numbers calls 1, 2, ... in the order they are made
+}
+
+// approval is a bottle/egressApproval request and its replier.
+type approval struct {
+	params rpc.EgressApprovalParams
+	reply  jsonrpc2.Replier
 }
 
 type note struct {
@@ -211,6 +218,10 @@ func (e *editor) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc
 		var p rpc.EgressParams
 		json.Unmarshal(req.Params(), &p)
 		e.egress = append(e.egress, p)
+	case rpc.MethodEgressApproval:
+		var p rpc.EgressApprovalParams
+		json.Unmarshal(req.Params(), &p)
+		e.asked = append(e.asked, approval{p, reply})
 	}
 	e.notes = append(e.notes, note{req.Method(), params, time.Now()})
 	close(e.changed)
@@ -219,7 +230,7 @@ func (e *editor) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc
 	if ack != nil {
 		e.conn.Notify(ctx, rpc.MethodAck, ack)
 	}
-	if _, isCall := req.(*jsonrpc2.Call); isCall {
+	if _, isCall := req.(*jsonrpc2.Call); isCall && req.Method() != rpc.MethodEgressApproval {
 		return reply(ctx, nil, nil)
 	}
 	return nil
