@@ -239,7 +239,7 @@ export class Commands {
         return;
       } catch (err) {
         if (err instanceof ResponseError && err.code === ErrorCodes.InvalidParams) {
-          rejected = { entry, why: err.message };
+          rejected = { entry, why: describeError(`Allow ${entry}`, err)?.message ?? err.message };
           continue;
         }
         this.reportError(`Allow ${entry}`, err);
