@@ -27,6 +27,11 @@ func TestReadConfigIsStrict(t *testing.T) {
 				DLP: DLPConfig{NoBuiltin: true, Disable: []string{"openai-key"}, Patterns: []Pattern{{Name: "p", Regex: "x+y"}},
 					Secrets: []Secret{{Name: "TOKEN", Value: "0123456789"}}}},
 		},
+		{
+			name: "ask fields",
+			in:   `{"allow": [], "ask": true, "askTimeout": "10s"}`,
+			want: Config{Allow: []string{}, Ask: true, AskTimeout: "10s"},
+		},
 		{name: "unknown DLP field is named", in: `{"dlp": {"pattern": []}}`, wantErr: `"pattern"`},
 		{name: "empty object leaves defaults to Run", in: `{}`, want: Config{}},
 		{name: "unknown field is named", in: `{"allowlist": ["example.com"]}`, wantErr: `"allowlist"`},

@@ -164,6 +164,7 @@ type question struct {
 	key   string
 	timer *time.Timer
 	done  chan struct{} // closed once allow and reason are set
+	held  int           // connections waiting on it, guarded by asker.mu
 	allow bool
 	// reason says why the connections are refused.
 	reason string
@@ -187,6 +188,11 @@ func (a *asker) ask(done <-chan struct{}, method, host string, port int) (allowe
 	if q == nil {
 		return false, reason
 	}
+	defer func() {
+		a.mu.Lock()
+		q.held--
+		a.mu.Unlock()
+	}()
 	select {
 	case <-q.done:
 		return q.allow, q.reason
@@ -205,6 +211,7 @@ func (a *asker) question(method, host string, port int) (*question, string) {
 		return nil, reasonNoOneToAsk
 	}
 	if q, ok := a.pending[key]; ok {
+		q.held++
 		return q, ""
 	}
 	now := time.Now()
@@ -214,7 +221,7 @@ func (a *asker) question(method, host string, port int) (*question, string) {
 	}
 	a.asked = append(a.asked, now)
 	a.lastID++
-	q := &question{id: a.lastID, key: key, done: make(chan struct{})}
+	q := &question{id: a.lastID, key: key, done: make(chan struct{}), held: 1}
 	a.pending[key], a.byID[q.id] = q, q
 	q.timer = time.AfterFunc(a.timeout, func() { a.settle(q, false, reasonNoAnswer) })
 	// Under the lock: an answer cannot overtake its question on the wire.
