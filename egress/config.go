@@ -12,6 +12,20 @@
 // CONNECT a check of the tunnel's first bytes: a tunnel to a port that no
 // entry names must open with a TLS ClientHello naming the tunnel's host, and
 // no ClientHello may name another host or carry Encrypted Client Hello.
+//
+// The policy is live. The sidecar reads its Config as the first line of its
+// stdin, which then stays open as a control channel that the server holds
+// and the agent cannot reach: each line is a Control. A "policy" line
+// replaces the allowlist and blocklist at once (each decision reads one
+// policy; tunnels already open are never cut), and is audited as a "policy"
+// record naming what changed and who asked. With Config.Ask, a connection
+// that only default-deny refuses (never one the blocklist, DLP, the SSRF
+// guard or a tunnel's ClientHello check refuses, nor a name that does not
+// resolve) is held while the proxy asks about it: an "ask" record with an
+// id, answered by an "answer" line. Connections to one host:port share one
+// pending question; at most 10 questions a minute and 20 pending are asked,
+// beyond which a connection is refused at once ("too many questions"). No
+// answer within Config.AskTimeout, or the control channel's end, refuses.
 package egress
 
 import (
