@@ -19,10 +19,12 @@
 // replaces the allowlist and blocklist at once (each decision reads one
 // policy; tunnels already open are never cut), and is audited as a "policy"
 // record naming what changed and who asked. With Config.Ask, a connection
-// that only default-deny refuses (never one the blocklist, DLP, the SSRF
-// guard or a tunnel's ClientHello check refuses, nor a name that does not
-// resolve) is held while the proxy asks about it: an "ask" record with an
-// id, answered by an "answer" line. Connections to one host:port share one
+// that only default-deny refuses is held while the proxy asks about it: an
+// "ask" record with an id, answered by an "answer" line. An approval lifts
+// default-deny only: the blocklist, DLP, the SSRF guard (on the addresses
+// the name resolves to, looked up only once approved, so that unapproved
+// names never leave through DNS) and a tunnel's ClientHello check still
+// refuse. Connections to one host:port share one
 // pending question; at most 10 questions a minute and 20 pending are asked,
 // beyond which a connection is refused at once ("too many questions"). No
 // answer within Config.AskTimeout, or the control channel's end, refuses.

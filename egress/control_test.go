@@ -316,9 +316,11 @@ func TestQuestionsAreRateLimitedAndBounded(t *testing.T) {
 	ask(t, 1)
 }
 
-// TestOnlyDefaultDenyIsAskedAbout: every other refusal comes at once and
-// asks nothing, and an approval does not lift the check of a tunnel's
-// ClientHello.
+// TestOnlyDefaultDenyIsAskedAbout: every other refusal that needs no DNS
+// comes at once and asks nothing. An approval lifts none: a name is looked
+// up only once approved (before, the lookup itself would carry the name
+// out), then its addresses are checked; and a tunnel's ClientHello is still
+// checked.
 func TestOnlyDefaultDenyIsAskedAbout(t *testing.T) {
 	res := &stubResolver{names: map[string][]string{
 		"blocked.test":  {"127.0.0.1"},
@@ -343,11 +345,9 @@ func TestOnlyDefaultDenyIsAskedAbout(t *testing.T) {
 		rule            string
 	}{
 		{"blocklisted name", "CONNECT blocked.test:443 HTTP/1.1\r\nHost: blocked.test:443\r\n\r\n", "blocked.test", 443, "block:blocked.test"},
-		{"name resolving to a blocklisted address", "CONNECT to-block.test:443 HTTP/1.1\r\n\r\n", "to-block.test", 443, "block:127.0.0.9"},
-		{"name resolving to a private address", "CONNECT private.test:443 HTTP/1.1\r\n\r\n", "private.test", 443, "ssrf-guard"},
+		{"blocklisted IP literal", "CONNECT 127.0.0.9:443 HTTP/1.1\r\n\r\n", "127.0.0.9", 443, "block:127.0.0.9"},
 		{"private IP literal", "CONNECT 169.254.169.254:80 HTTP/1.1\r\n\r\n", "169.254.169.254", 80, "ssrf-guard"},
 		{"plain HTTP to a private IP literal", "GET http://10.1.2.3/ HTTP/1.1\r\nHost: 10.1.2.3\r\n\r\n", "10.1.2.3", 80, "ssrf-guard"},
-		{"name that does not resolve", "CONNECT nowhere.test:443 HTTP/1.1\r\n\r\n", "nowhere.test", 443, "default-deny"},
 		{"secret", "CONNECT approve.test:443 HTTP/1.1\r\nX-Token: a-secret-value-123\r\n\r\n", "approve.test", 443, "dlp:secret:TOKEN"},
 		{"not an ASCII name", "CONNECT bücher.test:443 HTTP/1.1\r\n\r\n", "bücher.test", 443, "default-deny"},
 		{"bad port", "CONNECT approve.test:0 HTTP/1.1\r\n\r\n", "approve.test", 0, "bad-request"},
@@ -363,6 +363,21 @@ func TestOnlyDefaultDenyIsAskedAbout(t *testing.T) {
 			if got.Event != EventDecision || got.Decision != "deny" || got.Rule != tt.rule {
 				t.Errorf("record %+v, want a refusal by %s", got, tt.rule)
 			}
+		})
+	}
+	for _, tt := range []struct{ host, rule string }{{"to-block.test", "block:127.0.0.9"}, {"private.test", "ssrf-guard"}} {
+		t.Run("approved name resolving to an address refused by "+tt.rule, func(t *testing.T) {
+			lookups := res.lookups.Load()
+			h := sendConnect(t, proxyAddr, tt.host+":443")
+			id := checkAsk(t, rec.next(t), "CONNECT", tt.host, 443)
+			if n := res.lookups.Load(); n != lookups {
+				t.Errorf("%d lookups before the answer: an unapproved name left through DNS", n-lookups)
+			}
+			p.Answer(id, true)
+			if resp := h.wait(t); resp.StatusCode != http.StatusForbidden {
+				t.Errorf("got %s, want 403", resp.Status)
+			}
+			checkRecord(t, rec.next(t), "decision", "CONNECT", tt.host, 443, "deny", tt.rule)
 		})
 	}
 	t.Run("a ClientHello naming another host in an approved tunnel", func(t *testing.T) {

@@ -363,24 +363,22 @@ func (p *Proxy) askable(rule, host string, port int) bool {
 }
 
 // askFor asks whether rec's target, which only default-deny refuses, may be
-// reached, and holds the request until the answer. A target that could not
-// be reached anyway is refused without asking: one whose addresses the
-// blocklist or the SSRF guard refuse (an approval never lifts those; a
-// non-public IP literal counts, as no entry names it), or a name that does
-// not resolve. On a refusal it has answered the client and returns false;
-// otherwise it returns the policy to go on with, which may have changed
-// while the request was held, and whose blocklist still applies.
+// reached, and holds the request until the answer. No name is looked up
+// before the answer: the agent could otherwise send anything it likes out
+// through the sidecar's DNS queries, by naming hosts that are not allowed.
+// An IP literal is checked before asking, as a name's addresses are after:
+// an approval never lifts the blocklist or the SSRF guard. On a refusal it
+// has answered the client and returns false; otherwise it returns the
+// policy to go on with, which may have changed while the request was held,
+// and whose blocklist still applies.
 func (p *Proxy) askFor(w http.ResponseWriter, r *http.Request, rec Record, pol *Policy, tunnel bool) (*Policy, bool) {
 	host, port := rec.Host, rec.Port
-	addrs, err := p.resolve(r.Context(), host)
-	if err != nil {
-		p.deny(w, rec, refusalReason(pol, host, port, rec.Rule, tunnel))
-		return nil, false
-	}
-	if denied, reason := p.checkAddrs(pol, host, port, addrs, false); denied != "" {
-		rec.Rule = denied
-		p.deny(w, rec, reason)
-		return nil, false
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if denied, reason := p.checkAddrs(pol, host, port, []netip.Addr{ip}, false); denied != "" {
+			rec.Rule = denied
+			p.deny(w, rec, reason)
+			return nil, false
+		}
 	}
 	allowed, why := p.ask.ask(r.Context().Done(), rec.Method, host, port)
 	if !allowed {
