@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -63,34 +62,7 @@ func resolve(spec backend.StartSpec) (*manifest.Agent, *manifest.Bottle, error) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", backend.ErrInvalid, err)
 	}
-	if err := checkFolders(spec); err != nil {
-		return nil, nil, err
-	}
 	return agent, b, nil
-}
-
-// checkFolders checks the working directory and its .git up front, so a
-// start that names a wrong one fails before anything is made.
-func checkFolders(spec backend.StartSpec) error {
-	if spec.Cwd == "" {
-		if spec.CopyGit {
-			return fmt.Errorf("%w: copyGit needs cwd: the .git folder comes from the working directory", backend.ErrInvalid)
-		}
-		return nil
-	}
-	if !filepath.IsAbs(spec.Cwd) {
-		return fmt.Errorf("%w: cwd %q must be an absolute path", backend.ErrInvalid, spec.Cwd)
-	}
-	if st, err := os.Stat(spec.Cwd); err != nil || !st.IsDir() {
-		return fmt.Errorf("%w: cwd %s is not a folder; give the folder the agent should work in", backend.ErrInvalid, spec.Cwd)
-	}
-	if spec.CopyGit {
-		gitDir := filepath.Join(spec.Cwd, ".git")
-		if st, err := os.Stat(gitDir); err != nil || !st.IsDir() {
-			return fmt.Errorf("%w: copyGit: %s is not a git folder", backend.ErrInvalid, gitDir)
-		}
-	}
-	return nil
 }
 
 // Plan is the preflight of Start: it reads the manifest and asks the engine

@@ -32,13 +32,7 @@ const copyErrLimit = 4 << 10
 
 // CopyIn copies a host file or folder to an absolute container path.
 func (bt *Bottle) CopyIn(ctx context.Context, hostPath, containerPath string) (int64, error) {
-	if !path.IsAbs(containerPath) {
-		return 0, backend.InvalidField("containerPath", "container path %q must be absolute, like %s/file", containerPath, workspaceDir)
-	}
 	containerPath = path.Clean(containerPath)
-	if containerPath == "/" {
-		return 0, backend.InvalidField("containerPath", "container path must name a file or folder, not /")
-	}
 	st, err := os.Stat(hostPath)
 	if err != nil {
 		return 0, backend.InvalidField("hostPath", "host path: %v", err)

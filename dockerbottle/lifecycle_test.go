@@ -3,7 +3,6 @@ package dockerbottle_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -202,40 +201,6 @@ func TestFailureAtEachStepLeavesNothing(t *testing.T) {
 			t.Fatalf("missing image: %v, want ErrImage naming it", err)
 		}
 		assertNothingLeft(t, "failimage")
-	})
-	t.Run("bad working folder", func(t *testing.T) {
-		dir := t.TempDir()
-		file := filepath.Join(dir, "file.txt")
-		if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		tests := []struct {
-			name    string
-			cwd     string
-			copyGit bool
-			wantErr string
-		}{
-			{"relative", "work", false, "must be an absolute path"},
-			{"missing", filepath.Join(dir, "missing"), false, "is not a folder"},
-			{"a file", file, false, "is not a folder"},
-			{"copyGit without cwd", "", true, "copyGit needs cwd"},
-			{"copyGit without .git", dir, true, "is not a git folder"},
-		}
-		for i, tt := range tests {
-			t.Run(tt.name, func(t *testing.T) {
-				session := fmt.Sprintf("failcwd%d", i)
-				var steps []string
-				_, err := engine.Start(context.Background(), backend.StartSpec{Manifest: m, Agent: "sh", Session: session, Cwd: tt.cwd, CopyGit: tt.copyGit},
-					func(s backend.Step) { steps = append(steps, s.Name) })
-				if !errors.Is(err, backend.ErrInvalid) || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("start: %v, want ErrInvalid saying %q", err, tt.wantErr)
-				}
-				if len(steps) > 0 {
-					t.Errorf("the start got to steps %v before refusing, want it refused before any", steps)
-				}
-				assertNothingLeft(t, session)
-			})
-		}
 	})
 	t.Run("unknown agent", func(t *testing.T) {
 		_, err := engine.Start(context.Background(), backend.StartSpec{Manifest: m, Agent: "nope", Session: "failagent"}, nil)

@@ -103,6 +103,7 @@ func TestPlan(t *testing.T) {
 		{"unknown agent", rpc.PlanParams{Agent: "nobody"}, -32602, rpc.KindUnknownAgent, "agent"},
 		{"relative cwd", rpc.PlanParams{Agent: "claude", Cwd: "work"}, -32602, rpc.KindInvalidParams, "cwd"},
 		{"missing cwd", rpc.PlanParams{Agent: "claude", Cwd: filepath.Join(dir, "none")}, -32602, rpc.KindInvalidParams, "cwd"},
+		{"cwd a file", rpc.PlanParams{Agent: "claude", Cwd: filepath.Join(dir, "bad.yaml")}, -32602, rpc.KindInvalidParams, "cwd"},
 		{"missing manifest", rpc.PlanParams{Agent: "claude", Manifest: filepath.Join(dir, "none.yaml")}, -32102, rpc.KindManifestUnreadable, "manifest"},
 		{"invalid manifest", rpc.PlanParams{Agent: "x", Manifest: "bad.yaml", Cwd: dir}, -32102, rpc.KindManifestInvalid, ""},
 	}
