@@ -253,7 +253,7 @@ func TestDefaultIsValidEvenBeforeTheCacheExists(t *testing.T) {
 			Args:       map[string]string{"BASE": "bottle/base:bookworm"},
 		}},
 		{"runtime", b.Runtime, "auto"},
-		{"egress", b.Egress.Allow, []string{"api.anthropic.com", "statsig.anthropic.com", "console.anthropic.com", "claude.ai", "sentry.io"}},
+		{"egress", b.Egress.Allow, []string{"api.anthropic.com", "claude.ai", "platform.claude.com", "statsig.anthropic.com"}},
 		{"profile", a.Profile, claudeProfile},
 		{"env", b.Env, map[string]string{"DISABLE_AUTOUPDATER": "1"}},
 		{"memory", b.Memory, int64(4 << 30)},

@@ -15,7 +15,7 @@ var claudeProfile = &Profile{
 	Command: []string{"claude"},
 	Prompt:  PromptVia{Via: ViaFile, Flag: "--append-system-prompt-file", Path: ".claude-bottle-prompt.txt"},
 	Secrets: []Secret{{Host: "CLAUDE_BOTTLE_OAUTH_TOKEN", Agent: "CLAUDE_CODE_OAUTH_TOKEN"}},
-	Allow:   []string{"api.anthropic.com", "statsig.anthropic.com", "console.anthropic.com", "claude.ai", "sentry.io"},
+	Allow:   []string{"api.anthropic.com", "claude.ai", "platform.claude.com", "statsig.anthropic.com"},
 	// Skills were copied into ~/.claude/skills/.
 	SkillsDir: ".claude/skills",
 }
