@@ -70,6 +70,44 @@ function sessionsOf(pids: Iterable<number>): string[] {
   return [...out];
 }
 
+const upstreamHost = 'upstream.test';
+const upstreamPort = 8080;
+const upstreamBody = 'hello from the upstream';
+
+/**
+ * The workspace's manifest: the Claude Code agent, and a quick bash agent
+ * whose bottle may reach nothing but x.test, and trusts upstream.test (a
+ * container on its egress network, so the proxy's SSRF guard lets it be
+ * reached once allowed).
+ */
+function workspaceManifestYaml(): string {
+  return claudeManifestYaml()
+    .replace('agents:\n', 'agents:\n  sh: {bottle: plain, command: [bash]}\n')
+    .replace(
+      'bottles:\n',
+      `bottles:\n  plain: {image: "bottle/base:bookworm", runtime: runc, egress: {allow: [x.test], trusted: [${upstreamHost}]}}\n`,
+    );
+}
+
+/**
+ * Starts a one-line HTTP server as upstream.test on the bottle's egress
+ * network, labelled with its session, so that closing the bottle removes
+ * it. Nothing leaves the machine.
+ */
+function startUpstream(session: string): void {
+  const reply = `HTTP/1.0 200 OK\\r\\nContent-Length: ${upstreamBody.length + 1}\\r\\n\\r\\n${upstreamBody}\\n`;
+  execFileSync(
+    'docker',
+    [
+      ...['run', '-d', '--name', `bottle-e2e-upstream-${session}`],
+      ...['--label', `dev.bottle.session=${session}`, '--label', 'dev.bottle.test=1'],
+      ...['--network', `bottle-${session}-egress`, '--network-alias', upstreamHost],
+      ...['bottle/base:bookworm', 'sh', '-c', `while :; do printf '${reply}' | nc -l -p ${upstreamPort} -q 1; done`],
+    ],
+    { stdio: 'ignore' },
+  );
+}
+
 /** What the extension wrote to its Bottle output channel. */
 function bottleLog(logs: string): string {
   const found: string[] = [];
@@ -139,6 +177,7 @@ describe('the extension in VS Code (code-server)', () => {
   let failed = false;
   const pids = new Set<number>();
   const sessions = new Set<string>();
+  let manifestFile = '';
 
   before(async () => {
     requireServer();
@@ -160,8 +199,9 @@ describe('the extension in VS Code (code-server)', () => {
     mkdirSync(workspace);
     writeFileSync(join(workspace, 'README.md'), '# a project the agent gets a copy of\n');
     // The workspace's bottle.yaml (the extension's default manifest) keeps
-    // the agent's egress on this machine.
-    writeFileSync(join(workspace, 'bottle.yaml'), claudeManifestYaml());
+    // the agents' egress on this machine.
+    manifestFile = join(workspace, 'bottle.yaml');
+    writeFileSync(manifestFile, workspaceManifestYaml());
     writeFileSync(
       join(userData, 'User', 'settings.json'),
       JSON.stringify({
@@ -285,6 +325,56 @@ describe('the extension in VS Code (code-server)', () => {
       await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ state: 'detached', timeout: 120_000 });
       await until('the bottle to be removed', () => leftovers([session]).length === 0, 60_000);
       assert.equal(serverPids(extensionsDir).length, 1, 'the server stays for the next bottle');
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  });
+  it('asks before a bottle reaches a host off its allowlist, and Allow for This Bottle lets a curl in its terminal through', { timeout: 300_000 }, async () => {
+    const p = page!;
+    try {
+      const manifestBefore = readFileSync(manifestFile, 'utf8');
+      const before = new Set(sessionsOf(pids));
+      await palette(p, 'Bottle: Start Agent');
+      const agents = p.locator('.quick-input-widget');
+      await agents.locator('.quick-input-title', { hasText: 'Start Agent in a Bottle' }).waitFor({ timeout: 60_000 });
+      await agents.locator('.monaco-list-row', { hasText: 'sh' }).first().waitFor();
+      await p.keyboard.type('sh');
+      await p.keyboard.press('Enter');
+      const dialog = p.locator('.monaco-dialog-box');
+      await dialog.waitFor({ timeout: 60_000 });
+      assert.match(await dialog.innerText(), /Egress allowed to: x\.test/);
+      await dialog.getByRole('button', { name: 'Start' }).click();
+      await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ timeout: 120_000 });
+      await until('the bottle-rpc server', () => serverPids(extensionsDir).length > 0, 10_000);
+      serverPids(extensionsDir).forEach((pid) => pids.add(pid));
+      const session = await until('the new bottle', () => sessionsOf(pids).find((s) => !before.has(s)), 30_000);
+      sessions.add(session);
+      startUpstream(session);
+
+      // The agent is bash: the user types curl into its terminal.
+      await p.locator('.terminal-wrapper .xterm-rows', { hasText: /workspace\$/ }).first().waitFor({ timeout: 60_000 });
+      await palette(p, 'Terminal: Focus Terminal');
+      await p.keyboard.type(`curl -sS --max-time 60 http://${upstreamHost}:${upstreamPort}/`);
+      await p.keyboard.press('Enter');
+
+      const toast = p.locator('.notification-toast', { hasText: `sh (bottle ${session}) wants to reach ${upstreamHost}:${upstreamPort}` });
+      await toast.waitFor({ timeout: 30_000 });
+      for (const button of ['Allow Once', 'Allow for This Bottle', 'Always Allow', 'Deny']) {
+        await toast.getByRole('button', { name: button, exact: true }).waitFor({ timeout: 5000 });
+      }
+      await toast.getByRole('button', { name: 'Allow for This Bottle', exact: true }).click();
+      await p.locator('.terminal-wrapper .xterm-rows', { hasText: upstreamBody }).waitFor({ timeout: 30_000 });
+
+      // The Bottles view lists the new entry under the bottle's allowlist.
+      await palette(p, 'Bottle: Focus on Bottles View');
+      await p.locator('.monaco-list-row', { hasText: 'Egress allowlist' }).click({ timeout: 30_000 });
+      await p.locator('.monaco-list-row', { hasText: `${upstreamHost}:${upstreamPort}` }).waitFor({ timeout: 30_000 });
+      assert.equal(readFileSync(manifestFile, 'utf8'), manifestBefore, 'only Always Allow writes bottle.yaml');
+
+      await palette(p, 'Bottle: Close Bottle');
+      await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ state: 'detached', timeout: 120_000 });
+      await until('the bottle and its upstream to be removed', () => leftovers([session]).length === 0, 60_000);
     } catch (err) {
       failed = true;
       throw err;
