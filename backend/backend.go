@@ -45,6 +45,11 @@ type StartSpec struct {
 	// proxy as it happens, as the proxy wrote it. The backend keeps none:
 	// the caller persists them (session does, in the session's audit file).
 	OnEgress func(egress.Record)
+	// Answers says the caller answers the proxy's questions (egress "ask"
+	// records handed to OnEgress) with Bottle.Answer. Without it the proxy
+	// never holds a connection to ask, whatever the manifest's egress.ask
+	// says: nobody would answer.
+	Answers bool
 }
 
 // Plan is the preflight: what a start would make and copy in.

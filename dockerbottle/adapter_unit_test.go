@@ -401,6 +401,25 @@ func connectionFailed(t *testing.T) error {
 	return err
 }
 
+// A caller that does not answer questions gets a proxy that never asks,
+// whatever the manifest says: nobody would answer.
+func TestUnitTheProxyAsksOnlyACallerThatAnswers(t *testing.T) {
+	m := newMemEngine()
+	e := fakeEngine(t, m.api)
+	t.Cleanup(m.close)
+	bt, err := e.Start(context.Background(), backend.StartSpec{Manifest: fakeManifest(t, RuntimeRunsc), Agent: "sh", Session: fakeSession}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bt.Close(context.Background())
+	m.mu.Lock()
+	cfg := m.sidecarCfg
+	m.mu.Unlock()
+	if cfg.Ask || cfg.AskTimeout != "" || bt.Info().AskTimeout != 0 {
+		t.Errorf("config ask = %v, %q, info %v; want no asking", cfg.Ask, cfg.AskTimeout, bt.Info().AskTimeout)
+	}
+}
+
 // The built-in proxy's stdin stays open after its config (one line, with
 // ask and its timeout): SetPolicy and Answer reach it as one control line
 // each, in the order they were called, and Close ends the channel, after
@@ -409,7 +428,7 @@ func TestUnitTheSidecarsStdinCarriesControlLines(t *testing.T) {
 	m := newMemEngine()
 	e := fakeEngine(t, m.api)
 	t.Cleanup(m.close)
-	bt, err := e.Start(context.Background(), backend.StartSpec{Manifest: fakeManifest(t, RuntimeRunsc), Agent: "sh", Session: fakeSession}, nil)
+	bt, err := e.Start(context.Background(), backend.StartSpec{Manifest: fakeManifest(t, RuntimeRunsc), Agent: "sh", Session: fakeSession, Answers: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

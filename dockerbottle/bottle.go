@@ -37,6 +37,7 @@ type Bottle struct {
 
 	agentID   string
 	sidecarID string
+	answers   bool // the caller answers the proxy's questions (StartSpec.Answers)
 
 	// ctl is the built-in proxy's stdin after its config: the control
 	// channel that SetPolicy and Answer write lines to, out of the agent's

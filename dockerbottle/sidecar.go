@@ -222,13 +222,20 @@ func (bt *Bottle) closeControl() {
 	}
 }
 
+// asks says whether the bottle's proxy holds connections to ask about
+// them: the built-in proxy, a manifest that does not turn it off, and a
+// caller that answers.
+func (bt *Bottle) asks() bool {
+	return bt.answers && bt.bottle.Sidecar == nil && bt.bottle.Egress.Ask
+}
+
 // askTimeout is how long the bottle's proxy holds a connection it asks
 // about; 0 when it never asks.
-func askTimeout(b *manifest.Bottle) time.Duration {
-	if b.Sidecar != nil || !b.Egress.Ask {
+func (bt *Bottle) askTimeout() time.Duration {
+	if !bt.asks() {
 		return 0
 	}
-	return cmp.Or(b.Egress.AskTimeout, egress.DefaultAskTimeout)
+	return cmp.Or(bt.bottle.Egress.AskTimeout, egress.DefaultAskTimeout)
 }
 
 // proxyConfig is the built-in proxy's config for the bottle: its allowlist,
@@ -242,7 +249,7 @@ func (bt *Bottle) proxyConfig() egress.Config {
 		Allow:   b.Egress.Allow,
 		Block:   b.Egress.Block,
 		Trusted: b.Egress.Trusted,
-		Ask:     b.Egress.Ask,
+		Ask:     bt.asks(),
 		DLP: egress.DLPConfig{
 			NoBuiltin: b.Egress.DLP.NoBuiltin,
 			Disable:   b.Egress.DLP.Disable,
@@ -250,8 +257,8 @@ func (bt *Bottle) proxyConfig() egress.Config {
 			Secrets:   bt.secrets(),
 		},
 	}
-	if b.Egress.Ask {
-		cfg.AskTimeout = askTimeout(b).String()
+	if cfg.Ask {
+		cfg.AskTimeout = bt.askTimeout().String()
 	}
 	return cfg
 }

@@ -78,7 +78,7 @@ func (e *Engine) Start(ctx context.Context, spec backend.StartSpec, progress bac
 	life, cancel := context.WithCancel(context.Background())
 	s := &start{
 		e: e, spec: spec, agent: agent, b: b, session: session, progress: progress,
-		bt: &Bottle{engine: e, session: session, agent: agent, bottle: b, life: life, cancel: cancel},
+		bt: &Bottle{engine: e, session: session, agent: agent, bottle: b, life: life, cancel: cancel, answers: spec.Answers},
 	}
 	defer func() {
 		if err != nil {
@@ -335,6 +335,6 @@ func (s *start) info() backend.Info {
 		LivePolicy:   s.b.Sidecar == nil,
 		Allow:        slices.Clone(s.b.Egress.Allow),
 		Block:        slices.Clone(s.b.Egress.Block),
-		AskTimeout:   askTimeout(s.b),
+		AskTimeout:   s.bt.askTimeout(),
 	}
 }

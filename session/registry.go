@@ -132,6 +132,7 @@ func (r *Registry) Start(ctx context.Context, spec backend.StartSpec, progress b
 	r.mu.Unlock()
 
 	spec.Session = id
+	spec.Answers = true
 	s.audit.open(r.opts.AuditDir)
 	spec.OnEgress = func(rec egress.Record) {
 		// The registry names the session, whatever the proxy's stream said.
