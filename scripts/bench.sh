@@ -12,4 +12,5 @@ echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(free -g | awk '/Mem:/{p
 bench() { go test -p 1 -run '^$' -bench "$1" -benchtime "${rounds}x" "$2" | grep -E '^(Benchmark|--- FAIL|FAIL|\s+\S+_test.go)'; }
 bench 'StartTeardownAgainstSeedCLI|ConcurrentStarts|TTYExec' ./dockerbottle/
 bench 'Proxy|Egress' ./dockerbottle/ || true
+bench 'Approval|PolicyChange' ./egress/
 bench . ./integration/
