@@ -6,7 +6,7 @@
 import type { CancellationToken } from 'vscode-jsonrpc';
 import { errorMessage } from './client';
 import { printable } from './egress';
-import type { EgressApprovalParams, EgressApprovalResult } from './protocol';
+import type { EgressApprovalParams, EgressApprovalResult, EgressParams } from './protocol';
 import type { SessionOrigin } from './sessions';
 
 /** The notification's buttons. */
@@ -37,7 +37,25 @@ export interface ApprovalHost {
 const expired = Symbol('expired');
 
 export class Approvals {
+  /** The questions on screen, by session and host:port: what ends their wait. */
+  private readonly waiting = new Map<string, Set<() => void>>();
+
   constructor(private readonly host: ApprovalHost) {}
+
+  /**
+   * Hears the bottle's egress records. The proxy decides a held
+   * connection itself when the time to answer runs out, and the server
+   * then stops waiting without telling the client: a decision record for
+   * a host being asked about ends the question as if it was cancelled.
+   */
+  egress(p: EgressParams): void {
+    const r = p.record;
+    if (r.event === 'decision') {
+      for (const done of this.waiting.get(questionKey(p.session, r.host, r.port)) ?? []) {
+        done();
+      }
+    }
+  }
 
   /**
    * Asks the user about one connection. Dismissing the notification
@@ -53,13 +71,27 @@ export class Approvals {
     const agent = this.host.agent(p.session) ?? 'An agent';
     const message = `${printable(agent)} (bottle ${printable(p.session)}) wants to reach ${printable(p.host)}:${p.port}`;
     const picked = Promise.resolve(this.host.ask(message, buttons));
+    const key = questionKey(p.session, p.host, p.port);
+    let done: () => void = () => undefined;
     const gaveUp = new Promise<typeof expired>((resolve) => {
+      done = () => resolve(expired);
       if (token?.isCancellationRequested) {
-        resolve(expired);
+        done();
       }
-      token?.onCancellationRequested(() => resolve(expired));
+      token?.onCancellationRequested(done);
     });
-    const first = await Promise.race([picked, gaveUp]);
+    const waiting = this.waiting.get(key) ?? new Set();
+    waiting.add(done);
+    this.waiting.set(key, waiting);
+    let first: string | undefined | typeof expired;
+    try {
+      first = await Promise.race([picked, gaveUp]);
+    } finally {
+      waiting.delete(done);
+      if (waiting.size === 0 && this.waiting.get(key) === waiting) {
+        this.waiting.delete(key);
+      }
+    }
     if (first === expired) {
       void picked.then((late) => this.late(p, entry, late, persist));
       return { decision: 'deny' };
@@ -108,4 +140,8 @@ export class Approvals {
       );
     }
   }
+}
+
+function questionKey(session: string, host: string, port: number): string {
+  return `${session} ${host}:${port}`;
 }

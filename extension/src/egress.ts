@@ -5,6 +5,9 @@
 
 import type { EgressParams } from './protocol';
 
+/** The reason of a refusal the user chose in an approval (the proxy's wording). */
+const deniedByTheUser = 'denied by the user';
+
 export class EgressWarnings {
   /** Per session: when the last warning was shown and what was held back since. */
   private readonly last = new Map<string, { at: number; held: number }>();
@@ -21,7 +24,8 @@ export class EgressWarnings {
    */
   warning(p: EgressParams, bottleName: string): string | undefined {
     const r = p.record;
-    if (r.event !== 'decision' || r.decision !== 'deny') {
+    // A connection the user refused in the approval needs no warning.
+    if (r.event !== 'decision' || r.decision !== 'deny' || r.reason === deniedByTheUser) {
       return undefined;
     }
     const t = this.now();

@@ -61,6 +61,7 @@ export function activate(context: vscode.ExtensionContext): void {
       }
     }),
     c.onDidEgress((p) => {
+      approvals.egress(p);
       const r = p.record;
       if (r.event === 'decision') {
         log.appendLine(egressLogLine(p));

@@ -17,6 +17,16 @@ const commentedManifest = join(extensionRoot, 'test', 'fixtures', 'commented.bot
 
 const question: EgressApprovalParams = { session: 'cafe0001', method: 'CONNECT', host: 'github.com', port: 443 };
 
+async function until(cond: () => boolean, ms = 2000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) {
+      throw new Error('condition not met in time');
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 /** A fake window that answers with answer (a button, or undefined: dismissed) when answered resolves. */
 function fakeHost(opts: { answer?: string; origin?: SessionOrigin; answered?: Promise<void>; writeFails?: boolean } = {}) {
   const asked: { message: string; buttons: string[] }[] = [];
@@ -115,6 +125,34 @@ describe('Approvals', () => {
     assert.match(errors[0]!, /github\.com:443 is allowed for this bottle, but not written to .*: read-only/);
   });
 
+  it('ends the question when the proxy decides the held connection itself, and a late Always Allow still allows and writes', async () => {
+    let answer: () => void = () => undefined;
+    const answered = new Promise<void>((r) => (answer = r));
+    const origin = workspaceManifest();
+    const { host, allowed } = fakeHost({ origin, answer: Choice.always, answered });
+    const approvals = new Approvals(host);
+    const decision = approvals.answer(question);
+    await new Promise((r) => setTimeout(r, 10));
+    approvals.egress({
+      session: 'cafe0001',
+      record: { time: '', event: 'decision', method: 'CONNECT', host: 'other.test', port: 443, decision: 'deny', rule: 'default-deny' },
+    });
+    approvals.egress({
+      session: 'cafe0001',
+      record: { time: '', event: 'ask', id: 1, method: 'CONNECT', host: 'github.com', port: 443, decision: 'ask', rule: 'default-deny' },
+    });
+    const pending = await Promise.race([decision, new Promise((r) => setTimeout(() => r('pending'), 20))]);
+    assert.equal(pending, 'pending', 'records of other hosts and of the question itself do not end it');
+    approvals.egress({
+      session: 'cafe0001',
+      record: { time: '', event: 'decision', method: 'CONNECT', host: 'github.com', port: 443, decision: 'deny', rule: 'default-deny', reason: 'no answer in time' },
+    });
+    assert.deepEqual(await decision, { decision: 'deny' });
+    answer();
+    await until(() => /- github\.com:443/.test(readFileSync(origin.manifest!, 'utf8')));
+    assert.deepEqual(allowed, [['cafe0001', ['github.com:443']]]);
+  });
+
   it('denies once the server stops waiting, and a late Allow for This Bottle adds the entry with bottle/allow', async () => {
     let answer: () => void = () => undefined;
     const answered = new Promise<void>((r) => (answer = r));
@@ -124,7 +162,7 @@ describe('Approvals', () => {
     cts.cancel();
     assert.deepEqual(await decision, { decision: 'deny' });
     answer();
-    await new Promise((r) => setTimeout(r, 10));
+    await until(() => allowed.length > 0);
     assert.deepEqual(allowed, [['cafe0001', ['github.com:443']]]);
   });
 });

@@ -25,6 +25,14 @@ describe('EgressWarnings', () => {
     );
   });
 
+  it('does not warn of a connection the user refused in the approval, nor count it', () => {
+    const w = new EgressWarnings(30_000, () => 0);
+    const denied = refused('s1', 'github.com');
+    denied.record.reason = 'denied by the user';
+    assert.equal(w.warning(denied, 'claude'), undefined);
+    assert.equal(w.warning(refused('s1', 'x.test'), 'claude'), 'Bottle claude: connection to x.test refused (default-deny)');
+  });
+
   it('rate-limits each session on its own', () => {
     const w = new EgressWarnings(30_000, () => 0);
     assert.ok(w.warning(refused('s1', 'a.test'), 'one'));
