@@ -196,15 +196,19 @@ func (s *Scanner) scan(where, text string, fold bool) *Finding {
 }
 
 func (s *Scanner) scanOne(where, text string, fold bool) *Finding {
-	lower := asciiLower(text)
-	for _, sec := range s.secrets {
-		found := strings.Contains(lower, sec.hex)
-		if fold {
-			found = found || slices.ContainsFunc(sec.lower, func(form string) bool { return strings.Contains(lower, form) })
-		} else {
-			found = found || slices.ContainsFunc(sec.forms, func(form string) bool { return strings.Contains(text, form) })
+	// Decoders of base64 (and people reading hex) skip whitespace, and an
+	// ASCII secret in UTF-16 is the secret with NULs between its bytes: the
+	// secret's forms are also looked for with those removed. Key shapes
+	// only without NULs: whitespace ends a key.
+	bare := strings.ReplaceAll(text, "\x00", "")
+	compact := strings.Map(func(r rune) rune {
+		if r == 0 || r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == '\v' || r == '\f' {
+			return -1
 		}
-		if found {
+		return r
+	}, text)
+	for _, sec := range s.secrets {
+		if sec.in(text, fold) || sec.in(compact, fold) {
 			return &Finding{Rule: "dlp:secret:" + sec.name, Where: where}
 		}
 	}
@@ -213,11 +217,24 @@ func (s *Scanner) scanOne(where, text string, fold bool) *Finding {
 		if fold {
 			re = p.fold
 		}
-		if re.MatchString(text) {
+		if re.MatchString(text) || bare != text && re.MatchString(bare) {
 			return &Finding{Rule: "dlp:" + p.name, Where: where}
 		}
 	}
 	return nil
+}
+
+// in reports whether text holds one of the secret's forms: hex in any case,
+// and the others as they are or, with fold, in any case.
+func (sec secretForms) in(text string, fold bool) bool {
+	lower := asciiLower(text)
+	if strings.Contains(lower, sec.hex) {
+		return true
+	}
+	if fold {
+		return slices.ContainsFunc(sec.lower, func(form string) bool { return strings.Contains(lower, form) })
+	}
+	return slices.ContainsFunc(sec.forms, func(form string) bool { return strings.Contains(text, form) })
 }
 
 // asciiLower lowers ASCII letters only, so that every other byte, valid
@@ -236,12 +253,16 @@ func asciiLower(s string) string {
 	return string(b)
 }
 
-// decodings returns text and what percent-decoding makes of it, twice over
-// (a secret encoded twice is still the secret).
+// maxDecodings bounds how many times percent-decoding is undone.
+const maxDecodings = 8
+
+// decodings returns text and what percent-decoding makes of it, again and
+// again until nothing changes (a secret encoded many times over is still the
+// secret, for an upstream that decodes as often).
 func decodings(text string) []string {
 	out := []string{text}
 	cur := text
-	for range 2 {
+	for range maxDecodings {
 		if !strings.ContainsAny(cur, "%+") {
 			break
 		}
@@ -339,15 +360,28 @@ func (s *Scanner) scanHost(r *http.Request) *Finding {
 }
 
 // scanBasic decodes Basic credentials (user:password in base64), where a
-// token usually sits as the password. Clients differ in padding and
-// alphabet, and a server may accept any of them: all are decoded.
+// token usually sits as the password. Clients differ in padding, alphabet
+// and the space after "Basic", and lenient servers skip what is not base64:
+// so does the decoding here.
 func (s *Scanner) scanBasic(where, v string) *Finding {
-	scheme, cred, ok := strings.Cut(strings.TrimSpace(v), " ")
-	if !ok || !strings.EqualFold(scheme, "basic") {
+	fields := strings.Fields(v)
+	if len(fields) < 2 || !strings.EqualFold(fields[0], "basic") {
 		return nil
 	}
-	cred = strings.TrimRight(strings.TrimSpace(cred), "=")
-	cred = strings.NewReplacer("-", "+", "_", "/").Replace(cred)
+	cred := strings.Map(func(r rune) rune {
+		switch {
+		case 'A' <= r && r <= 'Z', 'a' <= r && r <= 'z', '0' <= r && r <= '9', r == '+', r == '/':
+			return r
+		case r == '-':
+			return '+'
+		case r == '_':
+			return '/'
+		}
+		return -1
+	}, strings.Join(fields[1:], ""))
+	if len(cred)%4 == 1 {
+		cred = cred[:len(cred)-1] // a lone trailing character carries no whole byte
+	}
 	dec, err := base64.RawStdEncoding.DecodeString(cred)
 	if err != nil {
 		return nil

@@ -102,6 +102,11 @@ func (p *Policy) decide(host string, port int, tunnel bool) (allowed bool, decid
 	host = normalizeHost(host)
 	ip, err := netip.ParseAddr(host)
 	literal := err == nil
+	if literal && ip.Zone() != "" {
+		// No entry names a zone; and the SSRF guard's ranges would not
+		// hold a zoned address (netip.Prefix.Contains refuses it).
+		return false, ruleDefaultDeny, false
+	}
 	for _, r := range p.block {
 		matches := r.matchesAddr(ip)
 		if !literal {
@@ -156,10 +161,11 @@ func (p *Policy) BlockedAddr(addr netip.Addr, port int) (entry string, blocked b
 	return "", false
 }
 
-// matchesAddr compares IPv4-mapped IPv6 forms by the IPv4 address they
-// carry: both reach the same host.
+// matchesAddr compares addresses as the host they reach: an IPv6 form that
+// carries an IPv4 address (mapped, NAT64, 6to4) is that IPv4 address, and a
+// zone does not make another host.
 func (r rule) matchesAddr(addr netip.Addr) bool {
-	return r.ip.IsValid() && addr.IsValid() && r.ip.Unmap() == addr.Unmap()
+	return r.ip.IsValid() && addr.IsValid() && reachedAddr(r.ip) == reachedAddr(addr)
 }
 
 func (r rule) matchesName(host string) bool {
@@ -215,6 +221,9 @@ func parseEntry(entry string) (rule, error) {
 		}
 		if ip.Unmap().IsUnspecified() {
 			return r, errors.New("the unspecified address reaches the sidecar itself, not a host")
+		}
+		if ip.Zone() != "" {
+			return r, errors.New("an IPv6 zone names one of the sidecar's interfaces, not a host")
 		}
 		r.ip = ip
 		return r, nil
@@ -294,9 +303,15 @@ func parsePort(s string) (int, error) {
 // folds ASCII letters only: strings.ToLower would turn the Kelvin sign into
 // "k", so "\u212aey.test" would be decided as key.test and then sent
 // upstream as its punycode, another name. A name with a byte outside ASCII
-// stays as it is and is no valid name.
+// stays as it is and is no valid name. It is idempotent, as the proxy and
+// the policy each apply it: one trailing dot goes, two stay (and make no
+// valid name), or "a.test.." would be looked up as "a.test." and decided
+// as "a.test".
 func normalizeHost(host string) string {
-	b := []byte(strings.TrimSuffix(host, "."))
+	if !strings.HasSuffix(host, "..") {
+		host = strings.TrimSuffix(host, ".")
+	}
+	b := []byte(host)
 	for i, c := range b {
 		if 'A' <= c && c <= 'Z' {
 			b[i] = c + ('a' - 'A')

@@ -359,6 +359,9 @@ func decide(pol *Policy, host string, port int, tunnel bool) (allowed bool, rule
 // askable reports whether a refusal by rule may be asked about: only
 // default-deny of a well-formed target, and only when the proxy asks.
 func (p *Proxy) askable(rule, host string, port int) bool {
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Zone() != "" {
+		return false // a zone names the sidecar's interface: never a host to ask about
+	}
 	return p.ask != nil && rule == ruleDefaultDeny && port >= 1 && port <= 65535 && (isIP(host) || validName(host))
 }
 
@@ -416,6 +419,8 @@ func refusalReason(pol *Policy, host string, port int, rule string, tunnel bool)
 	switch {
 	case strings.HasPrefix(rule, "block:"):
 		return "on the blocklist"
+	case strings.Contains(host, "%") && isIP(host):
+		return "an IPv6 zone names one of the sidecar's interfaces, not a host"
 	case strings.ContainsFunc(host, func(c rune) bool { return c >= utf8.RuneSelf }):
 		return "not an ASCII host name (write an international name in its xn-- form)"
 	case tunnel:

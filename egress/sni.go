@@ -79,7 +79,8 @@ func (p *Proxy) checkTLS(client net.Conn, r io.Reader, host string, port int, tl
 		}
 		return seen.Bytes(), nil
 	}
-	if f := p.dlp.Scan("TLS server name", hello.serverName); f != nil {
+	// A server name keeps no case: the name is matched in any, as a host is.
+	if f := p.dlp.scanFold("TLS server name", hello.serverName); f != nil {
 		return nil, &tlsRefusal{rule: f.Rule, reason: "the TLS server name carries a secret"}
 	}
 	if name := normalizeHost(hello.serverName); name != host {

@@ -103,7 +103,7 @@ func (t *Trust) Addr(addr netip.Addr) bool {
 	if t == nil {
 		return false
 	}
-	addr = addr.Unmap()
+	addr = addr.WithZone("").Unmap()
 	for _, p := range t.prefixes {
 		if p.Contains(addr) {
 			return true
@@ -153,23 +153,32 @@ var (
 	sixToFour = netip.MustParsePrefix("2002::/16")
 )
 
-// publicAddr reports whether addr is an ordinary public unicast address,
-// and when it is not, what it is. IPv4 addresses carried in IPv6 forms
-// (mapped, NAT64, 6to4) are judged by the IPv4 address they carry.
-func publicAddr(addr netip.Addr) (bool, string) {
-	if !addr.IsValid() {
-		return false, "invalid"
-	}
-	addr = addr.Unmap()
+// reachedAddr is the address addr reaches, as the blocklist and the SSRF
+// guard judge it: without a zone (netip.Prefix.Contains is false for every
+// zoned address, so a zone would slip past every range), and an IPv4 address
+// carried in an IPv6 form (mapped, NAT64, 6to4) as that IPv4 address.
+func reachedAddr(addr netip.Addr) netip.Addr {
+	addr = addr.WithZone("").Unmap()
 	if addr.Is6() {
 		b := addr.As16()
 		switch {
 		case nat64.Contains(addr):
-			return publicAddr(netip.AddrFrom4([4]byte(b[12:16])))
+			return netip.AddrFrom4([4]byte(b[12:16]))
 		case sixToFour.Contains(addr):
-			return publicAddr(netip.AddrFrom4([4]byte(b[2:6])))
+			return netip.AddrFrom4([4]byte(b[2:6]))
 		}
 	}
+	return addr
+}
+
+// publicAddr reports whether addr is an ordinary public unicast address,
+// and when it is not, what it is. It judges the address addr reaches (see
+// reachedAddr).
+func publicAddr(addr netip.Addr) (bool, string) {
+	if !addr.IsValid() {
+		return false, "invalid"
+	}
+	addr = reachedAddr(addr)
 	switch {
 	case addr.IsLoopback():
 		return false, "loopback"
