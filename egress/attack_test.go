@@ -1,12 +1,15 @@
 package egress
 
 import (
+	"crypto/tls"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -166,5 +169,54 @@ func TestAttackSecretInTheServerNameInAnotherCaseStaysOutOfTheAudit(t *testing.T
 	got := rec.next(t)
 	if got.Decision != DecisionDeny || got.Rule != "dlp:secret:TOKEN" || strings.Contains(strings.ToLower(got.Reason), secret) {
 		t.Errorf("record %+v, want a DLP refusal that does not quote the name", got)
+	}
+}
+
+// withExtension returns the ClientHello record hello with one more
+// extension, of type typ and with body, its lengths fixed up.
+func withExtension(t *testing.T, hello []byte, typ uint16, body []byte) []byte {
+	t.Helper()
+	be := binary.BigEndian
+	msg := slices.Clone(hello[5:])
+	i := 4 + 2 + 32
+	i += 1 + int(msg[i])             // session id
+	i += 2 + int(be.Uint16(msg[i:])) // cipher suites
+	i += 1 + int(msg[i])             // compression methods
+	extLen := int(be.Uint16(msg[i:]))
+	if i+2+extLen != len(msg) {
+		t.Fatalf("unexpected ClientHello layout")
+	}
+	ext := be.AppendUint16(be.AppendUint16(nil, typ), uint16(len(body)))
+	ext = append(ext, body...)
+	msg = append(msg, ext...)
+	be.PutUint16(msg[i:], uint16(extLen+len(ext)))
+	n := len(msg) - 4
+	msg[1], msg[2], msg[3] = byte(n>>16), byte(n>>8), byte(n)
+	rec := append(slices.Clone(hello[:3]), byte(len(msg)>>8), byte(len(msg)))
+	return append(rec, msg...)
+}
+
+// TestAttackEncryptedServerNamesOfEveryVersionAreRefused: a server that
+// still speaks an ECH draft or the older ESNI serves a name the proxy
+// cannot read, as one speaking the final ECH does.
+func TestAttackEncryptedServerNamesOfEveryVersionAreRefused(t *testing.T) {
+	port := startTLSUpstream(t)
+	res := &stubResolver{names: map[string][]string{"secure.test": {"127.0.0.1"}}}
+	proxyAddr, rec := startProxyWith(t, Options{
+		Policy: mustPolicy(t, "secure.test:"+port), Trust: mustTrust(t, "secure.test"), Resolver: res,
+	})
+	hello := clientHelloRecord(t, &tls.Config{ServerName: "secure.test"})
+	for _, typ := range []uint16{0xffce, 0xfe08, 0xfe09, 0xfe0a, 0xfe0b, 0xfe0c} {
+		t.Run(strconv.FormatUint(uint64(typ), 16), func(t *testing.T) {
+			c, br := openTunnel(t, proxyAddr, "secure.test:"+port)
+			c.Write(withExtension(t, hello, typ, []byte{0, 1, 2, 3}))
+			if !tunnelRefused(t, c, br) {
+				t.Error("the upstream answered")
+			}
+			rec.next(t)
+			if got := rec.next(t); got.Rule != "tls-ech" {
+				t.Errorf("record %+v, want a tls-ech refusal", got)
+			}
+		})
 	}
 }

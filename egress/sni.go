@@ -38,6 +38,13 @@ const recordTypeHandshake = 0x16
 // then an outer one, and the name the upstream serves is encrypted.
 const extensionECH = 0xfe0d
 
+// encryptsServerName reports whether a ClientHello extension hides the
+// server's name: ECH, its drafts' codepoints (0xfe08 to 0xfe0c), which a
+// server may still speak, and the older encrypted_server_name (ESNI).
+func encryptsServerName(ext uint16) bool {
+	return ext >= 0xfe08 && ext <= extensionECH || ext == 0xffce
+}
+
 // checkTLS reads the client's first bytes in a tunnel to host:port. When
 // they open a TLS handshake, the ClientHello must not carry ECH (whose
 // server name the proxy cannot read), must name host as its server (SNI) or
@@ -95,7 +102,7 @@ var errHelloRead = errors.New("client hello read")
 // clientHello is what the proxy reads of one.
 type clientHello struct {
 	serverName string
-	ech        bool // it carries encrypted_client_hello
+	ech        bool // it carries encrypted_client_hello or another encrypted name
 }
 
 // readClientHello parses a TLS ClientHello from first and r with crypto/tls
@@ -105,7 +112,7 @@ func readClientHello(r io.Reader, first []byte) (clientHello, error) {
 	var hello clientHello
 	var got bool
 	stop := func(h *tls.ClientHelloInfo) {
-		hello = clientHello{serverName: h.ServerName, ech: slices.Contains(h.Extensions, extensionECH)}
+		hello = clientHello{serverName: h.ServerName, ech: slices.ContainsFunc(h.Extensions, encryptsServerName)}
 		got = true
 	}
 	conn := &helloConn{r: io.MultiReader(bytes.NewReader(first), r)}
