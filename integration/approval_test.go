@@ -128,7 +128,7 @@ bottles:
 }
 
 // newApprover starts bottle-rpc as an editor that answers approvals.
-func newApprover(t *testing.T) *editor {
+func newApprover(t testing.TB) *editor {
 	t.Helper()
 	e := startServer(t)
 	var res rpc.InitializeResult
