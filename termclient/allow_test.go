@@ -69,8 +69,8 @@ func (s *fakeServer) seen() ([]string, []rpc.AllowParams) {
 }
 
 // runAgainst runs the terminal client against a fake server and returns
-// the agent's code, Run's error and what it printed on its error stream.
-func runAgainst(t *testing.T, srv *fakeServer, allow []string) (int, error, string) {
+// the agent's code, what it printed on its error stream and Run's error.
+func runAgainst(t *testing.T, srv *fakeServer, allow []string) (int, string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
@@ -88,12 +88,12 @@ func runAgainst(t *testing.T, srv *fakeServer, allow []string) (int, error, stri
 	t.Cleanup(func() { in.Close(); w.Close() })
 	var errOut bytes.Buffer
 	code, err := Run(ctx, clientSide, Options{Agent: "claude", Yes: true, Allow: allow, In: in, Out: io.Discard, Err: &errOut})
-	return code, err, errOut.String()
+	return code, errOut.String(), err
 }
 
 func TestAllowEntriesReachTheSessionBeforeTheAgentRuns(t *testing.T) {
 	srv := &fakeServer{}
-	code, err, printed := runAgainst(t, srv, []string{"github.com:443", "*.npmjs.org"})
+	code, printed, err := runAgainst(t, srv, []string{"github.com:443", "*.npmjs.org"})
 	if err != nil || code != 7 {
 		t.Fatalf("Run = %d, %v; want the agent's 7", code, err)
 	}
@@ -112,7 +112,7 @@ func TestAllowEntriesReachTheSessionBeforeTheAgentRuns(t *testing.T) {
 
 func TestNoAllowEntriesSendNoAllowCall(t *testing.T) {
 	srv := &fakeServer{}
-	if code, err, _ := runAgainst(t, srv, nil); err != nil || code != 7 {
+	if code, _, err := runAgainst(t, srv, nil); err != nil || code != 7 {
 		t.Fatalf("Run = %d, %v; want the agent's 7", code, err)
 	}
 	if calls, _ := srv.seen(); slices.Contains(calls, rpc.MethodAllow) {
@@ -124,7 +124,7 @@ func TestABadAllowEntryStartsNothing(t *testing.T) {
 	for _, entry := range []string{"https://github.com", "*", "github.com:99999", "evil\ntest"} {
 		t.Run(entry, func(t *testing.T) {
 			srv := &fakeServer{}
-			_, err, _ := runAgainst(t, srv, []string{"github.com", entry})
+			_, _, err := runAgainst(t, srv, []string{"github.com", entry})
 			if err == nil || !strings.Contains(err.Error(), "--allow") || !strings.Contains(err.Error(), jsonQuote(entry)) {
 				t.Errorf("Run error = %v, want one that names --allow and %q", err, entry)
 			}
