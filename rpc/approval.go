@@ -97,31 +97,26 @@ func allowEntries(sessionID string, entries []string) ([]string, error) {
 }
 
 func (s *Server) allow(ctx context.Context, p *AllowParams) (*AllowlistResult, error) {
-	entries, err := allowEntries(p.Session, p.Entries)
-	if err != nil {
-		return nil, err
-	}
-	sess, err := s.reg.Get(p.Session)
-	if err != nil {
-		return nil, err
-	}
-	list, err := sess.Allow(ctx, entries, s.clientName())
-	if err != nil {
-		return nil, err
-	}
-	return &AllowlistResult{Allow: nonNil(list)}, nil
+	return s.changeAllowlist(ctx, p.Session, p.Entries, (*session.Session).Allow)
 }
 
 func (s *Server) disallow(ctx context.Context, p *DisallowParams) (*AllowlistResult, error) {
-	entries, err := allowEntries(p.Session, p.Entries)
+	return s.changeAllowlist(ctx, p.Session, p.Entries, (*session.Session).Disallow)
+}
+
+// changeAllowlist checks the entries, then applies change to the session's
+// live allowlist and answers with the list after it.
+func (s *Server) changeAllowlist(ctx context.Context, id string, entries []string,
+	change func(*session.Session, context.Context, []string, string) ([]string, error)) (*AllowlistResult, error) {
+	entries, err := allowEntries(id, entries)
 	if err != nil {
 		return nil, err
 	}
-	sess, err := s.reg.Get(p.Session)
+	sess, err := s.reg.Get(id)
 	if err != nil {
 		return nil, err
 	}
-	list, err := sess.Disallow(ctx, entries, s.clientName())
+	list, err := change(sess, ctx, entries, s.clientName())
 	if err != nil {
 		return nil, err
 	}
