@@ -51,7 +51,9 @@ export function claudeManifestYaml(): string {
     'bottles:',
     '  claude:',
     `    build: {context: ${JSON.stringify(join(bottleCache, 'agents', 'claude'))}, args: {BASE: "bottle/base:bookworm"}}`,
-    '    egress: {allow: [x.test]}',
+    // No questions: these tests are about the agent's screen and refusals;
+    // approvals have a test of their own, with an agent that waits for them.
+    '    egress: {allow: [x.test], ask: false}',
     '    env: {DISABLE_AUTOUPDATER: "1"}',
     '',
   ].join('\n');
