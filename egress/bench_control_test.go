@@ -58,7 +58,7 @@ func BenchmarkApproval(b *testing.B) {
 	p := New(Options{
 		Policy:     mustPolicy(b, allowed),
 		Audit:      asks,
-		Trust:      mustTrustB(b, "localhost"),
+		Trust:      mustTrust(b, "localhost"),
 		Resolver:   &stubResolver{names: map[string][]string{"localhost": {"127.0.0.1"}}},
 		AskTimeout: time.Minute,
 	})
@@ -95,39 +95,14 @@ func BenchmarkApproval(b *testing.B) {
 	b.ReportMetric(float64(toByte)/float64(base), "answer/baseline")
 }
 
-func mustTrustB(b *testing.B, entries ...string) *Trust {
-	t, err := NewTrust(entries)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return t
-}
-
 // BenchmarkPolicyChangeUnder100Tunnels applies control lines that swap the
 // allowlist while 100 tunnels are open, then checks that every tunnel
 // still carries bytes both ways. The baseline is an allowlisted CONNECT's
 // round trip, measured alongside.
 func BenchmarkPolicyChangeUnder100Tunnels(b *testing.B) {
 	const tunnels = 100
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	echo := ln.Addr().String()
-	p := New(Options{Policy: mustPolicy(b, echo), Audit: NewJSONAuditor(io.Discard), Trust: mustTrustB(b, "127.0.0.1")})
+	echo := startEcho(b)
+	p := New(Options{Policy: mustPolicy(b, echo), Audit: NewJSONAuditor(io.Discard), Trust: mustTrust(b, "127.0.0.1")})
 	srv := httptest.NewServer(p)
 	defer srv.Close()
 	type open struct {

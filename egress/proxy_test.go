@@ -80,7 +80,7 @@ func closedPort(t *testing.T) (string, int) {
 
 // startEcho serves a TCP echo on loopback: it sends back what it reads and
 // closes once the client has finished sending.
-func startEcho(t *testing.T) string {
+func startEcho(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

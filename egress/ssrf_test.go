@@ -56,7 +56,7 @@ func mustPolicy(t testing.TB, allow ...string) *Policy {
 	return p
 }
 
-func mustTrust(t *testing.T, entries ...string) *Trust {
+func mustTrust(t testing.TB, entries ...string) *Trust {
 	t.Helper()
 	tr, err := NewTrust(entries)
 	if err != nil {
