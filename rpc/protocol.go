@@ -33,6 +33,8 @@ const (
 	MethodAgents        = "bottle/agents"   // request
 	MethodAllow         = "bottle/allow"    // request
 	MethodDisallow      = "bottle/disallow" // request
+	MethodAttach        = "bottle/attach"   // request
+	MethodDetach        = "bottle/detach"   // request
 )
 
 // Requests the server sends to a client that declared it can answer them.
@@ -42,11 +44,12 @@ const (
 
 // Notifications the server sends.
 const (
-	MethodProgress   = "$/progress"
-	MethodLogMessage = "window/logMessage"
-	MethodOutput     = "bottle/output"
-	MethodExecExit   = "bottle/exit"
-	MethodEgress     = "bottle/egress"
+	MethodProgress     = "$/progress"
+	MethodLogMessage   = "window/logMessage"
+	MethodOutput       = "bottle/output"
+	MethodExecExit     = "bottle/exit"
+	MethodEgress       = "bottle/egress"
+	MethodSessionState = "bottle/sessionState"
 )
 
 // ServerName is serverInfo.name.
@@ -112,6 +115,9 @@ type ServerCapabilities struct {
 	WorkDoneProgress bool `json:"workDoneProgress"`
 	// every method the server handles, requests and notifications, sorted
 	Methods []string `json:"methods"`
+	// the output bytes kept per exec for bottle/attach's replay and a
+	// lagging client's resync (default 1048576)
+	Scrollback int `json:"scrollback"`
 }
 
 // FlowControl describes bottle/output pacing.
@@ -250,6 +256,10 @@ type StartParams struct {
 	Env map[string]string `json:"env,omitempty"`
 	// report progress as `$/progress` with this token
 	WorkDoneToken ProgressToken `json:"workDoneToken,omitempty" wire:"id"`
+	// keep the bottle when this connection ends: it runs on with no client
+	// until bottle/close or the server's own end. False: it closes with
+	// the connection that started it
+	Persist bool `json:"persist,omitempty"`
 }
 
 // ProgressToken is an LSP progress token: a JSON integer or string, kept
@@ -312,6 +322,13 @@ type OutputParams struct {
 	// raw output bytes in standard base64 (with padding), at most
 	// `maxChunk` decoded bytes
 	Data []byte `json:"data"`
+	// these bytes were written before this connection attached: the kept
+	// output bottle/attach replays, sent before any live output of the exec
+	Replay bool `json:"replay,omitempty"`
+	// this connection fell so far behind that output it had not been sent
+	// is no longer kept: the bytes from here on continue from the oldest
+	// kept byte, so a terminal should reset before writing them
+	Resync bool `json:"resync,omitempty"`
 }
 
 // ExitParams are the params of the bottle/exit notification.
@@ -423,6 +440,11 @@ type SessionInfo struct {
 	Allow []string `json:"allow,omitempty"`
 	// its execs in start order
 	Execs []ExecInfo `json:"execs"`
+	// it outlives the connection that started it (bottle/start's `persist`)
+	Persist bool `json:"persist"`
+	// how many connections are attached: get its output, egress events
+	// and state changes
+	Attached int `json:"attached"`
 }
 
 // ExecInfo describes one exec in bottle/list.
@@ -440,11 +462,43 @@ type ExecInfo struct {
 	Code *int `json:"code,omitempty"`
 	// why the code is unknown (-1)
 	Error string `json:"error,omitempty"`
-	// decoded output bytes sent so far
+	// decoded output bytes sent so far to this connection
 	Sent int64 `json:"sent"`
-	// decoded output bytes acknowledged so far: every bottle/ack the
-	// server read before this request counts, up to `sent`
+	// decoded output bytes this connection acknowledged so far: every
+	// bottle/ack the server read before this request counts, up to `sent`
 	Acked int64 `json:"acked"`
+	// decoded output bytes the process wrote so far, to any connection
+	Output int64 `json:"output"`
+}
+
+// AttachParams are the params of bottle/attach.
+type AttachParams struct {
+	// the session
+	Session string `json:"session"`
+}
+
+// AttachResult is the result of bottle/attach.
+type AttachResult struct {
+	// the session as bottle/list describes it, this connection counted in
+	// `attached`
+	Session SessionInfo `json:"session"`
+}
+
+// DetachParams are the params of bottle/detach.
+type DetachParams struct {
+	// the session
+	Session string `json:"session"`
+}
+
+// SessionStateParams are the params of the bottle/sessionState
+// notification.
+type SessionStateParams struct {
+	// the session
+	Session string `json:"session"`
+	// its new state
+	State string `json:"state" enum:"starting,ready,closing,closed,failed"`
+	// why it failed
+	Error string `json:"error,omitempty"`
 }
 
 // EgressParams are the params of the bottle/egress notification.

@@ -22,10 +22,13 @@ export const Method = {
   list: 'bottle/list',
   allow: 'bottle/allow',
   disallow: 'bottle/disallow',
+  attach: 'bottle/attach',
+  detach: 'bottle/detach',
   egressApproval: 'bottle/egressApproval',
   output: 'bottle/output',
   execExit: 'bottle/exit',
   egress: 'bottle/egress',
+  sessionState: 'bottle/sessionState',
   progress: '$/progress',
   logMessage: 'window/logMessage',
 } as const;
@@ -44,6 +47,8 @@ export interface Requests {
   'bottle/list': { params: ListParams; result: ListResult };
   'bottle/allow': { params: AllowParams; result: AllowlistResult };
   'bottle/disallow': { params: DisallowParams; result: AllowlistResult };
+  'bottle/attach': { params: AttachParams; result: AttachResult };
+  'bottle/detach': { params: DetachParams; result: Record<string, never> };
 }
 
 /** Params and result of each request the server sends a client. */
@@ -62,6 +67,7 @@ export interface Notifications {
   'bottle/output': OutputParams;
   'bottle/exit': ExitParams;
   'bottle/egress': EgressParams;
+  'bottle/sessionState': SessionStateParams;
   '$/progress': ProgressParams;
   'window/logMessage': LogMessageParams;
 }
@@ -114,6 +120,8 @@ export interface ServerCapabilities {
   workDoneProgress: boolean;
   /** every method the server handles, requests and notifications, sorted */
   methods: string[];
+  /** the output bytes kept per exec for bottle/attach's replay and a lagging client's resync (default 1048576) */
+  scrollback: number;
 }
 
 /** FlowControl describes bottle/output pacing. */
@@ -218,6 +226,8 @@ export interface StartParams {
   env?: Record<string, string>;
   /** report progress as `$/progress` with this token */
   workDoneToken?: number | string;
+  /** keep the bottle when this connection ends: it runs on with no client until bottle/close or the server's own end. False: it closes with the connection that started it */
+  persist?: boolean;
 }
 
 /** StartResult is the result of bottle/start. */
@@ -355,6 +365,10 @@ export interface SessionInfo {
   allow?: string[];
   /** its execs in start order */
   execs: ExecInfo[];
+  /** it outlives the connection that started it (bottle/start's `persist`) */
+  persist: boolean;
+  /** how many connections are attached: get its output, egress events and state changes */
+  attached: number;
 }
 
 /** ExecInfo describes one exec in bottle/list. */
@@ -371,10 +385,12 @@ export interface ExecInfo {
   code?: number;
   /** why the code is unknown (-1) */
   error?: string;
-  /** decoded output bytes sent so far */
+  /** decoded output bytes sent so far to this connection */
   sent: number;
-  /** decoded output bytes acknowledged so far: every bottle/ack the server read before this request counts, up to `sent` */
+  /** decoded output bytes this connection acknowledged so far: every bottle/ack the server read before this request counts, up to `sent` */
   acked: number;
+  /** decoded output bytes the process wrote so far, to any connection */
+  output: number;
 }
 
 /** AllowParams are the params of bottle/allow. */
@@ -397,6 +413,24 @@ export interface DisallowParams {
   session: string;
   /** entries to take off the allowlist, as bottle/allow takes them; one not on the list is no error */
   entries: string[];
+}
+
+/** AttachParams are the params of bottle/attach. */
+export interface AttachParams {
+  /** the session */
+  session: string;
+}
+
+/** AttachResult is the result of bottle/attach. */
+export interface AttachResult {
+  /** the session as bottle/list describes it, this connection counted in `attached` */
+  session: SessionInfo;
+}
+
+/** DetachParams are the params of bottle/detach. */
+export interface DetachParams {
+  /** the session */
+  session: string;
 }
 
 /** EgressApprovalParams are the params of bottle/egressApproval, which the server sends to a client that declared capabilities.egressApproval. */
@@ -423,6 +457,10 @@ export interface OutputParams {
   exec: string;
   /** raw output bytes in standard base64 (with padding), at most `maxChunk` decoded bytes */
   data: string;
+  /** these bytes were written before this connection attached: the kept output bottle/attach replays, sent before any live output of the exec */
+  replay?: boolean;
+  /** this connection fell so far behind that output it had not been sent is no longer kept: the bytes from here on continue from the oldest kept byte, so a terminal should reset before writing them */
+  resync?: boolean;
 }
 
 /** ExitParams are the params of the bottle/exit notification. */
@@ -471,6 +509,16 @@ export interface EgressRecord {
   change?: string;
   /** on `policy`: who changed it: a client's name from initialize, or `approval` (an answer allowSession) */
   client?: string;
+}
+
+/** SessionStateParams are the params of the bottle/sessionState notification. */
+export interface SessionStateParams {
+  /** the session */
+  session: string;
+  /** its new state */
+  state: 'starting' | 'ready' | 'closing' | 'closed' | 'failed';
+  /** why it failed */
+  error?: string;
 }
 
 /** ProgressParams are the params of $/progress. */
