@@ -30,10 +30,10 @@ func clientName(ci *ClientInfo) string {
 // server that stopped serving, an error response, a result that is not one
 // of the three decisions, the client going away, or ctx ending (the ask
 // timeout).
-func (s *Server) askApproval(ctx context.Context, q egress.Record) string {
-	s.mu.Lock()
-	ok := s.approvals && s.phase == phaseReady
-	s.mu.Unlock()
+func (c *conn) askApproval(ctx context.Context, q egress.Record) string {
+	c.mu.Lock()
+	ok := c.approvals && c.phase == phaseReady
+	c.mu.Unlock()
 	if !ok {
 		return session.Deny
 	}
@@ -42,21 +42,21 @@ func (s *Server) askApproval(ctx context.Context, q egress.Record) string {
 	// Pending calls are not failed when the peer goes: stop waiting then.
 	go func() {
 		select {
-		case <-s.conn.Done():
-		case <-s.w.failed:
+		case <-c.conn.Done():
+		case <-c.w.failed:
 		case <-ctx.Done():
 		}
 		cancel()
 	}()
 	params := EgressApprovalParams{Session: q.Session, Method: q.Method, Host: q.Host, Port: q.Port}
 	var raw json.RawMessage
-	if _, err := s.conn.Call(ctx, MethodEgressApproval, params, &raw); err != nil {
-		s.log.Info("egress approval: denied, no answer", "session", q.Session, "host", q.Host, "port", q.Port, "err", err)
+	if _, err := c.conn.Call(ctx, MethodEgressApproval, params, &raw); err != nil {
+		c.log.Info("egress approval: denied, no answer", "session", q.Session, "host", q.Host, "port", q.Port, "err", err)
 		return session.Deny
 	}
 	var res EgressApprovalResult
 	if err := json.Unmarshal(raw, &res); err != nil || !slices.Contains([]string{ApprovalAllowOnce, ApprovalAllowSession, ApprovalDeny}, res.Decision) {
-		s.logMessage(MessageWarning, fmt.Sprintf("%s: the answer %s is not {\"decision\": \"allowOnce\" | \"allowSession\" | \"deny\"}; the connection to %s:%d is refused",
+		c.logMessage(MessageWarning, fmt.Sprintf("%s: the answer %s is not {\"decision\": \"allowOnce\" | \"allowSession\" | \"deny\"}; the connection to %s:%d is refused",
 			MethodEgressApproval, truncate(string(raw), 200), q.Host, q.Port))
 		return session.Deny
 	}
@@ -96,35 +96,35 @@ func allowEntries(sessionID string, entries []string) ([]string, error) {
 	return out, nil
 }
 
-func (s *Server) allow(ctx context.Context, p *AllowParams) (*AllowlistResult, error) {
-	return s.changeAllowlist(ctx, p.Session, p.Entries, (*session.Session).Allow)
+func (c *conn) allow(ctx context.Context, p *AllowParams) (*AllowlistResult, error) {
+	return c.changeAllowlist(ctx, p.Session, p.Entries, (*session.Session).Allow)
 }
 
-func (s *Server) disallow(ctx context.Context, p *DisallowParams) (*AllowlistResult, error) {
-	return s.changeAllowlist(ctx, p.Session, p.Entries, (*session.Session).Disallow)
+func (c *conn) disallow(ctx context.Context, p *DisallowParams) (*AllowlistResult, error) {
+	return c.changeAllowlist(ctx, p.Session, p.Entries, (*session.Session).Disallow)
 }
 
 // changeAllowlist checks the entries, then applies change to the session's
 // live allowlist and answers with the list after it.
-func (s *Server) changeAllowlist(ctx context.Context, id string, entries []string,
+func (c *conn) changeAllowlist(ctx context.Context, id string, entries []string,
 	change func(*session.Session, context.Context, []string, string) ([]string, error)) (*AllowlistResult, error) {
 	entries, err := allowEntries(id, entries)
 	if err != nil {
 		return nil, err
 	}
-	sess, err := s.reg.Get(id)
+	sess, err := c.reg.Get(id)
 	if err != nil {
 		return nil, err
 	}
-	list, err := change(sess, ctx, entries, s.clientName())
+	list, err := change(sess, ctx, entries, c.clientName())
 	if err != nil {
 		return nil, err
 	}
 	return &AllowlistResult{Allow: nonNil(list)}, nil
 }
 
-func (s *Server) clientName() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.client
+func (c *conn) clientName() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.client
 }

@@ -23,12 +23,12 @@ const (
 	defaultRows = 24
 )
 
-func (s *Server) plan(ctx context.Context, p *PlanParams) (*PlanResult, error) {
+func (c *conn) plan(ctx context.Context, p *PlanParams) (*PlanResult, error) {
 	spec, err := resolveSpec(p.Agent, p.Manifest, p.Cwd)
 	if err != nil {
 		return nil, err
 	}
-	plan, err := s.be.Plan(ctx, spec)
+	plan, err := c.be.Plan(ctx, spec)
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: %w", p.Agent, err)
 	}
@@ -36,7 +36,7 @@ func (s *Server) plan(ctx context.Context, p *PlanParams) (*PlanResult, error) {
 }
 
 // agents lists a manifest's agents, so that an editor can offer them.
-func (s *Server) agents(_ context.Context, p *AgentsParams) (*AgentsResult, error) {
+func (c *conn) agents(_ context.Context, p *AgentsParams) (*AgentsResult, error) {
 	if p.Cwd != "" && !filepath.IsAbs(p.Cwd) {
 		return nil, invalidParams("cwd", "give an absolute host folder", "cwd %q is not an absolute path", p.Cwd)
 	}
@@ -55,7 +55,7 @@ func (s *Server) agents(_ context.Context, p *AgentsParams) (*AgentsResult, erro
 	return res, nil
 }
 
-func (s *Server) start(ctx context.Context, p *StartParams) (*StartResult, error) {
+func (c *conn) start(ctx context.Context, p *StartParams) (*StartResult, error) {
 	spec, err := resolveSpec(p.Agent, p.Manifest, p.Cwd)
 	if err != nil {
 		return nil, err
@@ -73,17 +73,22 @@ func (s *Server) start(ctx context.Context, p *StartParams) (*StartResult, error
 	spec.ContainerName = p.ContainerName
 	spec.Env = p.Env
 
-	pr := s.beginProgress(p.WorkDoneToken, "Starting bottle "+p.Agent)
-	sess, err := s.reg.Start(ctx, spec, pr.step)
+	pr := c.beginProgress(p.WorkDoneToken, "Starting bottle "+p.Agent)
+	sess, err := c.reg.Start(ctx, spec, pr.step, session.StartOptions{Watcher: c, Persist: p.Persist})
 	pr.end(ctx, err)
 	if err != nil {
 		if ctx.Err() == nil {
-			s.logMessage(MessageError, fmt.Sprintf("bottle/start %s failed: %v", p.Agent, err))
+			c.logMessage(MessageError, fmt.Sprintf("bottle/start %s failed: %v", p.Agent, err))
 		}
 		return nil, err
 	}
+	if !p.Persist {
+		c.mu.Lock()
+		c.owned[sess.ID()] = sess
+		c.mu.Unlock()
+	}
 	info := sess.Info()
-	s.logMessage(MessageInfo, fmt.Sprintf("session %s: agent %s ready in container %s (%s)",
+	c.logMessage(MessageInfo, fmt.Sprintf("session %s: agent %s ready in container %s (%s)",
 		info.Session, info.Agent, info.Container, info.RuntimeLabel))
 	return &StartResult{
 		Session:      info.Session,
@@ -184,26 +189,26 @@ func checkEnv(field string, env map[string]string) error {
 // progress reports a start as LSP work-done progress; the zero value
 // (no token) reports nothing.
 type progress struct {
-	s     *Server
+	c     *conn
 	token ProgressToken
 }
 
-func (s *Server) beginProgress(token ProgressToken, title string) progress {
+func (c *conn) beginProgress(token ProgressToken, title string) progress {
 	if len(token) == 0 {
 		return progress{}
 	}
-	pr := progress{s: s, token: token}
+	pr := progress{c: c, token: token}
 	pr.send(WorkDoneProgress{Kind: ProgressBegin, Title: title, Cancellable: true, Percentage: new(0)})
 	return pr
 }
 
 func (pr progress) send(v WorkDoneProgress) {
-	pr.s.notify(MethodProgress, ProgressParams{Token: pr.token, Value: v}, high)
+	pr.c.notify(MethodProgress, ProgressParams{Token: pr.token, Value: v}, high)
 }
 
 // step is the backend.Progress of the start; nil without a token.
 func (pr progress) step(st backend.Step) {
-	if pr.s == nil {
+	if pr.c == nil {
 		return
 	}
 	pct := 0
@@ -219,7 +224,7 @@ func (pr progress) step(st backend.Step) {
 
 // end closes the progress; it is queued before the start's reply.
 func (pr progress) end(ctx context.Context, err error) {
-	if pr.s == nil {
+	if pr.c == nil {
 		return
 	}
 	msg := "ready"
@@ -234,7 +239,7 @@ func (pr progress) end(ctx context.Context, err error) {
 
 // exec replies with the exec id before the exec's output starts: the
 // session calls ready before its pump runs.
-func (s *Server) exec(ctx context.Context, params json.RawMessage, reply func(any, error)) {
+func (c *conn) exec(ctx context.Context, params json.RawMessage, reply func(any, error)) {
 	var p ExecParams
 	if err := decodeParams(params, &p); err != nil {
 		reply(nil, err)
@@ -255,18 +260,21 @@ func (s *Server) exec(ctx context.Context, params json.RawMessage, reply func(an
 	if spec.Tty && spec.Rows == 0 {
 		spec.Rows = defaultRows
 	}
-	sess, err := s.reg.Get(p.Session)
+	sess, err := c.reg.Get(p.Session)
 	if err != nil {
 		reply(nil, err)
 		return
 	}
-	_, err = sess.Exec(ctx, spec, func(e *session.Exec) { reply(ExecResult{Exec: e.ID()}, nil) })
+	_, err = sess.Exec(ctx, spec, func(e *session.Exec) {
+		e.Subscribe(c, false) // a no-op when this connection is attached
+		reply(ExecResult{Exec: e.ID()}, nil)
+	})
 	if err != nil {
 		reply(nil, err)
 	}
 }
 
-func (s *Server) cp(ctx context.Context, p *CpParams) (*CpResult, error) {
+func (c *conn) cp(ctx context.Context, p *CpParams) (*CpResult, error) {
 	if p.Session == "" {
 		return nil, invalidParams("session", "give the session id from bottle/start", "session is required")
 	}
@@ -291,7 +299,7 @@ func (s *Server) cp(ctx context.Context, p *CpParams) (*CpResult, error) {
 		return nil, invalidParams("containerPath", "name the file or folder the copy becomes, like WORKSPACE/notes.md",
 			"containerPath must name a file or folder, not /")
 	}
-	sess, err := s.reg.Get(p.Session)
+	sess, err := c.reg.Get(p.Session)
 	if err != nil {
 		return nil, err
 	}
@@ -304,77 +312,119 @@ func (s *Server) cp(ctx context.Context, p *CpParams) (*CpResult, error) {
 
 // closeSession tears the session down even when the request is cancelled:
 // a teardown stopped half way would leave resources behind.
-func (s *Server) closeSession(ctx context.Context, p *CloseParams) (*struct{}, error) {
+func (c *conn) closeSession(ctx context.Context, p *CloseParams) (*struct{}, error) {
 	if p.Session == "" {
 		return nil, invalidParams("session", "give the session id from bottle/start", "session is required")
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.TeardownTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.TeardownTimeout)
 	defer cancel()
-	sess, err := s.reg.Get(p.Session)
+	sess, err := c.reg.Get(p.Session)
 	if err != nil {
 		return nil, err
 	}
 	wasClosed := sess.State() == session.StateClosed
 	if err := sess.Close(ctx); err != nil {
-		s.logMessage(MessageError, fmt.Sprintf("session %s: teardown failed: %v", p.Session, err))
+		c.logMessage(MessageError, fmt.Sprintf("session %s: teardown failed: %v", p.Session, err))
 		return nil, rpcError(CodeInternalError, ErrorData{
 			Kind: KindTeardownFailed,
 			Hint: "retry bottle/close, or run 'bottle-rpc gc' to remove what was left behind",
 		}, "%v", err)
 	}
 	if !wasClosed {
-		s.logMessage(MessageInfo, fmt.Sprintf("session %s: closed", p.Session))
+		c.logMessage(MessageInfo, fmt.Sprintf("session %s: closed", p.Session))
 	}
 	return &struct{}{}, nil
 }
 
-func (s *Server) list(context.Context, *ListParams) (*ListResult, error) {
+func (c *conn) list(context.Context, *ListParams) (*ListResult, error) {
 	res := &ListResult{Sessions: []SessionInfo{}}
-	for _, snap := range s.reg.List() {
-		si := SessionInfo{
-			Session:      snap.ID,
-			Agent:        snap.Info.Agent,
-			State:        string(snap.State),
-			Container:    snap.Info.Container,
-			Runtime:      snap.Info.Runtime,
-			RuntimeLabel: snap.Info.RuntimeLabel,
-			Image:        snap.Info.Image,
-			Home:         snap.Info.Home,
-			Workspace:    snap.Info.Workspace,
-			Allow:        snap.Allow,
-			Execs:        []ExecInfo{},
-		}
-		if snap.Err != nil {
-			si.Error = snap.Err.Error()
-		}
-		for _, e := range snap.Execs {
-			ei := ExecInfo{Exec: e.ID, Argv: e.Argv, Tty: e.Tty, Running: e.Running, Sent: e.Sent, Acked: e.Acked}
-			if ei.Argv == nil {
-				ei.Argv = []string{}
-			}
-			if !e.Running {
-				ei.Code = new(e.Code)
-			}
-			if e.Err != nil {
-				ei.Error = e.Err.Error()
-			}
-			si.Execs = append(si.Execs, ei)
-		}
-		res.Sessions = append(res.Sessions, si)
+	for _, snap := range c.reg.List(c) {
+		res.Sessions = append(res.Sessions, sessionInfo(snap))
 	}
 	return res, nil
 }
 
+// sessionInfo describes a session on the wire.
+func sessionInfo(snap session.Snapshot) SessionInfo {
+	si := SessionInfo{
+		Session:      snap.ID,
+		Agent:        snap.Info.Agent,
+		State:        string(snap.State),
+		Container:    snap.Info.Container,
+		Runtime:      snap.Info.Runtime,
+		RuntimeLabel: snap.Info.RuntimeLabel,
+		Image:        snap.Info.Image,
+		Home:         snap.Info.Home,
+		Workspace:    snap.Info.Workspace,
+		Allow:        snap.Allow,
+		Execs:        []ExecInfo{},
+		Persist:      snap.Persist,
+		Attached:     snap.Attached,
+	}
+	if snap.Err != nil {
+		si.Error = snap.Err.Error()
+	}
+	for _, e := range snap.Execs {
+		ei := ExecInfo{Exec: e.ID, Argv: e.Argv, Tty: e.Tty, Running: e.Running, Sent: e.Sent, Acked: e.Acked, Output: e.Output}
+		if ei.Argv == nil {
+			ei.Argv = []string{}
+		}
+		if !e.Running {
+			ei.Code = new(e.Code)
+		}
+		if e.Err != nil {
+			ei.Error = e.Err.Error()
+		}
+		si.Execs = append(si.Execs, ei)
+	}
+	return si
+}
+
+// attach answers before the replay starts: the session calls ready before
+// it subscribes this connection to the execs.
+func (c *conn) attach(_ context.Context, params json.RawMessage, reply func(any, error)) {
+	var p AttachParams
+	if err := decodeParams(params, &p); err != nil {
+		reply(nil, err)
+		return
+	}
+	if p.Session == "" {
+		reply(nil, invalidParams("session", "give a session id from bottle/list", "session is required"))
+		return
+	}
+	sess, err := c.reg.Get(p.Session)
+	if err != nil {
+		reply(nil, err)
+		return
+	}
+	_, err = sess.Attach(c, func(snap session.Snapshot) { reply(AttachResult{Session: sessionInfo(snap)}, nil) })
+	if err != nil {
+		reply(nil, fmt.Errorf("attach: %w", err))
+	}
+}
+
+func (c *conn) detach(_ context.Context, p *DetachParams) (*struct{}, error) {
+	if p.Session == "" {
+		return nil, invalidParams("session", "give a session id from bottle/list", "session is required")
+	}
+	sess, err := c.reg.Get(p.Session)
+	if err != nil {
+		return nil, err
+	}
+	sess.Detach(c)
+	return &struct{}{}, nil
+}
+
 // execOf looks up the exec a control message names.
-func (s *Server) execOf(id string) (*session.Exec, error) {
+func (c *conn) execOf(id string) (*session.Exec, error) {
 	if id == "" {
 		return nil, invalidParams("exec", "give the exec id from bottle/exec", "exec is required")
 	}
-	return s.reg.Exec(id)
+	return c.reg.Exec(id)
 }
 
-func (s *Server) input(p *InputParams) error {
-	e, err := s.execOf(p.Exec)
+func (c *conn) input(p *InputParams) error {
+	e, err := c.execOf(p.Exec)
 	if err != nil {
 		return err
 	}
@@ -387,8 +437,8 @@ func (s *Server) input(p *InputParams) error {
 	return nil
 }
 
-func (s *Server) resize(p *ResizeParams) error {
-	e, err := s.execOf(p.Exec)
+func (c *conn) resize(p *ResizeParams) error {
+	e, err := c.execOf(p.Exec)
 	if err != nil {
 		return err
 	}
@@ -402,20 +452,20 @@ func (s *Server) resize(p *ResizeParams) error {
 	return nil
 }
 
-func (s *Server) ack(p *AckParams) error {
-	e, err := s.execOf(p.Exec)
+func (c *conn) ack(p *AckParams) error {
+	e, err := c.execOf(p.Exec)
 	if err != nil {
 		return err
 	}
 	if p.Bytes < 0 {
 		return invalidParams("bytes", "ack the number of output bytes consumed", "bytes must not be negative, got %d", p.Bytes)
 	}
-	e.Ack(p.Bytes)
+	e.Ack(c, p.Bytes)
 	return nil
 }
 
-func (s *Server) kill(p *KillParams) error {
-	e, err := s.execOf(p.Exec)
+func (c *conn) kill(p *KillParams) error {
+	e, err := c.execOf(p.Exec)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@ import (
 // generated from name the same methods: a handler added without a
 // registry entry (so undocumented) fails here.
 func TestDispatchMatchesTheRegistry(t *testing.T) {
-	s := NewServer(nil, Options{})
+	s := NewServer(nil, Options{}).newConn(true)
 	served := []string{MethodInitialize, MethodInitialized, MethodShutdown, MethodExit, MethodCancelRequest}
 	for m := range s.methods {
 		served = append(served, m)

@@ -29,10 +29,16 @@ var ErrKilled = errors.New("killed")
 
 // Exec is one process running in a session, with its output pump.
 //
-// The pump reads the process's output only while the exec has credit:
-// at most the registry's window of bytes may be sent and not yet acked.
-// A consumer that stops acking therefore stalls this exec alone, and the
-// memory held for it stays bounded by the window.
+// The pump reads the process's output into the exec's scrollback, and
+// each watcher subscribed to the exec is sent it from there by a goroutine
+// of its own, within a flow-control window of its own: at most the
+// registry's window of bytes sent to that watcher and not yet acked. The
+// pump holds the process back only while every subscribed watcher's window
+// is full, so one watcher that stops acking holds back neither the others
+// nor, once another keeps up, the process; with no watcher the process
+// never waits. A watcher that falls further behind than the scrollback
+// goes on from its oldest byte, flagged Resync. Memory stays bounded: one
+// scrollback and one chunk per watcher per exec.
 type Exec struct {
 	s      *Session
 	id     string
@@ -43,15 +49,17 @@ type Exec struct {
 	window int64
 	chunk  int
 
-	credit     chan struct{} // signalled on ack and kill
+	credit     chan struct{} // signalled on ack, unsubscribe and kill
+	unsubbed   chan struct{} // signalled when a watcher leaves
 	inputWake  chan struct{} // signalled on input and end of input
 	resizeWake chan struct{} // signalled when a resize was applied
-	done       chan struct{} // closed after Exit was delivered
+	done       chan struct{} // closed once the process ended and its exit code is known
 	resizeMu   sync.Mutex    // serialises Resize calls to the backend
 
 	mu        sync.Mutex
-	sent      int64 // output bytes handed to Events.Output
-	acked     int64 // never more than sent
+	scroll    *ring  // the latest output; scroll.end counts all of it
+	subs      []*sub // watchers sent the output, in subscribe order
+	exitSent  bool   // a watcher was sent the exit
 	killed    bool
 	running   bool
 	code      int
@@ -60,6 +68,19 @@ type Exec struct {
 	inputEOF  bool
 	resizeSeq uint64 // resizes asked for
 	resized   uint64 // the last of them applied (or failed)
+}
+
+// sub is one watcher's place in an exec's output.
+type sub struct {
+	w         Watcher
+	pos       int64 // offset of the next byte to send
+	replayEnd int64 // bytes before this offset were written before the watcher came
+	inflight  int64 // sent and not yet acked
+	sent      int64
+	acked     int64
+	resync    bool // bytes between the last sent and pos were lost
+	gone      bool
+	wake      chan struct{}
 }
 
 // pendingInput is input not yet written, with the resizes asked for
@@ -82,9 +103,11 @@ func newExec(s *Session, id string, spec backend.ExecSpec, p backend.Process, ca
 		window:     int64(s.r.opts.Window),
 		chunk:      s.r.opts.Chunk,
 		credit:     make(chan struct{}, 1),
+		unsubbed:   make(chan struct{}, 1),
 		inputWake:  make(chan struct{}, 1),
 		resizeWake: make(chan struct{}, 1),
 		done:       make(chan struct{}),
+		scroll:     newRing(s.r.opts.Scrollback),
 		running:    true,
 	}
 }
@@ -92,7 +115,8 @@ func newExec(s *Session, id string, spec backend.ExecSpec, p backend.Process, ca
 // ID is the exec's id, unique in its registry: "SESSION-N".
 func (e *Exec) ID() string { return e.id }
 
-// Done is closed once the exec's exit has been delivered.
+// Done is closed once the process ended and its exit code is known; the
+// exit reaches each watcher after the output it is sent.
 func (e *Exec) Done() <-chan struct{} { return e.done }
 
 func (e *Exec) start() {
@@ -109,10 +133,84 @@ func signal(c chan struct{}) {
 	}
 }
 
-// pump moves output to Events.Output within the window, then delivers the
-// exit. Exit always follows the last Output, since both come from here.
+// Subscribe sends the exec's output to w from now on: from its first byte
+// when called before the exec starts, else from what is written next; with
+// replay, first the scrollback (flagged Replay). An exec whose exit a
+// watcher was sent has nothing more to say and is not subscribed to. It
+// reports whether w was subscribed now; a watcher subscribed already stays
+// where it is.
+func (e *Exec) Subscribe(w Watcher, replay bool) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.subOf(w) != nil || (!e.running && e.exitSent) {
+		return false
+	}
+	sb := &sub{w: w, pos: e.scroll.end, wake: make(chan struct{}, 1)}
+	if replay {
+		sb.pos, sb.replayEnd = e.scroll.start(), e.scroll.end
+	}
+	e.subs = append(e.subs, sb)
+	go e.send(sb)
+	return true
+}
+
+// Unsubscribe stops sending the output to w; what w was sent and did not
+// ack no longer holds the process back.
+func (e *Exec) Unsubscribe(w Watcher) {
+	e.mu.Lock()
+	sb := e.subOf(w)
+	if sb != nil {
+		e.dropSub(sb)
+	}
+	e.mu.Unlock()
+	if sb != nil {
+		signal(sb.wake)
+		signal(e.credit)
+	}
+}
+
+// subOf is w's sub, or nil; e.mu must be held.
+func (e *Exec) subOf(w Watcher) *sub {
+	for _, sb := range e.subs {
+		if sb.w == w {
+			return sb
+		}
+	}
+	return nil
+}
+
+// dropSub removes sb; e.mu must be held. The scrollback of an exec that
+// ended and told a watcher so is not needed any more.
+func (e *Exec) dropSub(sb *sub) {
+	sb.gone = true
+	e.subs = slices.DeleteFunc(e.subs, func(x *sub) bool { return x == sb })
+	if !e.running && e.exitSent && len(e.subs) == 0 {
+		e.scroll.release()
+	}
+	signal(e.unsubbed)
+}
+
+// waitTold waits until every watcher subscribed was sent the exit (or
+// left); the process must have ended.
+func (e *Exec) waitTold(ctx context.Context) error {
+	for {
+		e.mu.Lock()
+		n := len(e.subs)
+		e.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-e.unsubbed:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// pump moves output into the scrollback while some watcher has room in
+// its window (or none is subscribed), then records the exit.
 func (e *Exec) pump() {
-	defer close(e.done)
 	buf := make([]byte, e.chunk)
 	for {
 		n := e.waitCredit()
@@ -122,9 +220,9 @@ func (e *Exec) pump() {
 		m, err := e.proc.Read(buf[:min(n, int64(len(buf)))])
 		if m > 0 {
 			e.mu.Lock()
-			e.sent += int64(m)
+			e.scroll.write(buf[:m])
+			e.wakeSubs()
 			e.mu.Unlock()
-			e.s.r.opts.Events.Output(e.id, buf[:m])
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
@@ -142,17 +240,35 @@ func (e *Exec) pump() {
 	e.code = code
 	e.exitErr = err
 	e.input = nil
+	e.wakeSubs()
 	e.mu.Unlock()
-	e.s.r.opts.Events.Exit(e.id, code, err)
+	close(e.done)
+	e.s.execEnded()
+}
+
+// wakeSubs wakes every watcher's sender; e.mu must be held.
+func (e *Exec) wakeSubs() {
+	for _, sb := range e.subs {
+		signal(sb.wake)
+	}
 }
 
 // waitCredit returns how many bytes the pump may read now, waiting while
-// the window is full; 0 means stop reading (killed or session closing).
+// every watcher's window is full; 0 means stop reading (killed or session
+// closing).
 func (e *Exec) waitCredit() int64 {
 	for {
 		e.mu.Lock()
 		killed := e.killed
-		avail := e.window - (e.sent - e.acked)
+		avail := int64(0)
+		if len(e.subs) == 0 {
+			avail = int64(e.chunk)
+		}
+		for _, sb := range e.subs {
+			// What the watcher has not acked, sent or not, counts.
+			unacked := e.scroll.end - (sb.pos - sb.inflight)
+			avail = max(avail, e.window-unacked)
+		}
 		e.mu.Unlock()
 		if killed {
 			return 0
@@ -165,6 +281,52 @@ func (e *Exec) waitCredit() int64 {
 		case <-e.s.life.Done():
 			return 0
 		}
+	}
+}
+
+// send delivers the output to one watcher within its window, then the
+// exit. After a kill or a close the output not yet sent is dropped, as
+// the pump stops reading then too, and the exit goes at once.
+func (e *Exec) send(sb *sub) {
+	buf := make([]byte, e.chunk)
+	for {
+		e.mu.Lock()
+		if sb.gone {
+			e.mu.Unlock()
+			return
+		}
+		if start := e.scroll.start(); sb.pos < start {
+			sb.pos, sb.resync = start, true
+		}
+		ended := !e.running
+		cut := ended && (e.killed || e.s.life.Err() != nil)
+		if !cut && sb.pos < e.scroll.end && sb.inflight < e.window {
+			n := min(int64(len(buf)), e.window-sb.inflight, e.scroll.end-sb.pos)
+			if sb.pos < sb.replayEnd {
+				n = min(n, sb.replayEnd-sb.pos) // a chunk is replay or live, not both
+			}
+			m := e.scroll.readAt(sb.pos, buf[:n])
+			flags := OutputFlags{Replay: sb.pos < sb.replayEnd, Resync: sb.resync}
+			sb.resync = false
+			sb.pos += int64(m)
+			sb.inflight += int64(m)
+			sb.sent += int64(m)
+			e.mu.Unlock()
+			sb.w.Output(e.id, buf[:m], flags)
+			continue
+		}
+		if ended && (cut || sb.pos >= e.scroll.end) {
+			e.exitSent = true
+			code, err := e.code, e.exitErr
+			e.mu.Unlock()
+			sb.w.Exit(e.id, code, err)
+			e.mu.Lock()
+			e.dropSub(sb)
+			e.mu.Unlock()
+			return
+		}
+		e.mu.Unlock()
+		<-sb.wake
 	}
 }
 
@@ -195,17 +357,26 @@ func (e *Exec) wait() (int, error) {
 	}
 }
 
-// Ack returns n bytes of credit: the consumer has dealt with them. Acks
-// beyond what was sent are ignored, so a confused consumer cannot open
-// the window wider than it is.
-func (e *Exec) Ack(n int64) {
+// Ack returns n bytes of w's credit: w has dealt with them. Acks beyond
+// what w was sent are ignored, so a confused consumer cannot open its
+// window wider than it is; an ack from a watcher not subscribed is
+// ignored too.
+func (e *Exec) Ack(w Watcher, n int64) {
 	if n <= 0 {
 		return
 	}
 	e.mu.Lock()
-	e.acked = min(e.acked+n, e.sent)
+	sb := e.subOf(w)
+	if sb != nil {
+		n = min(n, sb.inflight)
+		sb.inflight -= n
+		sb.acked += n
+	}
 	e.mu.Unlock()
-	signal(e.credit)
+	if sb != nil {
+		signal(sb.wake)
+		signal(e.credit)
+	}
 }
 
 // Input queues data for the process's input. It never blocks: the queue is
@@ -352,22 +523,50 @@ type ExecSnapshot struct {
 	Running bool
 	Code    int   // valid when !Running
 	Err     error // why Code is unknown (-1)
-	Sent    int64 // output bytes sent
-	Acked   int64 // output bytes acked
+	Output  int64 // output bytes the process wrote
+	Sent    int64 // output bytes sent to the watcher asked about
+	Acked   int64 // output bytes it acked
 }
 
-// Snapshot describes the exec.
-func (e *Exec) Snapshot() ExecSnapshot {
+// Snapshot describes the exec, with the flow of its output to w (nil:
+// none).
+func (e *Exec) Snapshot(w Watcher) ExecSnapshot {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return ExecSnapshot{
+	snap := ExecSnapshot{
 		ID:      e.id,
 		Argv:    slices.Clone(e.argv),
 		Tty:     e.tty,
 		Running: e.running,
 		Code:    e.code,
 		Err:     e.exitErr,
-		Sent:    e.sent,
-		Acked:   e.acked,
+		Output:  e.scroll.end,
 	}
+	if sb := e.subOf(w); sb != nil {
+		snap.Sent, snap.Acked = sb.sent, sb.acked
+	}
+	return snap
+}
+
+// settled reports whether the process ended and no watcher is still
+// being sent its output.
+func (e *Exec) settled() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return !e.running && len(e.subs) == 0
+}
+
+// forget drops the exec's scrollback: its session no longer lists it.
+func (e *Exec) forget() {
+	e.mu.Lock()
+	e.scroll.release()
+	e.mu.Unlock()
+}
+
+// replayable reports whether attaching replays this exec: it runs, or it
+// ended with nobody told.
+func (e *Exec) replayable() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.running || !e.exitSent
 }

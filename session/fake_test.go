@@ -242,7 +242,7 @@ func newEvents() *events {
 	return &events{output: map[string]int{}, exits: map[string][]int{}}
 }
 
-func (e *events) Output(exec string, data []byte) {
+func (e *events) Output(exec string, data []byte, _ session.OutputFlags) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if len(e.exits[exec]) > 0 {
@@ -263,18 +263,20 @@ func (e *events) Egress(rec egress.Record) {
 	e.egress = append(e.egress, rec.Session+" "+rec.Host)
 }
 
+func (e *events) State(string, session.State, error) {}
+
 // Ask answers with answer, or waits for ctx when answer is "" (a user who
 // never answers).
-func (e *events) Ask(ctx context.Context, q egress.Record) string {
+func (e *events) Ask(ctx context.Context, q egress.Record) (string, bool) {
 	e.mu.Lock()
 	e.asked = append(e.asked, fmt.Sprintf("%s %s:%d", q.Session, q.Host, q.Port))
 	answer := e.answer
 	e.mu.Unlock()
 	if answer == "" {
 		<-ctx.Done()
-		return session.AllowSession
+		return session.AllowSession, true
 	}
-	return answer
+	return answer, true
 }
 
 func (e *events) questions() []string {

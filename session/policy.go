@@ -24,6 +24,18 @@ const (
 // allowSession changes the allowlist.
 const ApprovalClient = "approval"
 
+// askWatchers puts q to the attached watchers, the latest attached first,
+// until one can ask; none that can is a deny.
+func (s *Session) askWatchers(ctx context.Context, q egress.Record) string {
+	ws := s.attached()
+	for i := len(ws) - 1; i >= 0; i-- {
+		if d, asked := ws[i].Ask(ctx, q); asked {
+			return d
+		}
+	}
+	return Deny
+}
+
 // answerTimeout bounds the delivery of an answer to the proxy, after the
 // question itself may have used the whole ask timeout.
 const answerTimeout = 10 * time.Second
@@ -97,7 +109,7 @@ func (s *Session) ask(q egress.Record) {
 		timeout = egress.DefaultAskTimeout
 	}
 	ctx, cancel := context.WithTimeout(s.life, timeout)
-	decision := s.r.opts.Events.Ask(ctx, q)
+	decision := s.askWatchers(ctx, q)
 	if ctx.Err() != nil {
 		decision = Deny // an answer after the time ran out changes nothing
 	}

@@ -46,12 +46,12 @@ func TestAnAnswerBecomesPolicyThenAnswer(t *testing.T) {
 			be := &fakeBackend{}
 			r, ev := newRegistry(t, be, 0)
 			ev.answer = tt.answer
-			s := start(t, r)
+			s := start(t, r, ev)
 			be.bottles[0].onEgress(egress.Record{Event: egress.EventAsk, ID: 7, Method: "CONNECT", Host: "GitHub.com", Port: 443})
 			if got := waitControl(t, be.bottles[0], len(tt.want)); !slices.Equal(got, tt.want) {
 				t.Errorf("the proxy was told %q, want %q", got, tt.want)
 			}
-			if got := s.Snapshot().Allow; !slices.Equal(got, tt.wantAllow) {
+			if got := s.Snapshot(nil).Allow; !slices.Equal(got, tt.wantAllow) {
 				t.Errorf("allowlist = %q, want %q", got, tt.wantAllow)
 			}
 			if q := ev.questions(); !slices.Equal(q, []string{s.ID() + " GitHub.com:443"}) {
@@ -65,8 +65,8 @@ func TestAnAnswerBecomesPolicyThenAnswer(t *testing.T) {
 // whatever the answer that comes after.
 func TestAnAskWithoutAnAnswerInTimeIsDenied(t *testing.T) {
 	be := &fakeBackend{askTimeout: 100 * time.Millisecond}
-	r, _ := newRegistry(t, be, 0)
-	start(t, r)
+	r, ev := newRegistry(t, be, 0)
+	start(t, r, ev)
 	begin := time.Now()
 	be.bottles[0].onEgress(egress.Record{Event: egress.EventAsk, ID: 2, Method: "CONNECT", Host: "x.test", Port: 443})
 	if got := waitControl(t, be.bottles[0], 1); !slices.Equal(got, []string{"answer 2 false"}) {
@@ -82,8 +82,8 @@ func TestAnAskWithoutAnAnswerInTimeIsDenied(t *testing.T) {
 // changes.
 func TestAllowAndDisallowTellTheProxyTheWholeList(t *testing.T) {
 	be := &fakeBackend{}
-	r, _ := newRegistry(t, be, 0)
-	s := start(t, r)
+	r, ev := newRegistry(t, be, 0)
+	s := start(t, r, ev)
 	ctx := context.Background()
 	got, err := s.Allow(ctx, []string{"c.test", "a.test"}, "editor")
 	if err != nil || !slices.Equal(got, []string{"a.test", "c.test"}) {

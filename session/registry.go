@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/bottle-dev/bottle/backend"
 	"github.com/bottle-dev/bottle/egress"
@@ -32,30 +33,17 @@ var (
 
 // Defaults for Options.
 const (
-	DefaultWindow = 256 << 10
-	DefaultChunk  = 16 << 10
+	DefaultWindow     = 256 << 10
+	DefaultChunk      = 16 << 10
+	DefaultScrollback = 1 << 20
 )
 
-// Events receives what sessions produce. Its methods are called from pump
-// goroutines and backend callbacks and must not block: a slow consumer is
-// held back by the flow-control window, not by blocking here.
-type Events interface {
-	// Output delivers one chunk of an exec's output. data is only valid
-	// during the call.
-	Output(exec string, data []byte)
-	// Exit follows the exec's last Output. err says why the exit code is
-	// unknown (code is then -1).
-	Exit(exec string, code int, err error)
-	// Egress delivers one decision of a session's egress proxy; its
-	// Session is the session's id.
-	Egress(rec egress.Record)
-	// Ask puts the question of an "ask" record (its Session is the
-	// session's id) to the user and returns AllowOnce, AllowSession or
-	// Deny. Unlike the others it may block: it runs on a goroutine of its
-	// own, and ctx ends when the bottle's ask timeout passes or the session
-	// closes (the answer is then Deny whatever it returns).
-	Ask(ctx context.Context, q egress.Record) string
-}
+// How long and how many closed sessions are kept for bottle/list before
+// they are forgotten.
+const (
+	keepClosedFor = 10 * time.Minute
+	maxClosed     = 32
+)
 
 // Options tune a Registry.
 type Options struct {
@@ -64,8 +52,9 @@ type Options struct {
 	Window int
 	// Chunk is the largest Output call; DefaultChunk when zero.
 	Chunk int
-	// Events receives output, exits and egress records; required.
-	Events Events
+	// Scrollback is how many output bytes of each exec are kept for
+	// replay; DefaultScrollback when zero.
+	Scrollback int
 	// Logger gets diagnostics; slog.Default() when nil.
 	Logger *slog.Logger
 	// AuditDir is where each session's egress records are kept, one file
@@ -95,6 +84,9 @@ func NewRegistry(be backend.Backend, opts Options) *Registry {
 	if opts.Chunk <= 0 {
 		opts.Chunk = DefaultChunk
 	}
+	if opts.Scrollback <= 0 {
+		opts.Scrollback = DefaultScrollback
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -114,19 +106,35 @@ func (r *Registry) Window() int { return r.opts.Window }
 // Chunk is the largest output chunk, in bytes.
 func (r *Registry) Chunk() int { return r.opts.Chunk }
 
+// Scrollback is how many output bytes of each exec are kept for replay.
+func (r *Registry) Scrollback() int { return r.opts.Scrollback }
+
+// StartOptions say who starts a session.
+type StartOptions struct {
+	// Watcher is attached from the start; nil: none.
+	Watcher Watcher
+	// Persist marks the session as one that outlives its starter (see
+	// Session.Persist); the registry itself closes sessions only in
+	// CloseAll.
+	Persist bool
+}
+
 // Start registers a new session in state starting and starts its bottle.
 // spec.Session and spec.OnEgress are set here. A start that fails or is
 // cancelled leaves nothing behind: the backend removes what it made and the
 // session is dropped from the registry, unless Close was called on it while
 // it started, in which case it stays as closed.
-func (r *Registry) Start(ctx context.Context, spec backend.StartSpec, progress backend.Progress) (*Session, error) {
+func (r *Registry) Start(ctx context.Context, spec backend.StartSpec, progress backend.Progress, opts StartOptions) (*Session, error) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		return nil, fmt.Errorf("start %s: %w", spec.Agent, ErrShuttingDown)
 	}
 	id := r.newSessionID()
-	s := newSession(r, id, spec.Agent)
+	s := newSession(r, id, spec.Agent, opts.Persist)
+	if opts.Watcher != nil {
+		s.watchers = []Watcher{opts.Watcher}
+	}
 	r.sessions[id] = s
 	r.order = append(r.order, id)
 	r.mu.Unlock()
@@ -138,7 +146,9 @@ func (r *Registry) Start(ctx context.Context, spec backend.StartSpec, progress b
 		// The registry names the session, whatever the proxy's stream said.
 		rec.Session = id
 		s.audit.write(rec)
-		r.opts.Events.Egress(rec)
+		for _, w := range s.attached() {
+			w.Egress(rec)
+		}
 		if rec.Event == egress.EventAsk {
 			go s.ask(rec)
 		}
@@ -181,6 +191,47 @@ func (r *Registry) addExec(e *Exec) {
 	r.execs[e.id] = e
 }
 
+func (r *Registry) forgetExecs(es []*Exec) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range es {
+		delete(r.execs, e.id)
+	}
+}
+
+// prune forgets the sessions closed more than keepClosedFor ago, and the
+// oldest closed ones beyond maxClosed, with their execs: a server that
+// runs for days keeps a bounded history.
+func (r *Registry) prune() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var closed []*Session
+	for _, id := range r.order {
+		s := r.sessions[id]
+		s.mu.Lock()
+		if s.state == StateClosed {
+			closed = append(closed, s)
+		}
+		s.mu.Unlock()
+	}
+	now := time.Now()
+	for i, s := range closed {
+		s.mu.Lock()
+		old := now.Sub(s.closedAt) > keepClosedFor || len(closed)-i > maxClosed
+		execs := s.execs
+		s.mu.Unlock()
+		if !old {
+			continue
+		}
+		delete(r.sessions, s.id)
+		r.order = slices.DeleteFunc(r.order, func(id string) bool { return id == s.id })
+		for _, e := range execs {
+			delete(r.execs, e.id)
+			e.forget()
+		}
+	}
+}
+
 // Get returns a session by id; it wraps ErrNotFound.
 func (r *Registry) Get(id string) (*Session, error) {
 	r.mu.Lock()
@@ -203,8 +254,10 @@ func (r *Registry) Exec(id string) (*Exec, error) {
 	return e, nil
 }
 
-// List describes every session in start order, closed ones included.
-func (r *Registry) List() []Snapshot {
+// List describes every session in start order, closed ones not yet
+// forgotten included, with the flow of their output to w (nil: none).
+func (r *Registry) List(w Watcher) []Snapshot {
+	r.prune()
 	r.mu.Lock()
 	ss := make([]*Session, 0, len(r.order))
 	for _, id := range r.order {
@@ -213,7 +266,7 @@ func (r *Registry) List() []Snapshot {
 	r.mu.Unlock()
 	out := make([]Snapshot, len(ss))
 	for i, s := range ss {
-		out[i] = s.Snapshot()
+		out[i] = s.Snapshot(w)
 	}
 	return out
 }

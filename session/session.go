@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/bottle-dev/bottle/backend"
 )
@@ -49,6 +50,9 @@ type Session struct {
 	execs    []*Exec
 	nextExec int
 	closing  *closeOp // the teardown in progress, if any
+	persist  bool      // it outlives the connection that started it
+	watchers []Watcher // attached, in attach order
+	closedAt time.Time // when it reached closed, for forgetting it
 
 	audit *audit // its egress records on disk
 
@@ -65,11 +69,12 @@ type closeOp struct {
 	err  error
 }
 
-func newSession(r *Registry, id, agent string) *Session {
+func newSession(r *Registry, id, agent string, persist bool) *Session {
 	life, cancel := context.WithCancelCause(context.Background())
 	return &Session{
 		r:          r,
 		id:         id,
+		persist:    persist,
 		life:       life,
 		cancelLife: cancel,
 		started:    make(chan struct{}),
@@ -87,6 +92,86 @@ func (s *Session) State() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.state
+}
+
+// Persist reports whether the session outlives the connection that
+// started it.
+func (s *Session) Persist() bool { return s.persist }
+
+// Attach sends w the session's egress records, questions and state
+// changes, and the output of its execs: of each exec still running, and
+// each that ended with no watcher told, the scrollback first (flagged
+// Replay); of execs started later, all of it. It reports false when w was
+// attached already (nothing is replayed again). A closing or closed
+// session cannot be attached to (ErrNotReady). ready, when not nil, is
+// called with the session's snapshot before any replay is sent, so that
+// the caller can answer first.
+func (s *Session) Attach(w Watcher, ready func(Snapshot)) (bool, error) {
+	s.mu.Lock()
+	if s.state == StateClosing || s.state == StateClosed {
+		st := s.state
+		s.mu.Unlock()
+		return false, fmt.Errorf("session %s is %s: %w", s.id, st, ErrNotReady)
+	}
+	if slices.Contains(s.watchers, w) {
+		s.mu.Unlock()
+		if ready != nil {
+			ready(s.Snapshot(w))
+		}
+		return false, nil
+	}
+	s.watchers = append(s.watchers, w)
+	s.mu.Unlock()
+	if ready != nil {
+		ready(s.Snapshot(w))
+	}
+	for _, e := range s.execList() {
+		if e.replayable() {
+			e.Subscribe(w, true)
+		}
+	}
+	return true, nil
+}
+
+// Detach stops sending w anything of the session, the output of execs it
+// started included; the session runs on.
+func (s *Session) Detach(w Watcher) {
+	s.mu.Lock()
+	s.watchers = slices.DeleteFunc(s.watchers, func(x Watcher) bool { return x == w })
+	s.mu.Unlock()
+	for _, e := range s.execList() {
+		e.Unsubscribe(w)
+	}
+}
+
+// execList returns the session's execs now.
+func (s *Session) execList() []*Exec {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.execs)
+}
+
+// attached returns the watchers attached now.
+func (s *Session) attached() []Watcher {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.watchers)
+}
+
+// setState moves the session to st and tells the attached watchers.
+// s.mu must be held; the watchers are told once it is released, through
+// the returned func.
+func (s *Session) setState(st State, err error) func() {
+	s.state = st
+	if st == StateClosed {
+		s.closedAt = time.Now()
+	}
+	ws := slices.Clone(s.watchers)
+	return func() {
+		for _, w := range ws {
+			w.State(s.id, st, err)
+		}
+	}
 }
 
 // Info describes the bottle; only Session and Agent are set before the
@@ -108,6 +193,8 @@ func (s *Session) start(ctx context.Context, spec backend.StartSpec, progress ba
 
 	b, err := s.r.be.Start(ctx, spec, progress)
 
+	tell := func() {}
+	defer func() { tell() }()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.state == StateClosing {
@@ -116,7 +203,7 @@ func (s *Session) start(ctx context.Context, spec backend.StartSpec, progress ba
 		return fmt.Errorf("start session %s: %w", s.id, context.Cause(s.life))
 	}
 	if err != nil {
-		s.state = StateFailed
+		tell = s.setState(StateFailed, err)
 		s.err = err
 		// A backend reports cancellation as ctx.Err(); keep the cause
 		// (shutdown, the client's cancel) so callers can tell them apart.
@@ -128,7 +215,7 @@ func (s *Session) start(ctx context.Context, spec backend.StartSpec, progress ba
 	if ctx.Err() != nil {
 		// The caller gave up just as the backend finished: nobody will
 		// use this bottle, so it goes now rather than at shutdown.
-		s.state = StateFailed
+		tell = s.setState(StateFailed, context.Cause(ctx))
 		if cerr := b.Close(context.WithoutCancel(ctx)); cerr != nil {
 			s.r.log.Error("closing a bottle whose start was cancelled", "session", s.id, "err", cerr)
 		}
@@ -139,7 +226,7 @@ func (s *Session) start(ctx context.Context, spec backend.StartSpec, progress ba
 	s.info.Session = s.id
 	s.allow = slices.Clone(s.info.Allow)
 	s.block = slices.Clone(s.info.Block)
-	s.state = StateReady
+	tell = s.setState(StateReady, nil)
 	return nil
 }
 
@@ -165,12 +252,15 @@ func (s *Session) checkGone(err error) {
 		return
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.state == StateReady {
-		s.state = StateFailed
-		s.err = err
-		s.r.log.Warn("session failed", "session", s.id, "err", err)
+	if s.state != StateReady {
+		s.mu.Unlock()
+		return
 	}
+	tell := s.setState(StateFailed, err)
+	s.err = err
+	s.mu.Unlock()
+	s.r.log.Warn("session failed", "session", s.id, "err", err)
+	tell()
 }
 
 // Exec starts a process in the bottle. ready is called with the new exec
@@ -209,9 +299,14 @@ func (s *Session) Exec(ctx context.Context, spec backend.ExecSpec, ready func(*E
 	s.nextExec++
 	e := newExec(s, fmt.Sprintf("%s-%d", s.id, s.nextExec), spec, p, cancel)
 	s.execs = append(s.execs, e)
+	ws := slices.Clone(s.watchers)
 	s.mu.Unlock()
 
+	for _, w := range ws {
+		e.Subscribe(w, false)
+	}
 	s.r.addExec(e)
+	s.execEnded()
 	ready(e)
 	e.start()
 	return e, nil
@@ -262,8 +357,9 @@ func (s *Session) close(ctx context.Context, cause error) error {
 	}
 	op := &closeOp{done: make(chan struct{})}
 	s.closing = op
-	s.state = StateClosing
+	tell := s.setState(StateClosing, nil)
 	s.mu.Unlock()
+	tell()
 
 	s.cancelLife(cause)
 	op.err = s.teardown(ctx)
@@ -271,13 +367,22 @@ func (s *Session) close(ctx context.Context, cause error) error {
 	s.mu.Lock()
 	s.closing = nil
 	s.err = op.err
-	s.state = StateClosed
 	if op.err != nil {
-		s.state = StateFailed
+		tell = s.setState(StateFailed, op.err)
+	} else {
+		tell = s.setState(StateClosed, nil)
+		s.watchers = nil
 	}
 	s.mu.Unlock()
+	tell()
 	if op.err == nil {
 		s.audit.close()
+		// Nothing of a closed session is replayed: its execs' output
+		// still being sent is cut (see Exec.send).
+		for _, e := range s.execList() {
+			e.forget()
+		}
+		s.r.prune()
 	}
 	close(op.done)
 	return op.err
@@ -309,6 +414,9 @@ func (s *Session) teardown(ctx context.Context) error {
 				return fmt.Errorf("close session %s: waiting for exec %s to end: %w", s.id, e.id, context.Cause(ctx))
 			}
 		}
+		if err := e.waitTold(ctx); err != nil {
+			return fmt.Errorf("close session %s: telling the exit of exec %s: %w", s.id, e.id, err)
+		}
 	}
 	if b == nil {
 		return nil
@@ -319,10 +427,43 @@ func (s *Session) teardown(ctx context.Context) error {
 	return nil
 }
 
+// maxEndedExecs bounds the ended execs a session keeps, for bottle/list
+// and for replay to the next watcher: the oldest go first.
+const maxEndedExecs = 16
+
+// execEnded forgets the oldest ended execs beyond maxEndedExecs that no
+// watcher is still being sent, so that a session that runs many short
+// commands for hours does not grow with them.
+func (s *Session) execEnded() {
+	s.mu.Lock()
+	var ended, drop []*Exec
+	for _, e := range s.execs {
+		if e.settled() {
+			ended = append(ended, e)
+		}
+	}
+	for _, e := range ended {
+		if len(ended)-len(drop) <= maxEndedExecs {
+			break
+		}
+		drop = append(drop, e)
+	}
+	s.execs = slices.DeleteFunc(s.execs, func(e *Exec) bool { return slices.Contains(drop, e) })
+	s.mu.Unlock()
+	for _, e := range drop {
+		e.forget()
+	}
+	s.r.forgetExecs(drop)
+}
+
 // Snapshot describes a session at one moment.
 type Snapshot struct {
 	ID    string
 	State State
+	// Persist: it outlives the connection that started it.
+	Persist bool
+	// Attached is how many watchers are attached.
+	Attached int
 	Info  backend.Info
 	// Allow is the live egress allowlist; nil when the bottle's proxy
 	// cannot be changed or the session is not ready yet.
@@ -332,17 +473,18 @@ type Snapshot struct {
 	Execs []ExecSnapshot
 }
 
-// Snapshot describes the session and its execs.
-func (s *Session) Snapshot() Snapshot {
+// Snapshot describes the session and its execs, with the flow of their
+// output to w (nil: none).
+func (s *Session) Snapshot(w Watcher) Snapshot {
 	s.mu.Lock()
-	snap := Snapshot{ID: s.id, State: s.state, Info: s.info, Err: s.err}
+	snap := Snapshot{ID: s.id, State: s.state, Persist: s.persist, Attached: len(s.watchers), Info: s.info, Err: s.err}
 	if s.bottle != nil && s.info.LivePolicy {
 		snap.Allow = slices.Clone(s.allow)
 	}
 	execs := s.execs
 	s.mu.Unlock()
 	for _, e := range execs {
-		snap.Execs = append(snap.Execs, e.Snapshot())
+		snap.Execs = append(snap.Execs, e.Snapshot(w))
 	}
 	return snap
 }

@@ -25,7 +25,7 @@ const waitTimeout = 10 * time.Second
 func newRegistry(t *testing.T, be backend.Backend, window int) (*session.Registry, *events) {
 	t.Helper()
 	ev := newEvents()
-	r := session.NewRegistry(be, session.Options{Window: window, Chunk: 1024, Events: ev})
+	r := session.NewRegistry(be, session.Options{Window: window, Chunk: 1024})
 	t.Cleanup(func() {
 		if err := r.CloseAll(context.Background()); err != nil {
 			t.Errorf("CloseAll: %v", err)
@@ -34,9 +34,9 @@ func newRegistry(t *testing.T, be backend.Backend, window int) (*session.Registr
 	return r, ev
 }
 
-func start(t *testing.T, r *session.Registry) *session.Session {
+func start(t *testing.T, r *session.Registry, ev *events) *session.Session {
 	t.Helper()
-	s, err := r.Start(context.Background(), backend.StartSpec{Agent: "claude"}, nil)
+	s, err := r.Start(context.Background(), backend.StartSpec{Agent: "claude"}, nil, session.StartOptions{Watcher: ev})
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -54,8 +54,8 @@ func exec(t *testing.T, s *session.Session) *session.Exec {
 
 func TestLifecycle(t *testing.T) {
 	be := &fakeBackend{}
-	r, _ := newRegistry(t, be, 0)
-	s := start(t, r)
+	r, ev := newRegistry(t, be, 0)
+	s := start(t, r, ev)
 	if len(s.ID()) != 8 || s.State() != session.StateReady || s.Info().Container != "c-"+s.ID() {
 		t.Fatalf("started session %s: state %s, info %+v", s.ID(), s.State(), s.Info())
 	}
@@ -87,27 +87,27 @@ func TestLifecycle(t *testing.T) {
 
 func TestFailedStartLeavesNothing(t *testing.T) {
 	be := &fakeBackend{startErr: backend.ErrEngineUnavailable}
-	r, _ := newRegistry(t, be, 0)
-	_, err := r.Start(context.Background(), backend.StartSpec{Agent: "claude"}, nil)
+	r, ev := newRegistry(t, be, 0)
+	_, err := r.Start(context.Background(), backend.StartSpec{Agent: "claude"}, nil, session.StartOptions{Watcher: ev})
 	if !errors.Is(err, backend.ErrEngineUnavailable) {
 		t.Fatalf("Start = %v, want the backend's error", err)
 	}
-	if list := r.List(); len(list) != 0 {
+	if list := r.List(nil); len(list) != 0 {
 		t.Errorf("List after a failed start = %+v, want empty", list)
 	}
 }
 
 func TestStartCancelledByCaller(t *testing.T) {
 	be := &fakeBackend{gate: make(chan struct{})}
-	r, _ := newRegistry(t, be, 0)
+	r, ev := newRegistry(t, be, 0)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	errc := make(chan error, 1)
 	go func() {
-		_, err := r.Start(ctx, backend.StartSpec{Agent: "claude"}, nil)
+		_, err := r.Start(ctx, backend.StartSpec{Agent: "claude"}, nil, session.StartOptions{Watcher: ev})
 		errc <- err
 	}()
 	testwait.Until(t, "the start to begin", waitTimeout, func() bool { made, _ := be.counts(); return made == 1 })
-	if list := r.List(); len(list) != 1 || list[0].State != session.StateStarting {
+	if list := r.List(nil); len(list) != 1 || list[0].State != session.StateStarting {
 		t.Fatalf("List during start = %+v, want one starting", list)
 	}
 	cause := errors.New("user gave up")
@@ -118,7 +118,7 @@ func TestStartCancelledByCaller(t *testing.T) {
 	if _, removed := be.counts(); removed != 1 {
 		t.Errorf("backend removed %d starts, want 1", removed)
 	}
-	if list := r.List(); len(list) != 0 {
+	if list := r.List(nil); len(list) != 0 {
 		t.Errorf("List after the cancel = %+v, want empty", list)
 	}
 }
@@ -136,15 +136,15 @@ func TestCloseWhileStarting(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			be := &fakeBackend{gate: make(chan struct{})}
-			r, _ := newRegistry(t, be, 0)
+			r, ev := newRegistry(t, be, 0)
 			errc := make(chan error, 1)
 			go func() {
-				_, err := r.Start(context.Background(), backend.StartSpec{Agent: "claude"}, nil)
+				_, err := r.Start(context.Background(), backend.StartSpec{Agent: "claude"}, nil, session.StartOptions{Watcher: ev})
 				errc <- err
 			}()
 			var id string
 			testwait.Until(t, "the session to be listed", waitTimeout, func() bool {
-				list := r.List()
+				list := r.List(nil)
 				if len(list) == 1 {
 					id = list[0].ID
 				}
@@ -163,7 +163,7 @@ func TestCloseWhileStarting(t *testing.T) {
 			if err := r.Close(context.Background(), id); err != nil {
 				t.Errorf("Close again: %v", err)
 			}
-			if list := r.List(); len(list) != 1 || list[0].State != tt.state {
+			if list := r.List(nil); len(list) != 1 || list[0].State != tt.state {
 				t.Errorf("List = %+v, want the session %s", list, tt.state)
 			}
 		})
@@ -172,10 +172,10 @@ func TestCloseWhileStarting(t *testing.T) {
 
 func TestCloseAllRefusesNewSessions(t *testing.T) {
 	be := &fakeBackend{}
-	r, _ := newRegistry(t, be, 0)
+	r, ev := newRegistry(t, be, 0)
 	var ss []*session.Session
 	for range 5 {
-		ss = append(ss, start(t, r))
+		ss = append(ss, start(t, r, ev))
 	}
 	if err := r.CloseAll(context.Background()); err != nil {
 		t.Fatalf("CloseAll: %v", err)
@@ -185,7 +185,7 @@ func TestCloseAllRefusesNewSessions(t *testing.T) {
 			t.Errorf("session %s: state %s, closes %d", s.ID(), s.State(), be.bottles[i].closeCount())
 		}
 	}
-	if _, err := r.Start(context.Background(), backend.StartSpec{Agent: "claude"}, nil); !errors.Is(err, session.ErrShuttingDown) {
+	if _, err := r.Start(context.Background(), backend.StartSpec{Agent: "claude"}, nil, session.StartOptions{Watcher: ev}); !errors.Is(err, session.ErrShuttingDown) {
 		t.Errorf("Start after CloseAll = %v, want ErrShuttingDown", err)
 	}
 }
@@ -197,7 +197,7 @@ func TestManySessionsConcurrently(t *testing.T) {
 	ids := make([]string, 20)
 	for i := range ids {
 		wg.Go(func() {
-			s, err := r.Start(context.Background(), backend.StartSpec{Agent: fmt.Sprint("a", i)}, nil)
+			s, err := r.Start(context.Background(), backend.StartSpec{Agent: fmt.Sprint("a", i)}, nil, session.StartOptions{Watcher: ev})
 			if err != nil {
 				t.Errorf("Start: %v", err)
 				return
@@ -232,7 +232,7 @@ func TestOutputStaysWithinTheWindow(t *testing.T) {
 	const window = 10_000
 	be := &fakeBackend{}
 	r, ev := newRegistry(t, be, window)
-	s := start(t, r)
+	s := start(t, r, ev)
 	e := exec(t, s)
 	p := be.bottles[0].proc(0)
 
@@ -241,16 +241,16 @@ func TestOutputStaysWithinTheWindow(t *testing.T) {
 	if got := p.read.Load(); got != window {
 		t.Fatalf("read %d bytes with nothing acked, want the window %d", got, window)
 	}
-	e.Ack(2500)
+	e.Ack(ev, 2500)
 	testwait.Until(t, "the acked bytes to be refilled", waitTimeout, func() bool { return ev.outputOf(e.ID()) == window+2500 })
 	// An ack beyond what was sent opens the window no wider than it is.
-	e.Ack(1 << 40)
+	e.Ack(ev, 1<<40)
 	testwait.Until(t, "the window to be refilled", waitTimeout, func() bool { return ev.outputOf(e.ID()) == 2*window+2500 })
 	time.Sleep(20 * time.Millisecond)
 	if got := p.read.Load(); got != 2*window+2500 {
 		t.Errorf("read %d bytes after an over-ack, want %d", got, 2*window+2500)
 	}
-	snap := e.Snapshot()
+	snap := e.Snapshot(ev)
 	if snap.Sent-snap.Acked != window || !snap.Running {
 		t.Errorf("snapshot = %+v, want a full window outstanding", snap)
 	}
@@ -260,15 +260,15 @@ func TestOutputStaysWithinTheWindow(t *testing.T) {
 	if exits := ev.exitsOf(e.ID()); !slices.Equal(exits, []int{130}) {
 		t.Errorf("exits = %v, want the backend's code once", exits)
 	}
-	if snap := e.Snapshot(); snap.Running || snap.Code != 130 {
+	if snap := e.Snapshot(nil); snap.Running || snap.Code != 130 {
 		t.Errorf("snapshot after kill = %+v", snap)
 	}
 }
 
 func TestInputAndResizeReachTheProcess(t *testing.T) {
 	be := &fakeBackend{}
-	r, _ := newRegistry(t, be, 0)
-	s := start(t, r)
+	r, ev := newRegistry(t, be, 0)
+	s := start(t, r, ev)
 	e := exec(t, s)
 	p := be.bottles[0].proc(0)
 
@@ -288,8 +288,8 @@ func TestInputAfterAResizeWaitsForIt(t *testing.T) {
 	// The engine takes a while to apply a size; what the user typed after
 	// resizing must still see the new size (`stty size` prints it).
 	be := &fakeBackend{resizeDelay: 200 * time.Millisecond}
-	r, _ := newRegistry(t, be, 0)
-	s := start(t, r)
+	r, ev := newRegistry(t, be, 0)
+	s := start(t, r, ev)
 	e := exec(t, s)
 	p := be.bottles[0].proc(0)
 
@@ -315,7 +315,7 @@ func TestInputAfterAResizeWaitsForIt(t *testing.T) {
 func TestEgressIsTaggedWithTheSession(t *testing.T) {
 	be := &fakeBackend{}
 	r, ev := newRegistry(t, be, 0)
-	s := start(t, r)
+	s := start(t, r, ev)
 	be.bottles[0].onEgress(egress.Record{Session: "forged", Host: "example.test"})
 	if want := s.ID() + " example.test"; !slices.Equal(ev.egress, []string{want}) {
 		t.Errorf("egress = %v, want [%s]", ev.egress, want)
@@ -328,9 +328,10 @@ func TestEgressIsTaggedWithTheSession(t *testing.T) {
 func TestEgressRecordsAreKeptInTheSessionsAuditFile(t *testing.T) {
 	dir := t.TempDir()
 	be := &fakeBackend{}
-	r := session.NewRegistry(be, session.Options{Events: newEvents(), AuditDir: dir})
+	ev := newEvents()
+	r := session.NewRegistry(be, session.Options{AuditDir: dir})
 	t.Cleanup(func() { r.CloseAll(context.Background()) })
-	s := start(t, r)
+	s := start(t, r, ev)
 	recs := []egress.Record{
 		{Time: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC), Session: "forged", Event: egress.EventDecision, Method: "CONNECT", Host: "a.test", Port: 443, Decision: egress.DecisionAllow, Rule: "a.test"},
 		{Time: time.Date(2026, 11, 1, 10, 0, 1, 0, time.UTC), Event: egress.EventDecision, Method: "GET", Host: "b.test", Port: 80, Decision: egress.DecisionDeny, Rule: "default-deny", Reason: "not on the allowlist"},
@@ -367,8 +368,8 @@ func TestEgressRecordsAreKeptInTheSessionsAuditFile(t *testing.T) {
 func TestNoAuditDirKeepsNothing(t *testing.T) {
 	t.Setenv("BOTTLE_STATE", t.TempDir())
 	be := &fakeBackend{}
-	r, _ := newRegistry(t, be, 0)
-	s := start(t, r)
+	r, ev := newRegistry(t, be, 0)
+	s := start(t, r, ev)
 	be.bottles[0].onEgress(egress.Record{Host: "example.test"})
 	if sums, err := auditlog.List(auditlog.DefaultDir()); err != nil || len(sums) > 0 {
 		t.Errorf("sessions kept with no AuditDir: %v, %v (session %s)", sums, err, s.ID())
@@ -386,9 +387,10 @@ func TestCloseKillsEachExecBeforeRemovingTheBottle(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			be := &fakeBackend{killDelay: tc.killDelay}
 			warns := &warnings{}
-			r := session.NewRegistry(be, session.Options{Chunk: 1024, Events: newEvents(), Logger: slog.New(warns)})
+			ev := newEvents()
+			r := session.NewRegistry(be, session.Options{Chunk: 1024, Logger: slog.New(warns)})
 			t.Cleanup(func() { r.CloseAll(context.Background()) })
-			s := start(t, r)
+			s := start(t, r, ev)
 			exec(t, s)
 			exec(t, s)
 			if err := s.Close(context.Background()); err != nil {
