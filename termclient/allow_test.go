@@ -21,9 +21,12 @@ import (
 // fakeServer answers the requests of one terminal-client run, as a
 // bottle-rpc server would, and keeps the methods and params it was sent.
 type fakeServer struct {
+	keepRunning bool // the exec never exits
+
 	mu    sync.Mutex
 	calls []string
 	allow []rpc.AllowParams
+	start []rpc.StartParams
 }
 
 func (s *fakeServer) serve(ctx context.Context, conn jsonrpc2.Conn) jsonrpc2.Handler {
@@ -37,6 +40,11 @@ func (s *fakeServer) serve(ctx context.Context, conn jsonrpc2.Conn) jsonrpc2.Han
 		case rpc.MethodPlan:
 			return reply(ctx, rpc.PlanResult{Agent: "claude", Bottle: "claude", Allow: []string{"api.anthropic.com"}}, nil)
 		case rpc.MethodStart:
+			var p rpc.StartParams
+			json.Unmarshal(req.Params(), &p)
+			s.mu.Lock()
+			s.start = append(s.start, p)
+			s.mu.Unlock()
 			return reply(ctx, rpc.StartResult{Session: "0000abcd", Container: "bottle-0000abcd"}, nil)
 		case rpc.MethodAllow:
 			var p rpc.AllowParams
@@ -48,11 +56,11 @@ func (s *fakeServer) serve(ctx context.Context, conn jsonrpc2.Conn) jsonrpc2.Han
 			s.mu.Unlock()
 			return reply(ctx, map[string][]string{"allow": append([]string{"api.anthropic.com"}, p.Entries...)}, nil)
 		case rpc.MethodExec:
-			if err := reply(ctx, rpc.ExecResult{Exec: "0000abcd-1"}, nil); err != nil {
+			if err := reply(ctx, rpc.ExecResult{Exec: "0000abcd-1"}, nil); err != nil || s.keepRunning {
 				return err
 			}
 			return conn.Notify(ctx, rpc.MethodExecExit, rpc.ExitParams{Exec: "0000abcd-1", Code: 7})
-		case rpc.MethodClose, rpc.MethodShutdown:
+		case rpc.MethodClose, rpc.MethodShutdown, rpc.MethodDetach:
 			return reply(ctx, struct{}{}, nil)
 		}
 		if _, ok := req.(*jsonrpc2.Call); ok {
@@ -87,7 +95,7 @@ func runAgainst(t *testing.T, srv *fakeServer, allow []string) (int, string, err
 	}
 	t.Cleanup(func() { in.Close(); w.Close() })
 	var errOut bytes.Buffer
-	code, err := Run(ctx, clientSide, Options{Agent: "claude", Yes: true, Allow: allow, In: in, Out: io.Discard, Err: &errOut})
+	code, err := Run(ctx, clientSide, Options{Agent: "claude", Yes: true, Allow: allow, Terminal: Terminal{In: in, Out: io.Discard, Err: &errOut}})
 	return code, errOut.String(), err
 }
 
@@ -160,7 +168,7 @@ func TestRefusalSaysHowToAllowIt(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.rec.Event, tt.rec.Decision, tt.rec.Method = "decision", "deny", "CONNECT"
 			var out bytes.Buffer
-			c := &client{opts: Options{Err: &out}}
+			c := &client{term: Terminal{Err: &out}}
 			req, err := jsonrpc2.NewNotification(rpc.MethodEgress, rpc.EgressParams{Session: "s1", Record: tt.rec})
 			if err != nil {
 				t.Fatal(err)

@@ -32,7 +32,7 @@ func TestServerTextReachesTheTerminalEscaped(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
-			c := &client{opts: Options{Err: &out}}
+			c := &client{term: Terminal{Err: &out}}
 			req, err := jsonrpc2.NewNotification(tt.method, tt.params)
 			if err != nil {
 				t.Fatal(err)

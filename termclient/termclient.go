@@ -37,29 +37,35 @@ type Options struct {
 	// session's allowlist, before the agent runs.
 	Allow []string
 	Argv  []string
+	// Persist starts a bottle that outlives this client: the detach keys
+	// (or the connection's end) leave it running for `bottle-rpc attach`.
+	// It is closed when the agent exits, as without Persist.
+	Persist bool
 
+	Terminal
+}
+
+// Terminal is where a client runs.
+type Terminal struct {
 	In  *os.File // the terminal (or any input)
 	Out io.Writer
 	Err io.Writer // preflight, progress and messages
+	// DetachKeys detach from a persistent bottle (zero: DefaultDetachKeys)
+	DetachKeys DetachKeys
 }
 
 // Run connects to a server over conn, starts the bottle, runs the agent and
-// closes the bottle. It returns the agent's exit code.
+// closes the bottle. It returns the agent's exit code. With Persist the
+// user may detach instead: Run then returns 0 and the bottle runs on.
 func Run(ctx context.Context, conn io.ReadWriteCloser, opts Options) (int, error) {
 	// A bad entry is refused before anything starts, with the proxy's own
 	// reason, rather than after the bottle is up.
 	if _, err := egress.NewPolicy(opts.Allow); err != nil {
 		return 2, fmt.Errorf("--allow: %w", err)
 	}
-	c := &client{opts: opts, exited: make(chan rpc.ExitParams, 1)}
-	c.conn = jsonrpc2.NewConn(jsonrpc2.NewStream(conn))
-	c.conn.Go(ctx, c.handle)
+	c := newClient(ctx, conn, opts.Terminal)
 	defer c.conn.Close()
-
-	if err := c.call(ctx, rpc.MethodInitialize, rpc.InitializeParams{ClientInfo: &rpc.ClientInfo{Name: "bottle-rpc run"}}, nil); err != nil {
-		return 1, err
-	}
-	if err := c.conn.Notify(ctx, rpc.MethodInitialized, struct{}{}); err != nil {
+	if err := c.initialize(ctx, "bottle-rpc run"); err != nil {
 		return 1, err
 	}
 	defer c.shutdown()
@@ -77,27 +83,62 @@ func Run(ctx context.Context, conn io.ReadWriteCloser, opts Options) (int, error
 	var started rpc.StartResult
 	err := c.call(ctx, rpc.MethodStart, rpc.StartParams{
 		Agent: opts.Agent, Manifest: opts.Manifest, Cwd: opts.Cwd, CopyGit: opts.CopyGit,
-		WorkDoneToken: json.RawMessage(`"start"`),
+		WorkDoneToken: json.RawMessage(`"start"`), Persist: opts.Persist,
 	}, &started)
 	if err != nil {
 		return 1, err
 	}
-	defer c.call(context.WithoutCancel(ctx), rpc.MethodClose, rpc.CloseParams{Session: started.Session}, nil)
+	keep := false
+	defer func() {
+		if !keep {
+			c.call(context.WithoutCancel(ctx), rpc.MethodClose, rpc.CloseParams{Session: started.Session}, nil)
+		}
+	}()
 	if len(opts.Allow) > 0 {
 		if err := c.call(ctx, rpc.MethodAllow, rpc.AllowParams{Session: started.Session, Entries: opts.Allow}, nil); err != nil {
 			return 1, err
 		}
 	}
 	fmt.Fprintf(opts.Err, "bottle %s ready: container %s, %s\r\n", started.Session, started.Container, started.RuntimeLabel)
-	return c.runExec(ctx, started.Session)
+	if opts.Persist {
+		fmt.Fprintf(opts.Err, "%s detaches, leaving it running\r\n", opts.DetachKeys.orDefault())
+	}
+	code, end, err := c.runExec(ctx, started.Session, opts.Argv, opts.Persist)
+	if err != nil {
+		return 1, err
+	}
+	if opts.Persist && end != exited {
+		keep = true
+		c.sayDetached(started.Session)
+		return 0, nil
+	}
+	return code, nil
 }
 
-// client runs one exec, so every bottle/output and bottle/exit is its own,
-// even one that arrives before the reply to bottle/exec.
+// client follows one exec, so every bottle/output and bottle/exit it shows
+// is that exec's, even one that arrives before the reply to bottle/exec.
 type client struct {
-	opts   Options
+	term   Terminal
 	conn   jsonrpc2.Conn
 	exited chan rpc.ExitParams
+
+	mu    sync.Mutex
+	exec  string // the exec shown; "" shows every exec (run starts only one)
+	reset bool   // reset the terminal before the next output shown
+}
+
+func newClient(ctx context.Context, conn io.ReadWriteCloser, t Terminal) *client {
+	c := &client{term: t, exited: make(chan rpc.ExitParams, 1)}
+	c.conn = jsonrpc2.NewConn(jsonrpc2.NewStream(conn))
+	c.conn.Go(ctx, c.handle)
+	return c
+}
+
+func (c *client) initialize(ctx context.Context, name string) error {
+	if err := c.call(ctx, rpc.MethodInitialize, rpc.InitializeParams{ClientInfo: &rpc.ClientInfo{Name: name}}, nil); err != nil {
+		return err
+	}
+	return c.conn.Notify(ctx, rpc.MethodInitialized, struct{}{})
 }
 
 func (c *client) call(ctx context.Context, method string, params, result any) error {
@@ -129,23 +170,28 @@ func (c *client) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc
 		}
 	case rpc.MethodExecExit:
 		var p rpc.ExitParams
-		if json.Unmarshal(req.Params(), &p) == nil {
+		if json.Unmarshal(req.Params(), &p) == nil && c.shows(p.Exec) {
 			c.exited <- p
 		}
 	case rpc.MethodProgress:
 		var p rpc.ProgressParams
 		if json.Unmarshal(req.Params(), &p) == nil && p.Value.Message != "" {
-			fmt.Fprintf(c.opts.Err, "  %s\n", auditlog.Printable(p.Value.Message))
+			fmt.Fprintf(c.term.Err, "  %s\n", auditlog.Printable(p.Value.Message))
 		}
 	case rpc.MethodLogMessage:
 		var p rpc.LogMessageParams
 		if json.Unmarshal(req.Params(), &p) == nil && p.Type <= rpc.MessageWarning {
-			fmt.Fprintf(c.opts.Err, "bottle: %s\r\n", auditlog.Printable(p.Message))
+			fmt.Fprintf(c.term.Err, "bottle: %s\r\n", auditlog.Printable(p.Message))
+		}
+	case rpc.MethodSessionState:
+		var p rpc.SessionStateParams
+		if json.Unmarshal(req.Params(), &p) == nil && p.State == "failed" {
+			fmt.Fprintf(c.term.Err, "\r\nbottle: bottle %s failed: %s\r\n", auditlog.Printable(p.Session), auditlog.Printable(p.Error))
 		}
 	case rpc.MethodEgress:
 		var p rpc.EgressParams
 		if json.Unmarshal(req.Params(), &p) == nil && p.Record.Decision == "deny" && p.Record.Event == "decision" {
-			fmt.Fprint(c.opts.Err, refusal(p.Record))
+			fmt.Fprint(c.term.Err, refusal(p.Record))
 		}
 	}
 	if req.Method() != "" && isCall(req) {
@@ -179,34 +225,81 @@ func isCall(req jsonrpc2.Request) bool {
 	return ok
 }
 
+// output writes the shown exec's output and acks every exec's: output
+// nobody here reads must not hold a process back.
 func (c *client) output(ctx context.Context, p rpc.OutputParams) {
-	c.opts.Out.Write(p.Data)
+	if c.shows(p.Exec) {
+		if c.takeReset(p.Resync) {
+			io.WriteString(c.term.Out, resetTerminal)
+		}
+		c.term.Out.Write(p.Data)
+	}
 	c.conn.Notify(ctx, rpc.MethodAck, rpc.AckParams{Exec: p.Exec, Bytes: int64(len(p.Data))})
 }
 
-// runExec runs the agent with the terminal in raw mode, forwarding input,
-// resizes and output until the process exits.
-func (c *client) runExec(ctx context.Context, session string) (int, error) {
-	fd := int(c.opts.In.Fd())
-	isTerm := term.IsTerminal(fd)
+// resetTerminal is RIS (ESC c): output that resumes from an arbitrary
+// byte, a replay or a resync, is drawn on a terminal in its first state.
+const resetTerminal = "\x1bc"
+
+func (c *client) shows(exec string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.exec == "" || c.exec == exec
+}
+
+// follow shows exec from now on, and only it; reset: the next output
+// shown starts from a reset terminal.
+func (c *client) follow(exec string, reset bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.exec, c.reset = exec, reset
+}
+
+func (c *client) takeReset(resync bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	reset := c.reset || resync
+	c.reset = false
+	return reset
+}
+
+// ending is how following an exec ended.
+type ending int
+
+const (
+	exited      ending = iota // the process ended
+	detached                  // the user detached (or the terminal went)
+	interrupted               // the context ended
+)
+
+// runExec runs argv in the session with the terminal's size and follows it.
+func (c *client) runExec(ctx context.Context, session string, argv []string, persist bool) (int, ending, error) {
+	fd := int(c.term.In.Fd())
 	cols, rows := 80, 24
-	if isTerm {
+	if term.IsTerminal(fd) {
 		if w, h, err := term.GetSize(fd); err == nil {
 			cols, rows = w, h
 		}
 	}
 	tty := true
 	var res rpc.ExecResult
-	if err := c.call(ctx, rpc.MethodExec, rpc.ExecParams{Session: session, Argv: c.opts.Argv, Tty: &tty, Cols: uint(cols), Rows: uint(rows)}, &res); err != nil {
-		return 1, err
+	if err := c.call(ctx, rpc.MethodExec, rpc.ExecParams{Session: session, Argv: argv, Tty: &tty, Cols: uint(cols), Rows: uint(rows)}, &res); err != nil {
+		return 1, exited, err
 	}
-	size := &windowSize{c: c, exec: res.Exec, fd: fd, cols: cols, rows: rows}
+	return c.attached(ctx, session, &windowSize{c: c, exec: res.Exec, fd: fd, cols: cols, rows: rows}, persist)
+}
+
+// attached runs the exec in the local terminal, in raw mode, forwarding
+// input, resizes and output until the process exits, the context ends or,
+// when detachable, the user types the detach keys.
+func (c *client) attached(ctx context.Context, session string, size *windowSize, detachable bool) (int, ending, error) {
+	isTerm := term.IsTerminal(size.fd)
 	if isTerm {
-		old, err := term.MakeRaw(fd)
+		old, err := term.MakeRaw(size.fd)
 		if err != nil {
-			return 1, fmt.Errorf("putting the terminal in raw mode: %w", err)
+			return 1, exited, fmt.Errorf("putting the terminal in raw mode: %w", err)
 		}
-		defer term.Restore(fd, old)
+		defer term.Restore(size.fd, old)
 		winch := make(chan os.Signal, 1)
 		signal.Notify(winch, syscall.SIGWINCH)
 		defer signal.Stop(winch)
@@ -215,19 +308,37 @@ func (c *client) runExec(ctx context.Context, session string) (int, error) {
 				size.sync(ctx)
 			}
 		}()
+		size.sync(ctx)
 	}
+	detach := make(chan struct{})
 	go func() {
+		keys := detector{seq: c.term.DetachKeys.orDefault().seq}
 		buf := make([]byte, 4096)
 		for {
-			n, err := c.opts.In.Read(buf)
+			n, err := c.term.In.Read(buf)
 			if n > 0 {
+				pass, done := buf[:n], false
+				if detachable {
+					pass, done = keys.feed(buf[:n])
+				}
 				if isTerm {
 					size.sync(ctx)
 				}
-				c.conn.Notify(ctx, rpc.MethodInput, rpc.InputParams{Exec: res.Exec, Data: buf[:n]})
+				if len(pass) > 0 {
+					c.conn.Notify(ctx, rpc.MethodInput, rpc.InputParams{Exec: size.exec, Data: pass})
+				}
+				if done {
+					close(detach)
+					return
+				}
 			}
 			if err != nil {
-				c.conn.Notify(ctx, rpc.MethodInput, rpc.InputParams{Exec: res.Exec, EOF: true})
+				if detachable {
+					// The terminal went away: the bottle stays for another.
+					close(detach)
+					return
+				}
+				c.conn.Notify(ctx, rpc.MethodInput, rpc.InputParams{Exec: size.exec, EOF: true})
 				return
 			}
 		}
@@ -235,12 +346,23 @@ func (c *client) runExec(ctx context.Context, session string) (int, error) {
 	select {
 	case ex := <-c.exited:
 		if ex.Error != "" {
-			fmt.Fprintf(c.opts.Err, "\r\nbottle: %s\r\n", auditlog.Printable(ex.Error))
+			fmt.Fprintf(c.term.Err, "\r\nbottle: %s\r\n", auditlog.Printable(ex.Error))
 		}
-		return ex.Code, nil
+		return ex.Code, exited, nil
+	case <-detach:
+		if err := c.call(ctx, rpc.MethodDetach, rpc.DetachParams{Session: session}, nil); err != nil {
+			return 1, detached, err
+		}
+		return 0, detached, nil
 	case <-ctx.Done():
-		return 130, nil
+		return 130, interrupted, nil
 	}
+}
+
+// sayDetached tells the user, once the terminal is restored, how to come
+// back.
+func (c *client) sayDetached(session string) {
+	fmt.Fprintf(c.term.Err, "\r\nbottle %s runs on; to come back: bottle-rpc attach %s\n", session, session)
 }
 
 // windowSize tells the server the terminal's size when it changed. Input
