@@ -257,6 +257,7 @@ func TestOutputStaysWithinTheWindow(t *testing.T) {
 
 	e.Kill()
 	<-e.Done()
+	testwait.Until(t, "the exit to be delivered", waitTimeout, func() bool { return len(ev.exitsOf(e.ID())) > 0 })
 	if exits := ev.exitsOf(e.ID()); !slices.Equal(exits, []int{130}) {
 		t.Errorf("exits = %v, want the backend's code once", exits)
 	}
