@@ -6,12 +6,10 @@ import (
 	"encoding/json"
 	"io"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"go.lsp.dev/jsonrpc2"
 
@@ -29,7 +27,7 @@ type fakeServer struct {
 	start []rpc.StartParams
 }
 
-func (s *fakeServer) serve(ctx context.Context, conn jsonrpc2.Conn) jsonrpc2.Handler {
+func (s *fakeServer) serve(conn jsonrpc2.Conn) jsonrpc2.Handler {
 	return func(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc2.Request) error {
 		s.mu.Lock()
 		s.calls = append(s.calls, req.Method())
@@ -80,23 +78,22 @@ func (s *fakeServer) seen() ([]string, []rpc.AllowParams) {
 // the agent's code, what it printed on its error stream and Run's error.
 func runAgainst(t *testing.T, srv *fakeServer, allow []string) (int, string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
+	ctx := testContext(t)
+	in, _ := pipeInput(t)
+	var errOut bytes.Buffer
+	code, err := Run(ctx, pipeTo(t, ctx, srv.serve), Options{Agent: "claude", Yes: true, Allow: allow, Terminal: Terminal{In: in, Out: io.Discard, Err: &errOut}})
+	return code, errOut.String(), err
+}
+
+// pipeTo connects a client over a net.Pipe to a fake server's handler.
+func pipeTo(t *testing.T, ctx context.Context, handler func(jsonrpc2.Conn) jsonrpc2.Handler) net.Conn {
+	t.Helper()
 	clientSide, serverSide := net.Pipe()
 	t.Cleanup(func() { clientSide.Close(); serverSide.Close() })
 	sconn := jsonrpc2.NewConn(jsonrpc2.NewStream(serverSide))
-	sconn.Go(ctx, srv.serve(ctx, sconn))
+	sconn.Go(ctx, handler(sconn))
 	t.Cleanup(func() { sconn.Close() })
-
-	// Not a terminal: the client neither goes raw nor asks for a size.
-	in, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { in.Close(); w.Close() })
-	var errOut bytes.Buffer
-	code, err := Run(ctx, clientSide, Options{Agent: "claude", Yes: true, Allow: allow, Terminal: Terminal{In: in, Out: io.Discard, Err: &errOut}})
-	return code, errOut.String(), err
+	return clientSide
 }
 
 func TestAllowEntriesReachTheSessionBeforeTheAgentRuns(t *testing.T) {

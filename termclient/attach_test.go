@@ -27,6 +27,9 @@ type fakeDaemon struct {
 	sessions []rpc.SessionInfo // what bottle/list returns
 	after    []rpc.SessionInfo // what it returns once attached, if set
 	script   []notification
+	hangUp   bool // the connection ends after the script
+
+	end jsonrpc2.Conn // the daemon's end of the connection
 
 	mu      sync.Mutex
 	calls   []string
@@ -69,6 +72,9 @@ func (d *fakeDaemon) serve(conn jsonrpc2.Conn) jsonrpc2.Handler {
 					go func() {
 						for _, n := range d.script {
 							conn.Notify(ctx, n.method, n.params)
+						}
+						if d.hangUp {
+							d.end.Close()
 						}
 					}()
 					return nil
@@ -118,15 +124,13 @@ func (d *fakeDaemon) seen() fakeDaemon {
 		attach: slices.Clone(d.attach), detach: slices.Clone(d.detach), closed: slices.Clone(d.closed), acked: d.acked}
 }
 
-// dial connects a client end to the daemon over a net.Pipe.
+// dial connects a client to the daemon.
 func (d *fakeDaemon) dial(t *testing.T, ctx context.Context) net.Conn {
 	t.Helper()
-	clientSide, serverSide := net.Pipe()
-	t.Cleanup(func() { clientSide.Close(); serverSide.Close() })
-	sconn := jsonrpc2.NewConn(jsonrpc2.NewStream(serverSide))
-	sconn.Go(ctx, d.serve(sconn))
-	t.Cleanup(func() { sconn.Close() })
-	return clientSide
+	return pipeTo(t, ctx, func(conn jsonrpc2.Conn) jsonrpc2.Handler {
+		d.end = conn
+		return d.serve(conn)
+	})
 }
 
 func testContext(t *testing.T) context.Context {
@@ -243,6 +247,24 @@ func TestAttachClosesABottleOnlyWhenItsLastProcessEndedUnwatched(t *testing.T) {
 				t.Errorf("closed %v, want a close: %v", closed, tt.close)
 			}
 		})
+	}
+}
+
+func TestAttachEndsWhenTheDaemonGoes(t *testing.T) {
+	d := &fakeDaemon{
+		sessions: []rpc.SessionInfo{bottleWith(true, 0, tty(shell, "bash", true))},
+		script:   []notification{output(shell, "screen", true, false)},
+		hangUp:   true,
+	}
+	ctx := testContext(t)
+	in, _ := pipeInput(t)
+	var out bytes.Buffer
+	code, err := Attach(ctx, d.dial(t, ctx), "", Terminal{In: in, Out: &out, Err: &bytes.Buffer{}})
+	if err == nil || !strings.Contains(err.Error(), "connection to the server ended") || code != 1 {
+		t.Errorf("Attach = %d, %v; want 1 and an error that says the connection ended", code, err)
+	}
+	if want := resetTerminal + "screen"; out.String() != want {
+		t.Errorf("the terminal got %q, want %q", out.String(), want)
 	}
 }
 

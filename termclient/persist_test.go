@@ -2,12 +2,9 @@ package termclient
 
 import (
 	"bytes"
-	"net"
 	"slices"
 	"strings"
 	"testing"
-
-	"go.lsp.dev/jsonrpc2"
 
 	"github.com/bottle-dev/bottle/rpc"
 )
@@ -30,11 +27,6 @@ func TestRunPersist(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := &fakeServer{keepRunning: tt.keepRunning}
 			ctx := testContext(t)
-			clientSide, serverSide := net.Pipe()
-			t.Cleanup(func() { clientSide.Close(); serverSide.Close() })
-			sconn := jsonrpc2.NewConn(jsonrpc2.NewStream(serverSide))
-			sconn.Go(ctx, srv.serve(ctx, sconn))
-			t.Cleanup(func() { sconn.Close() })
 			in, typed := pipeInput(t)
 			if _, err := typed.WriteString(tt.typed); err != nil {
 				t.Fatal(err)
@@ -43,7 +35,7 @@ func TestRunPersist(t *testing.T) {
 				typed.Close()
 			}
 			var errOut bytes.Buffer
-			code, err := Run(ctx, clientSide, Options{Agent: "claude", Yes: true, Persist: tt.persist,
+			code, err := Run(ctx, pipeTo(t, ctx, srv.serve), Options{Agent: "claude", Yes: true, Persist: tt.persist,
 				Terminal: Terminal{In: in, Out: &bytes.Buffer{}, Err: &errOut}})
 			if err != nil || code != tt.code {
 				t.Fatalf("Run = %d, %v; want %d", code, err, tt.code)

@@ -345,10 +345,7 @@ func (c *client) attached(ctx context.Context, session string, size *windowSize,
 	}()
 	select {
 	case ex := <-c.exited:
-		if ex.Error != "" {
-			fmt.Fprintf(c.term.Err, "\r\nbottle: %s\r\n", auditlog.Printable(ex.Error))
-		}
-		return ex.Code, exited, nil
+		return c.exitCode(ex), exited, nil
 	case <-detach:
 		if err := c.call(ctx, rpc.MethodDetach, rpc.DetachParams{Session: session}, nil); err != nil {
 			return 1, detached, err
@@ -356,7 +353,22 @@ func (c *client) attached(ctx context.Context, session string, size *windowSize,
 		return 0, detached, nil
 	case <-ctx.Done():
 		return 130, interrupted, nil
+	case <-c.conn.Done():
+		select {
+		case ex := <-c.exited: // an exit read just before the end
+			return c.exitCode(ex), exited, nil
+		default:
+		}
+		return 1, exited, fmt.Errorf("the connection to the server ended: %w", c.conn.Err())
 	}
+}
+
+// exitCode is the process's code, said why when it is unknown.
+func (c *client) exitCode(ex rpc.ExitParams) int {
+	if ex.Error != "" {
+		fmt.Fprintf(c.term.Err, "\r\nbottle: %s\r\n", auditlog.Printable(ex.Error))
+	}
+	return ex.Code
 }
 
 // sayDetached tells the user, once the terminal is restored, how to come
