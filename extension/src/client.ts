@@ -23,10 +23,13 @@ import {
   type AgentsResult,
   type AllowlistResult,
   type AllowParams,
+  type AttachParams,
+  type AttachResult,
   type ClientInfo,
   type CloseParams,
   type CpParams,
   type CpResult,
+  type DetachParams,
   type DisallowParams,
   type EgressApprovalParams,
   type EgressApprovalResult,
@@ -44,10 +47,12 @@ import {
   type PlanParams,
   type PlanResult,
   type ResizeParams,
+  type SessionStateParams,
   type StartParams,
   type StartResult,
   type WorkDoneProgress,
 } from './protocol';
+import { heldBytes, OutputHold, type Held } from './hold';
 import type { ExecChannel, ExecSink } from './terminal';
 
 /** How to run the server; asked again at every (re)start. */
@@ -101,6 +106,11 @@ export interface ClientOptions {
   initializeTimeoutMs?: number;
   /** Bounds shutdown: the server tears every bottle down before answering. */
   shutdownTimeoutMs?: number;
+  /**
+   * The server is a forwarder to a daemon that keeps persistent bottles:
+   * its end is the end of a connection, not of the bottles.
+   */
+  remote?: () => boolean;
 }
 
 export type ClientState = 'stopped' | 'starting' | 'running';
@@ -145,11 +155,16 @@ export class BottleClient implements ExecChannel {
   /** Processes being stopped on purpose: their exit is no crash. */
   private readonly stopping = new Set<ChildProcess>();
   private readonly sinks = new Map<string, ExecSink>();
+  /** Output of execs an attach answered with, until a sink claims it. */
+  private readonly hold = new OutputHold();
+  /** Sessions this connection is attached to: started or attached here. */
+  private readonly attachedSessions = new Set<string>();
 
   private readonly stateEmitter = new Emitter<ClientState>();
   private readonly egressEmitter = new Emitter<EgressParams>();
   private readonly logEmitter = new Emitter<LogMessageParams>();
   private readonly exitEmitter = new Emitter<ExitParams>();
+  private readonly sessionStateEmitter = new Emitter<SessionStateParams>();
   /** The server's state changed. */
   readonly onDidChangeState: Event<ClientState> = this.stateEmitter.event;
   /** A bottle's egress proxy decided on or closed a connection. */
@@ -158,6 +173,8 @@ export class BottleClient implements ExecChannel {
   readonly onDidLogMessage: Event<LogMessageParams> = this.logEmitter.event;
   /** An exec ended (after its sink heard of it). */
   readonly onDidExitExec: Event<ExitParams> = this.exitEmitter.event;
+  /** bottle/sessionState: a session this connection is attached to changed state. */
+  readonly onDidChangeSessionState: Event<SessionStateParams> = this.sessionStateEmitter.event;
 
   constructor(private readonly options: ClientOptions) {
     this.backoff = options.backoff ?? defaultBackoff;
@@ -230,7 +247,10 @@ export class BottleClient implements ExecChannel {
     const workDoneToken = `start-${++this.progressTokens}`;
     const sub = onProgress ? connection.onProgress(workDoneProgress, workDoneToken, onProgress) : undefined;
     try {
-      return await this.request<StartResult>(Method.start, { ...params, workDoneToken }, token);
+      const res = await this.request<StartResult>(Method.start, { ...params, workDoneToken }, token);
+      // The connection that starts a session is attached to it.
+      this.attachedSessions.add(res.session);
+      return res;
     } finally {
       sub?.dispose();
     }
@@ -265,6 +285,56 @@ export class BottleClient implements ExecChannel {
   /** Takes entries off a session's allowlist, for new connections. */
   disallow(session: string, entries: string[]): Promise<AllowlistResult> {
     return this.request(Method.disallow, { session, entries } satisfies DisallowParams);
+  }
+
+  /**
+   * Attaches this connection to a session (started elsewhere, or before a
+   * reload). Every exec of the answer has its replay held: claim each one
+   * that gets a terminal, release the others.
+   */
+  async attach(session: string): Promise<AttachResult> {
+    await this.ready();
+    this.hold.begin();
+    let execs: string[] = [];
+    try {
+      const res = await this.request<AttachResult>(Method.attach, { session } satisfies AttachParams);
+      execs = res.session.execs.map((e) => e.exec);
+      this.attachedSessions.add(session);
+      return res;
+    } finally {
+      for (const [exec, items] of this.hold.end(execs)) {
+        this.drop(exec, items);
+      }
+    }
+  }
+
+  /** This connection stops getting the session's output; the session stays. */
+  async detach(session: string): Promise<void> {
+    await this.request(Method.detach, { session } satisfies DetachParams);
+    this.attachedSessions.delete(session);
+  }
+
+  /** Whether this connection is attached to session. */
+  isAttached(session: string): boolean {
+    return this.attachedSessions.has(session);
+  }
+
+  /** Gives an exec's output to sink: first what attach held for it. */
+  claim(exec: string, sink: ExecSink): void {
+    this.sinks.set(exec, sink);
+    for (const item of this.hold.take(exec)) {
+      this.route(exec, item);
+    }
+  }
+
+  /** Nothing (new) will show this exec: what was held is acknowledged and dropped. */
+  release(exec: string): void {
+    this.drop(exec, this.hold.take(exec));
+  }
+
+  /** The exec's sink is gone (its terminal was detached): its output is dropped from now on. */
+  forget(exec: string): void {
+    this.sinks.delete(exec);
   }
 
   /** The sessions of the running server; none when no server runs. */
@@ -357,6 +427,7 @@ export class BottleClient implements ExecChannel {
     this.egressEmitter.dispose();
     this.logEmitter.dispose();
     this.exitEmitter.dispose();
+    this.sessionStateEmitter.dispose();
   }
 
   private async launch(): Promise<Running> {
@@ -384,9 +455,15 @@ export class BottleClient implements ExecChannel {
       new StreamMessageWriter(proc.stdin),
     );
     connection.onNotification(Method.output, (p: OutputParams) => {
-      this.sinks.get(p.exec)?.output(p.exec, Buffer.from(p.data, 'base64'));
+      this.route(p.exec, { kind: 'output', data: Buffer.from(p.data, 'base64'), resync: p.resync === true });
     });
-    connection.onNotification(Method.execExit, (p: ExitParams) => this.execEnded(p));
+    connection.onNotification(Method.execExit, (p: ExitParams) => this.route(p.exec, { kind: 'exit', params: p }));
+    connection.onNotification(Method.sessionState, (p: SessionStateParams) => {
+      if (p.state === 'closed') {
+        this.attachedSessions.delete(p.session);
+      }
+      this.sessionStateEmitter.fire(p);
+    });
     connection.onNotification(Method.egress, (p: EgressParams) => {
       this.egressEmitter.fire(p);
     });
@@ -410,6 +487,8 @@ export class BottleClient implements ExecChannel {
         const r = this.running?.proc === proc ? this.running : undefined;
         if (r) {
           this.running = undefined;
+          this.attachedSessions.clear();
+          this.hold.clear();
         }
         this.endExecs(proc);
         const deliberate = this.stopping.delete(proc);
@@ -456,6 +535,35 @@ export class BottleClient implements ExecChannel {
     }
   }
 
+  /** Hands an exec's output or end to its sink, to the hold, or drops it. */
+  private route(exec: string, item: Held): void {
+    const sink = this.sinks.get(exec);
+    if (sink) {
+      if (item.kind === 'output') {
+        sink.output(exec, item.data, item.resync);
+      } else {
+        this.execEnded(item.params);
+      }
+      return;
+    }
+    if (!this.hold.keep(exec, item)) {
+      this.drop(exec, [item]);
+    }
+  }
+
+  /** Output nobody shows is acknowledged, so it never holds its process back. */
+  private drop(exec: string, items: Held[]): void {
+    const bytes = heldBytes(items);
+    if (bytes > 0) {
+      this.ack(exec, bytes);
+    }
+    for (const item of items) {
+      if (item.kind === 'exit') {
+        this.exitEmitter.fire(item.params);
+      }
+    }
+  }
+
   private execEnded(p: ExitParams): void {
     const sink = this.sinks.get(p.exec);
     this.sinks.delete(p.exec);
@@ -468,8 +576,11 @@ export class BottleClient implements ExecChannel {
     if (this.running && this.running.proc !== proc) {
       return;
     }
+    const error = this.options.remote?.()
+      ? 'the connection to the bottle daemon ended; the bottle may still run'
+      : 'bottle-rpc stopped, and its bottles with it';
     for (const exec of [...this.sinks.keys()]) {
-      this.execEnded({ exec, code: -1, error: 'bottle-rpc stopped, and its bottles with it' });
+      this.execEnded({ exec, code: -1, error });
     }
   }
 

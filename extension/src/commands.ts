@@ -1,4 +1,5 @@
-// The Bottle commands: start, terminals, commands, copy, close, log, gc.
+// The Bottle commands: start, terminals, commands, copy, attach, detach,
+// close, log, gc.
 
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -8,24 +9,23 @@ import { ErrorCodes, ResponseError } from 'vscode-jsonrpc';
 import type { BottleClient, ServerSpec } from './client';
 import { describeError, type ErrorAction } from './errors';
 import type { PlanResult, SessionInfo } from './protocol';
+import type { Reattacher } from './reattach';
 import { describeSession, type Sessions } from './sessions';
-import { ExecTerminal, type Dimensions } from './terminal';
+import type { Terminals } from './terminals';
 import { execLabel, isAllowlistNode, isAllowNode, isExecNode, isSessionNode } from './tree';
 
 export interface CommandDeps {
   client: BottleClient;
   sessions: Sessions;
+  terminals: Terminals;
+  reattach: Reattacher;
   log: vscode.OutputChannel;
   serverSpec: () => ServerSpec;
+  /** bottle.persistentSessions: bottles outlive the window */
+  persistent: () => boolean;
 }
 
-/** How long a new terminal may take to open before its exec starts anyway. */
-const openWaitMs = 3000;
-
 export class Commands {
-  private readonly terminals = new Map<string, { terminal: vscode.Terminal; pty: ExecTerminal }>();
-  private lastDims: Dimensions | undefined;
-
   constructor(private readonly d: CommandDeps) {}
 
   register(): vscode.Disposable[] {
@@ -45,13 +45,8 @@ export class Commands {
       reg('bottle.killProcess', (node) => this.killProcess(node)),
       reg('bottle.allowHost', (node) => this.allowHost(node)),
       reg('bottle.disallowHost', (node) => this.disallowHost(node)),
-      vscode.window.onDidCloseTerminal((t) => {
-        for (const [exec, entry] of this.terminals) {
-          if (entry.terminal === t) {
-            this.terminals.delete(exec);
-          }
-        }
-      }),
+      reg('bottle.attach', (node) => this.attach(node)),
+      reg('bottle.detach', (node) => this.detach(node)),
     ];
   }
 
@@ -91,7 +86,7 @@ export class Commands {
       (progress, token) => {
         let done = 0;
         return this.d.client.start(
-          { agent: name, manifest, cwd },
+          { agent: name, manifest, cwd, persist: this.d.persistent() },
           (p) => {
             if (p.kind !== 'report') {
               return;
@@ -161,42 +156,78 @@ export class Commands {
     }
   }
 
-  /**
-   * Runs argv (the agent's command when undefined) in a new terminal. The
-   * exec starts once the terminal opens, at its size, so that the agent's
-   * queries to the terminal are answered while it waits for them; a
-   * terminal that does not open soon (a hidden panel) gets its output held.
-   */
   private async openExec(session: string, argv: string[] | undefined, name: string): Promise<void> {
-    const pty = new ExecTerminal(this.d.client, (d) => {
-      this.lastDims = d;
-    });
-    const terminal = vscode.window.createTerminal({ name, pty, iconPath: new vscode.ThemeIcon('package') });
-    terminal.show();
-    const dims = (await Promise.race([pty.opened, delay(openWaitMs)])) ?? this.lastDims ?? { columns: 80, rows: 24 };
-    try {
-      const exec = await this.d.client.exec({ session, argv, cols: dims.columns, rows: dims.rows }, pty);
-      pty.attach(exec, dims);
-      this.terminals.set(exec, { terminal, pty });
-    } catch (err) {
-      const report = describeError(`Run ${argv?.join(' ') ?? 'the agent'}`, err);
-      pty.fail(report?.message ?? 'cancelled');
-    }
+    await this.d.terminals.open(session, argv, name);
     await this.d.sessions.refresh();
   }
 
   private showTerminal(node: unknown): void {
-    if (!isExecNode(node)) {
+    if (!isExecNode(node) || this.d.terminals.show(node.info.exec)) {
       return;
     }
-    const entry = this.terminals.get(node.info.exec);
-    if (entry) {
-      entry.terminal.show();
-    } else {
-      void vscode.window.showInformationMessage(
-        `${execLabel(node.session, node.info)} has no terminal in this window any more.`,
-      );
+    const what = execLabel(node.session, node.info);
+    if (node.info.running && !this.d.sessions.attachedHere(node.session.session)) {
+      void vscode.window.showInformationMessage(`${what} runs in a bottle this window is not attached to: attach to see it.`);
+      return;
     }
+    void vscode.window.showInformationMessage(`${what} has no terminal in this window any more.`);
+  }
+
+  // --- attach and detach --------------------------------------------------------
+
+  /** Attaches this window to a bottle and opens its running processes' terminals. */
+  private async attach(node: unknown): Promise<void> {
+    await this.d.sessions.refresh();
+    const s = isSessionNode(node)
+      ? node.info
+      : await this.pick(
+          this.d.sessions.live.filter((x) => !this.d.sessions.attachedHere(x.session)),
+          'Attach to which bottle?',
+          'Every bottle is attached to this window.',
+        );
+    if (!s) {
+      return;
+    }
+    if (!(await this.d.reattach.one(s.session))) {
+      this.reportError(`Attach to ${s.agent} (${s.session})`, new Error('the server refused; see the log'));
+    }
+    await this.d.sessions.refresh();
+  }
+
+  /** Closes this window's terminals of a bottle and leaves it running. */
+  private async detach(node: unknown): Promise<void> {
+    await this.d.sessions.refresh();
+    const s = isSessionNode(node)
+      ? node.info
+      : await this.pick(
+          this.d.sessions.live.filter((x) => this.d.sessions.attachedHere(x.session)),
+          'Detach from which bottle?',
+          'No bottle is attached to this window.',
+        );
+    if (!s) {
+      return;
+    }
+    this.d.terminals.detachSession(s.session);
+    try {
+      await this.d.client.detach(s.session);
+    } catch (err) {
+      this.reportError(`Detach from ${s.agent} (${s.session})`, err);
+    }
+    await this.d.sessions.refresh();
+  }
+
+  private async pick(list: SessionInfo[], question: string, none: string): Promise<SessionInfo | undefined> {
+    if (list.length <= 1) {
+      if (!list.length) {
+        void vscode.window.showInformationMessage(none);
+      }
+      return list[0];
+    }
+    const picked = await vscode.window.showQuickPick(
+      list.map((s) => ({ label: s.agent, description: describeSession(s, this.d.sessions.attachedHere(s.session)), session: s })),
+      { placeHolder: question },
+    );
+    return picked?.session;
   }
 
   private killProcess(node: unknown): void {
@@ -345,9 +376,7 @@ export class Commands {
           try {
             await this.d.client.close(s.session);
             // Its terminals only have an ended process left to show.
-            for (const e of s.execs) {
-              this.terminals.get(e.exec)?.terminal.dispose();
-            }
+            this.d.terminals.closeSession(s.session);
           } catch (err) {
             this.reportError(`Close ${s.agent} (${s.session})`, err);
           }
@@ -408,7 +437,7 @@ export class Commands {
     const picked = await vscode.window.showQuickPick(
       candidates.map((s) => ({
         label: s.agent,
-        description: describeSession(s),
+        description: describeSession(s, this.d.sessions.attachedHere(s.session)),
         session: s,
       })),
       { placeHolder: question },
@@ -484,10 +513,6 @@ export function describePlan(p: PlanResult): string {
     `Networks: ${p.networks.join('; ')}`,
     ...(copied.length ? ['Copied in:', ...copied] : []),
   ].join('\n');
-}
-
-function delay(ms: number): Promise<undefined> {
-  return new Promise((resolve) => setTimeout(() => resolve(undefined), ms));
 }
 
 function formatBytes(n: number): string {

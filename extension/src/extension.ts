@@ -1,7 +1,9 @@
 // Wires the extension together: the client, the log, the views, the
-// commands, and what the server tells the user.
+// commands, what the server tells the user, and coming back to the
+// bottles that outlived the last window.
 
 import { existsSync } from 'node:fs';
+import { daemonSocket } from './daemon';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { BottleClient, errorMessage, type CrashInfo, type ServerSpec } from './client';
@@ -9,27 +11,50 @@ import { Commands } from './commands';
 import { Approvals } from './approvals';
 import { EgressWarnings, egressLogLine, policyLogLine, printable } from './egress';
 import { allowInManifest } from './manifestedit';
-import { MessageType } from './protocol';
+import { Reattacher } from './reattach';
 import { Sessions } from './sessions';
 import { BottleStatus } from './status';
+import { Terminals } from './terminals';
 import { BottlesTree } from './tree';
 
 let client: BottleClient | undefined;
+let terminals: Terminals | undefined;
+
+/** bottle.persistentSessions: bottles live in the per-user daemon and outlive the window. */
+function persistent(): boolean {
+  return vscode.workspace.getConfiguration('bottle').get<boolean>('persistentSessions', true);
+}
 
 export function activate(context: vscode.ExtensionContext): void {
   const log = vscode.window.createOutputChannel('Bottle');
   const serverSpec = (): ServerSpec => resolveServer(context.extensionPath);
+  /** Whether the server last started forwards to the daemon. */
+  let remote = false;
+  /** Attach to the daemon's bottles once the server runs (activation, a restart after a crash). */
+  let reattachPending = false;
   const c: BottleClient = new BottleClient({
-    server: serverSpec,
+    server: () => {
+      const spec = serverSpec();
+      remote = spec.args.includes('--remote=auto');
+      return spec;
+    },
+    remote: () => remote,
     clientInfo: { name: 'vscode-bottle', version: (context.extension.packageJSON as { version?: string }).version ?? '' },
     host: {
       log: (line) => log.appendLine(line),
-      serverCrashed: (info) => void tellCrash(info, log, c),
+      serverCrashed: (info) => {
+        // The daemon kept the bottles: attach again once the forwarder is back.
+        reattachPending = remote;
+        void tellCrash(info, log, c, remote);
+      },
       approveEgress: (p, token) => approvals.answer(p, token),
     },
   });
   client = c;
   const sessions: Sessions = new Sessions(c, (line) => log.appendLine(line));
+  const terms = new Terminals(c, persistent);
+  terminals = terms;
+  const reattach = new Reattacher(c, terms, (line) => log.appendLine(line));
   const approvals: Approvals = new Approvals({
     ask: (message, buttons) => vscode.window.showWarningMessage(message, ...buttons),
     agent: (session) => sessions.find(session)?.agent,
@@ -39,12 +64,13 @@ export function activate(context: vscode.ExtensionContext): void {
     error: (message) => void vscode.window.showErrorMessage(message),
     log: (line) => log.appendLine(line),
   });
-  const commands = new Commands({ client: c, sessions, log, serverSpec });
+  const commands = new Commands({ client: c, sessions, terminals: terms, reattach, log, serverSpec, persistent });
   const tree = new BottlesTree(sessions);
   const egress = new EgressWarnings();
 
   context.subscriptions.push(
     log,
+    terms,
     tree,
     new BottleStatus(sessions),
     vscode.window.registerTreeDataProvider('bottle.sessions', tree),
@@ -56,8 +82,21 @@ export function activate(context: vscode.ExtensionContext): void {
     c.onDidLogMessage((m) => {
       const level = ['', 'error', 'warning', 'info', 'log'][m.type] ?? 'log';
       log.appendLine(`[${level}] ${printable(m.message)}`);
-      if (m.type === MessageType.info) {
-        void sessions.refresh();
+    }),
+    c.onDidChangeSessionState((p) => {
+      if (p.state === 'closed') {
+        // Closed here or in another window: its terminals only show an ended process.
+        terms.closeSession(p.session);
+      }
+    }),
+    c.onDidChangeState((state) => {
+      if (state === 'running' && reattachPending) {
+        reattachPending = false;
+        void reattach
+          .all()
+          .then((attached) => attached.length && log.appendLine(`attached to ${attached.join(', ')}`))
+          .catch((err: unknown) => log.appendLine(`attaching to the daemon's bottles: ${errorMessage(err)}`))
+          .finally(() => void sessions.refresh());
       }
     }),
     c.onDidEgress((p) => {
@@ -77,15 +116,33 @@ export function activate(context: vscode.ExtensionContext): void {
       }
     }),
     vscode.workspace.onDidChangeConfiguration((e) => {
-      if (e.affectsConfiguration('bottle.serverPath') || e.affectsConfiguration('bottle.dockerHost')) {
-        void restartForSettings(c, sessions.live.length);
+      if (['serverPath', 'dockerHost', 'persistentSessions'].some((k) => e.affectsConfiguration(`bottle.${k}`))) {
+        const closing = sessions.live.filter((s) => c.isAttached(s.session) && !s.persist).length;
+        void restartForSettings(c, closing).then((stopped) => {
+          reattachPending = stopped && persistent();
+          if (reattachPending) {
+            void c.ready().catch((err: unknown) => log.appendLine(`bottle-rpc: ${errorMessage(err)}`));
+          }
+        });
       }
     }),
   );
+
+  // Bottles of an earlier window run on in the daemon: come back to them.
+  // With no daemon socket there are none, and no daemon is started for nothing.
+  const spec = serverSpec();
+  if (persistent() && existsSync(daemonSocket(spec.env))) {
+    reattachPending = true;
+    void c.ready().catch((err: unknown) => log.appendLine(`bottle-rpc: ${errorMessage(err)}`));
+  }
 }
 
 export async function deactivate(): Promise<void> {
-  // shutdown makes the server tear every bottle down before it exits.
+  // The window's terminals close with it; in persistent mode their
+  // processes run on, and shutdown closes only this connection's
+  // non-persistent bottles (in the other mode: every bottle).
+  terminals?.leave();
+  terminals = undefined;
   await client?.dispose();
   client = undefined;
 }
@@ -100,15 +157,16 @@ function resolveServer(extensionPath: string): ServerSpec {
   if (dockerHost) {
     env.DOCKER_HOST = dockerHost;
   }
-  return { command, args: ['serve'], env };
+  return { command, args: persistent() ? ['serve', '--remote=auto'] : ['serve'], env };
 }
 
-async function tellCrash(info: CrashInfo, log: vscode.OutputChannel, c: BottleClient): Promise<void> {
+async function tellCrash(info: CrashInfo, log: vscode.OutputChannel, c: BottleClient, remote: boolean): Promise<void> {
   const how = info.signal ? `was killed by ${info.signal}` : `exited with code ${info.code}`;
   const show = 'Show Log';
   if (info.restartInMs !== undefined) {
+    const what = remote ? 'the bottle daemon keeps its persistent bottles' : 'its bottles were closed';
     const a = await vscode.window.showWarningMessage(
-      `bottle-rpc ${how}; its bottles were closed. Restarting it in ${Math.ceil(info.restartInMs / 1000)} s.`,
+      `bottle-rpc ${how}; ${what}. Restarting it in ${Math.ceil(info.restartInMs / 1000)} s.`,
       show,
     );
     if (a === show) {
@@ -129,15 +187,20 @@ async function tellCrash(info: CrashInfo, log: vscode.OutputChannel, c: BottleCl
   }
 }
 
-/** A new server path or Docker host applies to the next server. */
-async function restartForSettings(c: BottleClient, liveBottles: number): Promise<void> {
+/**
+ * A new server path, Docker host or mode applies to the next server.
+ * closing: the bottles its end closes (persistent ones stay in the
+ * daemon). True when the server was stopped.
+ */
+async function restartForSettings(c: BottleClient, closing: number): Promise<boolean> {
   if (c.state !== 'running') {
-    return;
+    return false;
   }
-  if (liveBottles === 0) {
+  if (closing === 0) {
     await c.stop();
-    return;
+    return true;
   }
+  const liveBottles = closing;
   const restart = 'Restart Now';
   const a = await vscode.window.showInformationMessage(
     `The new Bottle settings apply once bottle-rpc restarts, which closes ${liveBottles} running ${liveBottles === 1 ? 'bottle' : 'bottles'}.`,
@@ -145,5 +208,7 @@ async function restartForSettings(c: BottleClient, liveBottles: number): Promise
   );
   if (a === restart) {
     await c.stop();
+    return true;
   }
+  return false;
 }

@@ -1,12 +1,16 @@
 // What the tree and the status bar show: the server's sessions (from
-// bottle/list) and the starts in flight. No vscode import.
+// bottle/list, kept current by bottle/sessionState) and the starts in
+// flight. No vscode import.
 
 import { Emitter, type Event } from 'vscode-jsonrpc';
 import { errorMessage, type BottleClient } from './client';
 
 /** The part of the client the model uses. */
-export type SessionSource = Pick<BottleClient, 'state' | 'list' | 'onDidChangeState' | 'onDidExitExec'>;
-import type { SessionInfo } from './protocol';
+export type SessionSource = Pick<
+  BottleClient,
+  'state' | 'list' | 'onDidChangeState' | 'onDidExitExec' | 'onDidChangeSessionState' | 'isAttached'
+>;
+import type { SessionInfo, SessionStateParams } from './protocol';
 
 /** Where a session came from: what this window started it with. */
 export interface SessionOrigin {
@@ -35,6 +39,7 @@ export class Sessions {
   ) {
     client.onDidChangeState(() => void this.refresh());
     client.onDidExitExec(() => void this.refresh());
+    client.onDidChangeSessionState((p) => this.stateChanged(p));
   }
 
   /** Sessions that are not closed, in start order. */
@@ -45,6 +50,11 @@ export class Sessions {
   /** Agents whose bottles are starting. */
   get starting(): readonly string[] {
     return this.startingAgents;
+  }
+
+  /** Whether this window gets the session's output (started or attached it). */
+  attachedHere(session: string): boolean {
+    return this.client.isAttached(session);
   }
 
   find(session: string): SessionInfo | undefined {
@@ -90,6 +100,19 @@ export class Sessions {
     return this.queued;
   }
 
+  /**
+   * Shows the new state at once; the list then brings what came with it
+   * (a ready session's container, a closed one's absence).
+   */
+  private stateChanged(p: SessionStateParams): void {
+    const s = this.find(p.session);
+    if (s) {
+      this.sessions = this.sessions.map((x) => (x === s ? { ...s, state: p.state, error: p.error ?? s.error } : x));
+      this.changed.fire();
+    }
+    void this.refresh();
+  }
+
   private async reload(): Promise<void> {
     try {
       this.sessions = this.client.state === 'running' ? (await this.client.list()).sessions : [];
@@ -112,7 +135,24 @@ export class Sessions {
   }
 }
 
-/** How a session is described next to its agent's name: id, runtime, and its state unless ready. */
-export function describeSession(s: SessionInfo): string {
-  return [s.session, s.runtimeLabel, s.state === 'ready' ? undefined : s.state].filter(Boolean).join(' · ');
+/**
+ * How a session is described next to its agent's name: id, runtime, its
+ * state unless ready, and, when this window is not attached to it, whether
+ * another one is.
+ */
+export function describeSession(s: SessionInfo, attachedHere = true): string {
+  let where: string | undefined;
+  if (!attachedHere && s.state !== 'closed') {
+    where = s.attached > 0 ? 'attached elsewhere' : 'detached';
+  }
+  return [s.session, s.runtimeLabel, s.state === 'ready' ? undefined : s.state, where].filter(Boolean).join(' · ');
+}
+
+/**
+ * The tree item's context value, which picks its actions:
+ * bottle.session.STATE, with .detached when this window is not attached
+ * (Attach instead of Open Terminal).
+ */
+export function sessionContext(s: SessionInfo, attachedHere: boolean): string {
+  return `bottle.session.${s.state}${attachedHere ? '' : '.detached'}`;
 }

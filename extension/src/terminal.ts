@@ -13,7 +13,11 @@ export interface Dimensions {
 
 /** Receives one exec's output and its end. */
 export interface ExecSink {
-  output(exec: string, data: Uint8Array): void;
+  /**
+   * resync: the connection fell behind the server's scrollback and data
+   * continues from the oldest kept byte: the screen starts over.
+   */
+  output(exec: string, data: Uint8Array, resync?: boolean): void;
   exit(params: ExitParams): void;
 }
 
@@ -25,7 +29,17 @@ export interface ExecChannel {
   kill(exec: string): void;
 }
 
-type Pending = { kind: 'output'; data: Uint8Array } | { kind: 'end'; text: string; code: number };
+type Pending = { kind: 'output'; data: Uint8Array } | { kind: 'reset' } | { kind: 'end'; text: string; code: number };
+
+export interface ExecTerminalOptions {
+  /** hears the sizes the editor gives the terminal */
+  onDimensions?: (d: Dimensions) => void;
+  /**
+   * Closing the terminal leaves its process running: the caller kills it
+   * with kill() when the user, not a window reload, closed it.
+   */
+  keepOnClose?: boolean;
+}
 
 const encoder = new TextEncoder();
 
@@ -35,6 +49,9 @@ const encoder = new TextEncoder();
  * have turned these on and not off.
  */
 const terminalReport = /^\x1b\[(?:I|O|<[\d;]*[Mm]|M[\s\S]{3}|\d+;\d+R|[?>][\d;]*c)$/;
+
+/** RIS, a full reset: what the screen showed is gone, scrollback too. */
+const fullReset = '\x1bc';
 
 /**
  * Turns off what an ended process may have left on: focus reports, mouse
@@ -60,7 +77,7 @@ export class ExecTerminal implements ExecSink {
     this.markOpened = resolve;
   });
 
-  private readonly decoder = new TextDecoder('utf-8');
+  private decoder = new TextDecoder('utf-8');
   private execId: string | undefined;
   private isOpen = false;
   private pending: Pending[] = [];
@@ -72,26 +89,28 @@ export class ExecTerminal implements ExecSink {
   private endedCode: number | undefined;
   private exited = false;
   private closed = false;
+  private killWanted = false;
 
   /**
    * @param channel where input, resizes, acks and kills go
-   * @param onDimensions hears the sizes the editor gives the terminal
    */
   constructor(
     private readonly channel: ExecChannel,
-    private readonly onDimensions?: (d: Dimensions) => void,
+    private readonly options: ExecTerminalOptions = {},
   ) {}
 
   /**
-   * Binds the terminal to its exec, started at size startedAt, and sends
-   * what waited for the id (input, and the editor's size if it differs).
+   * Binds the terminal to its exec and sends what waited for the id (input,
+   * and the editor's size if it differs from startedAt). An exec this
+   * terminal did not start (one attached to again) has no known size:
+   * without startedAt the editor's size is sent once known.
    */
-  attach(exec: string, startedAt: Dimensions): void {
+  attach(exec: string, startedAt?: Dimensions): void {
     this.execId = exec;
     this.sentDims = startedAt;
     if (this.closed) {
       // The user closed the terminal while the exec was starting.
-      if (!this.exited) {
+      if (!this.exited && this.killWanted) {
         this.channel.kill(exec);
       }
       return;
@@ -111,8 +130,11 @@ export class ExecTerminal implements ExecSink {
 
   // --- ExecSink -------------------------------------------------------------
 
-  output(exec: string, data: Uint8Array): void {
+  output(exec: string, data: Uint8Array, resync = false): void {
     this.execId ??= exec;
+    if (resync) {
+      this.enqueue({ kind: 'reset' });
+    }
     this.enqueue({ kind: 'output', data });
   }
 
@@ -141,12 +163,23 @@ export class ExecTerminal implements ExecSink {
     }
   }
 
-  /** The user closed the terminal: end its exec, never the bottle. */
+  /**
+   * The terminal closed: end its exec (never the bottle), unless the
+   * caller decides that (keepOnClose).
+   */
   close(): void {
     if (this.closed) {
       return;
     }
     this.closed = true;
+    if (!this.options.keepOnClose) {
+      this.kill();
+    }
+  }
+
+  /** Ends the exec, now or once its id is known. */
+  kill(): void {
+    this.killWanted = true;
     if (this.execId !== undefined && !this.exited) {
       this.channel.kill(this.execId);
     }
@@ -172,7 +205,7 @@ export class ExecTerminal implements ExecSink {
 
   setDimensions(dimensions: Dimensions): void {
     this.dims = dimensions;
-    this.onDimensions?.(dimensions);
+    this.options.onDimensions?.(dimensions);
     this.syncSize();
   }
 
@@ -187,6 +220,12 @@ export class ExecTerminal implements ExecSink {
   }
 
   private deliver(p: Pending): void {
+    if (p.kind === 'reset') {
+      // The bytes before are not continued: a character they split is lost.
+      this.decoder = new TextDecoder('utf-8');
+      this.writeEmitter.fire(fullReset);
+      return;
+    }
     if (p.kind === 'output') {
       // stream: true keeps a character split across chunks for the next one.
       const text = this.decoder.decode(p.data, { stream: true });

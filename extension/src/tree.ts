@@ -3,7 +3,7 @@
 import * as vscode from 'vscode';
 import { printable } from './egress';
 import type { ExecInfo, SessionInfo } from './protocol';
-import { describeSession, type Sessions } from './sessions';
+import { describeSession, sessionContext, type Sessions } from './sessions';
 
 export interface SessionNode {
   kind: 'session';
@@ -94,7 +94,7 @@ export class BottlesTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
   getTreeItem(node: Node): vscode.TreeItem {
     switch (node.kind) {
       case 'session':
-        return sessionItem(node.info);
+        return sessionItem(node.info, this.sessions.attachedHere(node.info.session));
       case 'exec':
         return execItem(node);
       case 'allowlist':
@@ -110,17 +110,25 @@ export class BottlesTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
   }
 }
 
-function sessionItem(s: SessionInfo): vscode.TreeItem {
+function sessionItem(s: SessionInfo, attachedHere: boolean): vscode.TreeItem {
   const item = new vscode.TreeItem(
     s.agent,
     s.execs.length || s.allow ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None,
   );
   item.id = `session:${s.session}`;
-  item.description = describeSession(s);
-  item.iconPath = sessionIcons[s.state] ?? new vscode.ThemeIcon('package');
-  item.contextValue = `bottle.session.${s.state}`;
+  item.description = describeSession(s, attachedHere);
+  item.iconPath = attachedHere
+    ? (sessionIcons[s.state] ?? new vscode.ThemeIcon('package'))
+    : new vscode.ThemeIcon('debug-disconnect');
+  item.contextValue = sessionContext(s, attachedHere);
   const tip = new vscode.MarkdownString();
   tip.appendMarkdown(`**${s.agent}** in bottle \`${s.session}\` (${s.state})\n\n`);
+  if (s.persist) {
+    const windows = s.attached === 1 ? '1 window' : `${s.attached} windows`;
+    tip.appendMarkdown(
+      `Outlives the window; attached to ${windows}${attachedHere ? ', this one among them' : ', not this one'}.\n\n`,
+    );
+  }
   if (s.container) {
     tip.appendMarkdown(`- container \`${s.container}\`\n- runtime ${s.runtimeLabel ?? s.runtime}\n- image \`${s.image}\`\n`);
   }

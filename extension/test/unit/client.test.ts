@@ -135,6 +135,49 @@ describe('BottleClient', () => {
     );
   });
 
+  it('holds an attached exec’s replay until a terminal claims it, acknowledges what nobody shows, and hears bottle/sessionState', async () => {
+    const { client, received } = makeClient();
+    const states: string[] = [];
+    client.onDidChangeSessionState((p) => states.push(`${p.session} ${p.state}`));
+    const exits: ExitParams[] = [];
+    client.onDidExitExec((p) => exits.push(p));
+    const res = await client.attach('beef0002');
+    assert.deepEqual(
+      res.session.execs.map((e) => e.exec),
+      ['beef0002-1', 'beef0002-2'],
+    );
+    assert.equal(client.isAttached('beef0002'), true);
+    // The stranger's bytes are acknowledged once the notifications behind
+    // the answer were read: the replay arrived before any terminal existed.
+    await until(() => received().some((m) => m.method === 'bottle/ack' && (m.params as { exec: string }).exec === 'stranger-1'));
+    const resyncs: boolean[] = [];
+    const { sink, chunks } = collectingSink();
+    client.claim('beef0002-1', {
+      output: (e, data, resync) => {
+        resyncs.push(resync === true);
+        sink.output(e, data);
+      },
+      exit: (p) => sink.exit(p),
+    });
+    assert.deepEqual(chunks, ['marker-1\r\n', '$ ']);
+    assert.deepEqual(resyncs, [false, true]);
+    client.release('beef0002-2');
+    assert.deepEqual(exits, [{ exec: 'beef0002-2', code: 0 }], 'a released exec’s exit is still heard');
+    await until(() => received().filter((m) => m.method === 'bottle/ack').length === 2);
+    assert.deepEqual(
+      received()
+        .filter((m) => m.method === 'bottle/ack')
+        .map((m) => m.params),
+      [
+        { exec: 'stranger-1', bytes: 3 },
+        { exec: 'beef0002-2', bytes: 6 },
+      ],
+      'output nobody shows never holds its process back',
+    );
+    assert.deepEqual(states, ['beef0002 closed']);
+    assert.equal(client.isAttached('beef0002'), false, 'a closed session is attached to nobody');
+  });
+
   it('routes an exec’s base64 output to its sink and ends it with bottle/exit', async () => {
     const { client } = makeClient();
     const { sink, chunks, exited } = collectingSink();

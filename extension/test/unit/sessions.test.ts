@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Emitter } from 'vscode-jsonrpc';
 import type { ClientState } from '../../src/client';
-import type { ExitParams, ListResult, SessionInfo } from '../../src/protocol';
-import { Sessions, type SessionSource } from '../../src/sessions';
+import type { ExitParams, ListResult, SessionInfo, SessionStateParams } from '../../src/protocol';
+import { describeSession, sessionContext, Sessions, type SessionSource } from '../../src/sessions';
 
-function session(id: string, state: SessionInfo['state'] = 'ready'): SessionInfo {
-  return { session: id, agent: 'sh', state, execs: [] };
+function session(id: string, state: SessionInfo['state'] = 'ready', attached = 1): SessionInfo {
+  return { session: id, agent: 'sh', state, execs: [], persist: true, attached };
 }
 
 class FakeSource implements SessionSource {
@@ -18,6 +18,12 @@ class FakeSource implements SessionSource {
   readonly exitEmitter = new Emitter<ExitParams>();
   readonly onDidChangeState = this.stateEmitter.event;
   readonly onDidExitExec = this.exitEmitter.event;
+  readonly sessionStateEmitter = new Emitter<SessionStateParams>();
+  readonly onDidChangeSessionState = this.sessionStateEmitter.event;
+  attachedHere = new Set<string>();
+  isAttached(s: string): boolean {
+    return this.attachedHere.has(s);
+  }
   async list(): Promise<ListResult> {
     this.lists++;
     const snapshot = [...this.result];
@@ -94,5 +100,47 @@ describe('Sessions', () => {
     src.list = () => Promise.resolve({ sessions: [session('a', 'closed')] });
     await sessions.refresh();
     assert.equal(sessions.origin('a'), undefined);
+  });
+
+  it('shows a bottle/sessionState at once, then reloads the list', async () => {
+    const src = new FakeSource();
+    src.state = 'running';
+    src.result = [session('a')];
+    const sessions = new Sessions(src, () => undefined);
+    await sessions.refresh();
+    let open: () => void = () => undefined;
+    src.gate = new Promise((r) => (open = r));
+    src.result = [session('a', 'closed')];
+    const states: string[] = [];
+    sessions.onDidChange(() => states.push(sessions.find('a')?.state ?? 'none'));
+    src.sessionStateEmitter.fire({ session: 'a', state: 'failed', error: 'container vanished' });
+    assert.equal(sessions.find('a')?.state, 'failed', 'before any list answers');
+    assert.equal(sessions.find('a')?.error, 'container vanished');
+    open();
+    await sessions.refresh();
+    assert.deepEqual(sessions.live, []);
+    assert.equal(states[0], 'failed');
+  });
+
+  it('tells this window’s bottles from detached ones and ones attached elsewhere', () => {
+    const cases: { name: string; s: SessionInfo; here: boolean; description: string; context: string }[] = [
+      { name: 'attached here', s: session('a'), here: true, description: 'a', context: 'bottle.session.ready' },
+      { name: 'nobody attached', s: session('b', 'ready', 0), here: false, description: 'b · detached', context: 'bottle.session.ready.detached' },
+      { name: 'another window', s: session('c', 'ready', 1), here: false, description: 'c · attached elsewhere', context: 'bottle.session.ready.detached' },
+      { name: 'failed, detached', s: session('d', 'failed', 0), here: false, description: 'd · failed · detached', context: 'bottle.session.failed.detached' },
+      { name: 'here and elsewhere', s: session('e', 'ready', 2), here: true, description: 'e', context: 'bottle.session.ready' },
+    ];
+    for (const c of cases) {
+      assert.equal(describeSession(c.s, c.here), c.description, c.name);
+      assert.equal(sessionContext(c.s, c.here), c.context, c.name);
+    }
+  });
+
+  it('asks the client which bottles this window is attached to', () => {
+    const src = new FakeSource();
+    src.attachedHere.add('a');
+    const sessions = new Sessions(src, () => undefined);
+    assert.equal(sessions.attachedHere('a'), true);
+    assert.equal(sessions.attachedHere('b'), false);
   });
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ExecTerminal, type ExecChannel } from '../../src/terminal';
+import { Screen } from '../helpers/screen';
+import { ExecTerminal, type ExecChannel, type ExecTerminalOptions } from '../../src/terminal';
 
 type Call =
   | { m: 'input'; exec: string; text: string }
@@ -29,9 +30,9 @@ class FakeChannel implements ExecChannel {
 
 const size = { columns: 80, rows: 24 };
 
-function setup() {
+function setup(options?: ExecTerminalOptions) {
   const channel = new FakeChannel();
-  const term = new ExecTerminal(channel);
+  const term = new ExecTerminal(channel, options);
   const written: string[] = [];
   const closed: (number | void)[] = [];
   term.onDidWrite((s) => written.push(s));
@@ -204,5 +205,58 @@ describe('ExecTerminal', () => {
     assert.match(written.join(''), /Run bash failed: session not ready/);
     term.handleInput('x');
     assert.deepEqual(closed, [1]);
+  });
+
+  it('on a resync, resets the screen and starts decoding afresh', async () => {
+    const channel = new FakeChannel();
+    const term = new ExecTerminal(channel);
+    const screen = new Screen(40, 5);
+    term.attach('e1');
+    screen.show(term);
+    term.output('e1', bytes('stale line\r\nhalf '));
+    term.output('e1', new Uint8Array([0xe2, 0x82])); // a character cut off by the resync
+    term.output('e1', bytes('kept line\r\n$ '), true);
+    const text = await screen.waitFor(/kept line/);
+    assert.doesNotMatch(text, /stale|half/, 'what the screen showed before is gone');
+    assert.doesNotMatch(text, /\ufffd/, 'the cut character is dropped, not shown broken');
+    assert.deepEqual(
+      channel.of('ack').map((a) => a.bytes),
+      [17, 2, 13],
+      'every byte is acknowledged, before and after the resync',
+    );
+  });
+
+  it('holds a replay until the reopened terminal opens, then sends the size it opened at', () => {
+    const { term, channel, written } = setup();
+    term.attach('e1'); // reattached: the exec's size is not known
+    term.output('e1', bytes('$ echo marker-1\r\nmarker-1\r\n'));
+    assert.deepEqual(written, []);
+    assert.deepEqual(channel.of('resize'), [], 'no size before the editor gives one');
+    term.open({ columns: 100, rows: 30 });
+    assert.match(written.join(''), /marker-1/);
+    assert.deepEqual(channel.of('resize'), [{ m: 'resize', exec: 'e1', cols: 100, rows: 30 }]);
+  });
+
+  it('keeps its process when closed with keepOnClose, and ends it on kill()', () => {
+    const { term, channel } = setup({ keepOnClose: true });
+    term.open(undefined);
+    term.attach('e1', size);
+    term.close();
+    assert.deepEqual(channel.of('kill'), [], 'a reload closes terminals: the process stays');
+    term.kill();
+    assert.deepEqual(channel.of('kill'), [{ m: 'kill', exec: 'e1' }]);
+  });
+
+  it('with keepOnClose, kills an exec closed while starting only when kill() was asked', () => {
+    const kept = setup({ keepOnClose: true });
+    kept.term.close();
+    kept.term.attach('e1', size);
+    assert.deepEqual(kept.channel.of('kill'), []);
+
+    const killed = setup({ keepOnClose: true });
+    killed.term.close();
+    killed.term.kill();
+    killed.term.attach('e2', size);
+    assert.deepEqual(killed.channel.of('kill'), [{ m: 'kill', exec: 'e2' }]);
   });
 });

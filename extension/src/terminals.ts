@@ -1,0 +1,153 @@
+// The window's Bottle terminals: one per exec, made for a new process or
+// reopened for one that ran on while the window reloaded.
+
+import * as vscode from 'vscode';
+import type { BottleClient } from './client';
+import { describeError } from './errors';
+import type { ExecInfo, SessionInfo } from './protocol';
+import type { TerminalOpener } from './reattach';
+import { terminalName } from './reattach';
+import { ExecTerminal, type Dimensions, type ExecSink } from './terminal';
+
+interface Entry {
+  terminal: vscode.Terminal;
+  pty: ExecTerminal;
+  session: string;
+  exec?: string;
+  /** closing the terminal leaves the process running (persistent mode) */
+  keep: boolean;
+}
+
+/** How long a new terminal may take to open before its exec starts anyway. */
+const openWaitMs = 3000;
+
+export class Terminals implements TerminalOpener, vscode.Disposable {
+  private readonly entries: Entry[] = [];
+  private lastDims: Dimensions | undefined;
+  /** The window is going away: its terminals close, their processes stay. */
+  private leaving = false;
+  private readonly sub: vscode.Disposable;
+
+  /**
+   * @param persistent bottles outlive the window: a terminal closed by a
+   *   reload leaves its process running, one the user closed ends it
+   */
+  constructor(
+    private readonly client: BottleClient,
+    private readonly persistent: () => boolean,
+  ) {
+    this.sub = vscode.window.onDidCloseTerminal((t) => this.closed(t));
+  }
+
+  /**
+   * Runs argv (the agent's command when undefined) in a new terminal. The
+   * exec starts once the terminal opens, at its size, so that the agent's
+   * queries to the terminal are answered while it waits for them; a
+   * terminal that does not open soon (a hidden panel) gets its output held.
+   */
+  async open(session: string, argv: string[] | undefined, name: string): Promise<void> {
+    const keep = this.persistent();
+    const pty = this.pty(keep);
+    const terminal = vscode.window.createTerminal({ name, pty, iconPath: new vscode.ThemeIcon('package'), isTransient: true });
+    const entry: Entry = { terminal, pty, session, keep };
+    this.entries.push(entry);
+    terminal.show();
+    const dims = (await Promise.race([pty.opened, delay(openWaitMs)])) ?? this.lastDims ?? { columns: 80, rows: 24 };
+    try {
+      const exec = await this.client.exec({ session, argv, cols: dims.columns, rows: dims.rows }, pty);
+      entry.exec = exec;
+      pty.attach(exec, dims);
+    } catch (err) {
+      const report = describeError(`Run ${argv?.join(' ') ?? 'the agent'}`, err);
+      pty.fail(report?.message ?? 'cancelled');
+    }
+  }
+
+  has(exec: string): boolean {
+    return this.entries.some((e) => e.exec === exec);
+  }
+
+  /** A terminal for an exec that ran on without one; the size it opens at is sent. */
+  reopen(session: SessionInfo, exec: ExecInfo): ExecSink {
+    const keep = this.persistent();
+    const pty = this.pty(keep);
+    pty.attach(exec.exec);
+    const terminal = vscode.window.createTerminal({
+      name: terminalName(session, exec),
+      pty,
+      iconPath: new vscode.ThemeIcon('package'),
+      isTransient: true,
+    });
+    this.entries.push({ terminal, pty, session: session.session, exec: exec.exec, keep });
+    terminal.show(true);
+    return pty;
+  }
+
+  /** Brings exec's terminal forward; false when this window has none. */
+  show(exec: string): boolean {
+    const e = this.entries.find((x) => x.exec === exec);
+    e?.terminal.show();
+    return e !== undefined;
+  }
+
+  /** Closes a session's terminals: it closed, they only have an ended process left to show. */
+  closeSession(session: string): void {
+    for (const e of this.entries.filter((x) => x.session === session)) {
+      e.terminal.dispose();
+    }
+  }
+
+  /** Closes a session's terminals and leaves their processes running (Detach). */
+  detachSession(session: string): void {
+    for (const e of this.entries.filter((x) => x.session === session)) {
+      this.remove(e);
+      if (e.exec) {
+        this.client.forget(e.exec);
+      }
+      e.terminal.dispose();
+    }
+  }
+
+  /** The window is closing or reloading: no terminal it closes ends a process any more. */
+  leave(): void {
+    this.leaving = true;
+  }
+
+  dispose(): void {
+    this.leaving = true;
+    this.sub.dispose();
+  }
+
+  private pty(keepOnClose: boolean): ExecTerminal {
+    return new ExecTerminal(this.client, {
+      onDimensions: (d) => {
+        this.lastDims = d;
+      },
+      keepOnClose,
+    });
+  }
+
+  private closed(t: vscode.Terminal): void {
+    const e = this.entries.find((x) => x.terminal === t);
+    if (!e) {
+      return;
+    }
+    this.remove(e);
+    // A reload (Shutdown) closes every terminal; the user closes one. A
+    // terminal that does not keep its process ended it itself.
+    if (e.keep && !this.leaving && t.exitStatus?.reason !== vscode.TerminalExitReason.Shutdown) {
+      e.pty.kill();
+    }
+  }
+
+  private remove(e: Entry): void {
+    const i = this.entries.indexOf(e);
+    if (i >= 0) {
+      this.entries.splice(i, 1);
+    }
+  }
+}
+
+function delay(ms: number): Promise<undefined> {
+  return new Promise((resolve) => setTimeout(() => resolve(undefined), ms));
+}
