@@ -20,13 +20,13 @@ type DetachKeys struct {
 // commas, each a single character or ctrl-X with X one of a-z @ [ \ ] ^ _.
 func ParseDetachKeys(spec string) (DetachKeys, error) {
 	if strings.TrimSpace(spec) == "" {
-		return DetachKeys{}, fmt.Errorf("no detach keys given: give keys like %s", DefaultDetachKeys)
+		return DetachKeys{}, fmt.Errorf("no keys given; give keys like %s", DefaultDetachKeys)
 	}
 	var seq []byte
 	for key := range strings.SplitSeq(spec, ",") {
 		b, err := parseKey(strings.TrimSpace(key))
 		if err != nil {
-			return DetachKeys{}, fmt.Errorf("detach keys %q: %w; give keys like %s", spec, err, DefaultDetachKeys)
+			return DetachKeys{}, fmt.Errorf("%w; give keys like %s", err, DefaultDetachKeys)
 		}
 		seq = append(seq, b)
 	}

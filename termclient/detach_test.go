@@ -16,7 +16,7 @@ func TestParseDetachKeys(t *testing.T) {
 		{"CTRL-A, d", "\x01d", "Ctrl-A 'd'", ""},
 		{"ctrl-@,ctrl-[,ctrl-\\,ctrl-],ctrl-^,ctrl-_", "\x00\x1b\x1c\x1d\x1e\x1f", "Ctrl-@ Ctrl-[ Ctrl-\\ Ctrl-] Ctrl-^ Ctrl-_", ""},
 		{"ctrl-]", "\x1d", "Ctrl-]", ""},
-		{"", "", "", "no detach keys"},
+		{"", "", "", "no keys given"},
 		{"ctrl-p,", "", "", `"" is neither`},
 		{"ctrl-1", "", "", "after ctrl- comes"},
 		{"alt-x", "", "", `"alt-x" is neither`},
