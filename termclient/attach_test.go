@@ -263,7 +263,7 @@ func TestAttachEndsWhenTheDaemonGoes(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "connection to the server ended") || code != 1 {
 		t.Errorf("Attach = %d, %v; want 1 and an error that says the connection ended", code, err)
 	}
-	if want := resetTerminal + "screen"; out.String() != want {
+	if want := resetTerminal + "screen" + restoreModes; out.String() != want {
 		t.Errorf("the terminal got %q, want %q", out.String(), want)
 	}
 }
@@ -272,12 +272,12 @@ func TestDetachKeysLeaveTheBottleRunning(t *testing.T) {
 	d := &fakeDaemon{sessions: []rpc.SessionInfo{bottleWith(true, 0, tty(shell, "bash", true))}}
 	ctx := testContext(t)
 	in, typed := pipeInput(t)
-	var errOut lockedbuf.Buffer
+	var out, errOut lockedbuf.Buffer
 	done := make(chan error, 1)
 	var code int
 	go func() {
 		var err error
-		code, err = Attach(ctx, d.dial(t, ctx), "", Terminal{In: in, Out: &bytes.Buffer{}, Err: &errOut})
+		code, err = Attach(ctx, d.dial(t, ctx), "", Terminal{In: in, Out: &out, Err: &errOut})
 		done <- err
 	}()
 	// Split across writes: the Ctrl-P is held until the key after it.
@@ -295,6 +295,9 @@ func TestDetachKeysLeaveTheBottleRunning(t *testing.T) {
 	}
 	if !slices.Equal(got.detach, []string{sess}) || len(got.closed) != 0 {
 		t.Errorf("detached %v, closed %v; want a detach and no close", got.detach, got.closed)
+	}
+	if !strings.HasSuffix(out.String(), restoreModes) {
+		t.Errorf("the terminal's modes are not restored: %q", out.String())
 	}
 	if !strings.Contains(errOut.String(), "bottle-rpc attach "+sess) {
 		t.Errorf("no word on how to come back: %q", errOut.String())

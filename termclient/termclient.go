@@ -347,11 +347,13 @@ func (c *client) attached(ctx context.Context, session string, size *windowSize,
 	case ex := <-c.exited:
 		return c.exitCode(ex), exited, nil
 	case <-detach:
+		io.WriteString(c.term.Out, restoreModes)
 		if err := c.call(ctx, rpc.MethodDetach, rpc.DetachParams{Session: session}, nil); err != nil {
 			return 1, detached, err
 		}
 		return 0, detached, nil
 	case <-ctx.Done():
+		io.WriteString(c.term.Out, restoreModes)
 		return 130, interrupted, nil
 	case <-c.conn.Done():
 		select {
@@ -359,9 +361,16 @@ func (c *client) attached(ctx context.Context, session string, size *windowSize,
 			return c.exitCode(ex), exited, nil
 		default:
 		}
+		io.WriteString(c.term.Out, restoreModes)
 		return 1, exited, fmt.Errorf("the connection to the server ended: %w", c.conn.Err())
 	}
 }
+
+// restoreModes undoes what a full-screen process may have turned on in
+// the terminal and, left running, had no chance to turn off: the
+// alternate screen, a hidden cursor, bracketed paste, mouse reports and
+// colours.
+const restoreModes = "\x1b[?1049l\x1b[?25h\x1b[?2004l\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[0m"
 
 // exitCode is the process's code, said why when it is unknown.
 func (c *client) exitCode(ex rpc.ExitParams) int {
