@@ -1,5 +1,7 @@
 // End to end in real VS Code: code-server with the .vsix installed, driven
-// by playwright in Chromium as a user would, with the real Claude Code.
+// by playwright in Chromium as a user would, with the real Claude Code. The
+// extension runs in its default mode: its bottles live in a bottle daemon,
+// which this test gives a runtime folder of its own and stops at the end.
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -39,7 +41,7 @@ function freePort(): Promise<number> {
   });
 }
 
-/** The pids of the bottle-rpc processes run from the installed extension. */
+/** The pids of the bottle-rpc processes run from the installed extension: forwarders and the daemon. */
 function serverPids(extensionsDir: string): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync('/proc')) {
@@ -127,10 +129,14 @@ function bottleLog(logs: string): string {
   return found.join('\n') || '(none)';
 }
 
-async function until<T>(what: string, f: () => T | undefined | false, timeoutMs: number): Promise<T> {
+async function until<T>(
+  what: string,
+  f: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs: number,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const v = f();
+    const v = await f();
     if (v) {
       return v;
     }
@@ -178,6 +184,7 @@ describe('the extension in VS Code (code-server)', () => {
   const pids = new Set<number>();
   const sessions = new Set<string>();
   let manifestFile = '';
+  let runtimeDir = '';
 
   before(async () => {
     requireServer();
@@ -197,6 +204,11 @@ describe('the extension in VS Code (code-server)', () => {
     const workspace = join(dir, 'project');
     mkdirSync(join(userData, 'User'), { recursive: true });
     mkdirSync(workspace);
+    // The daemon's socket and log: this test's own, so that it starts its
+    // own daemon and stops just that one.
+    runtimeDir = join(dir, 'run');
+    mkdirSync(runtimeDir, { mode: 0o700 });
+    mkdirSync(join(dir, 'state'));
     writeFileSync(join(workspace, 'README.md'), '# a project the agent gets a copy of\n');
     // The workspace's bottle.yaml (the extension's default manifest) keeps
     // the agents' egress on this machine.
@@ -220,7 +232,12 @@ describe('the extension in VS Code (code-server)', () => {
       }),
     );
     writeFileSync(join(dir, 'config.yaml'), 'auth: none\n');
-    const env = { ...process.env, PATH: `${node24Bin}:${process.env.PATH ?? ''}` };
+    const env = {
+      ...process.env,
+      PATH: `${node24Bin}:${process.env.PATH ?? ''}`,
+      XDG_RUNTIME_DIR: runtimeDir,
+      XDG_STATE_HOME: join(dir, 'state'),
+    };
     const common = ['--user-data-dir', userData, '--extensions-dir', extensions, '--config', join(dir, 'config.yaml')];
     execFileSync(codeServer, [...common, '--install-extension', vsix()], { env, stdio: 'pipe' });
 
@@ -253,6 +270,10 @@ describe('the extension in VS Code (code-server)', () => {
         await page.screenshot({ path: join(failures, 'e2e-failure.png') }).catch(() => undefined);
         console.error(`code-server log:\n${serverLog.split('\n').slice(-30).join('\n')}`);
         console.error(`Bottle output channel:\n${bottleLog(join(dir, 'user-data', 'logs'))}`);
+        const daemonLog = join(dir, 'state', 'bottle', 'daemon.log');
+        if (existsSync(daemonLog)) {
+          console.error(`bottle daemon log:\n${readFileSync(daemonLog, 'utf8').split('\n').slice(-40).join('\n')}`);
+        }
       }
       await browser?.close();
       if (codeServerProc?.pid) {
@@ -265,7 +286,18 @@ describe('the extension in VS Code (code-server)', () => {
           // Already gone.
         }
       }
-      await until('bottle-rpc to exit', () => [...pids].every((p) => !existsSync(`/proc/${p}`)), 60_000);
+      // The daemon outlives code-server, as it outlives any window: SIGTERM
+      // makes it tear its bottles down and exit. Only processes of this
+      // test's own extensions folder are signalled.
+      for (const pid of serverPids(extensionsDir)) {
+        pids.add(pid);
+        try {
+          process.kill(pid, 'SIGTERM');
+        } catch {
+          // Gone already.
+        }
+      }
+      await until('bottle-rpc to exit', () => [...pids].every((p) => !existsSync(`/proc/${p}`)), 120_000);
       // Killed with code-server, the server may not have torn down what a
       // failed run left: its bottles are orphans now, which gc removes.
       execFileSync(bottleRpc, ['gc'], { stdio: 'ignore' });
@@ -324,7 +356,7 @@ describe('the extension in VS Code (code-server)', () => {
       await palette(p, 'Bottle: Close Bottle');
       await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ state: 'detached', timeout: 120_000 });
       await until('the bottle to be removed', () => leftovers([session]).length === 0, 60_000);
-      assert.equal(serverPids(extensionsDir).length, 1, 'the server stays for the next bottle');
+      assert.equal(serverPids(extensionsDir).length, 2, 'the daemon and the window’s forwarder stay for the next bottle');
     } catch (err) {
       failed = true;
       throw err;
@@ -380,4 +412,73 @@ describe('the extension in VS Code (code-server)', () => {
       throw err;
     }
   });
+
+  it('brings a Bottle terminal back after Developer: Reload Window, showing its screen, with the same process behind it', { timeout: 300_000 }, async () => {
+    const p = page!;
+    try {
+      const before = new Set(sessionsOf(pids));
+      await palette(p, 'Bottle: Start Agent');
+      const agents = p.locator('.quick-input-widget');
+      await agents.locator('.quick-input-title', { hasText: 'Start Agent in a Bottle' }).waitFor({ timeout: 60_000 });
+      await agents.locator('.monaco-list-row', { hasText: 'sh' }).first().waitFor();
+      await p.keyboard.type('sh');
+      await p.keyboard.press('Enter');
+      await p.locator('.monaco-dialog-box').getByRole('button', { name: 'Start' }).click({ timeout: 60_000 });
+      await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ timeout: 120_000 });
+      await until('the bottle-rpc server', () => serverPids(extensionsDir).length > 0, 10_000);
+      serverPids(extensionsDir).forEach((pid) => pids.add(pid));
+      const session = await until('the new bottle', () => sessionsOf(pids).find((s) => !before.has(s)), 30_000);
+      sessions.add(session);
+      const forwardersBefore = serverPids(extensionsDir);
+
+      // The agent is bash: print a marker and the shell's pid.
+      const marker = `marker-${process.pid}-${Date.now() % 100_000}`;
+      const terminal = p.locator('.terminal-wrapper .xterm-rows', { hasText: /workspace\$/ }).first();
+      await terminal.waitFor({ timeout: 60_000 });
+      await palette(p, 'Terminal: Focus Terminal');
+      await p.keyboard.type(`echo ${marker}; echo $$`);
+      await p.keyboard.press('Enter');
+      const shown = p.locator('.terminal-wrapper .xterm-rows', { hasText: marker }).first();
+      await shown.waitFor({ timeout: 30_000 });
+      const pidLine = new RegExp(`^${marker}\\s*\\n\\s*(\\d+)\\s*$`, 'm');
+      const pid = await until('the shell to print its pid', async () => pidLine.exec(rowsText(await shown.innerText()))?.[1], 30_000);
+
+      // Reload: the extension host goes, and with it the window's
+      // terminals; the bottle and its shell run on in the daemon.
+      await Promise.all([p.waitForEvent('load', { timeout: 60_000 }), palette(p, 'Developer: Reload Window')]);
+      await p.locator('.monaco-workbench .part.statusbar').waitFor({ timeout: 60_000 });
+      const back = p.locator('.terminal-wrapper .xterm-rows', { hasText: marker }).first();
+      await back.waitFor({ timeout: 120_000 });
+      assert.match(rowsText(await back.innerText()), pidLine, 'the replay shows the screen as it was');
+      await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ timeout: 30_000 });
+      assert.deepEqual(sessionsOf(pids).filter((s) => !before.has(s)), [session], 'the same bottle, no new one');
+      assert.ok(
+        serverPids(extensionsDir).some((x) => !forwardersBefore.includes(x)),
+        'the reloaded window talks to the daemon through a new forwarder',
+      );
+
+      // What is typed there reaches the same shell.
+      await palette(p, 'Terminal: Focus Terminal');
+      await p.keyboard.type('echo $$');
+      await p.keyboard.press('Enter');
+      await until(
+        'the same pid printed again',
+        async () => rowsText(await back.innerText()).split('\n').filter((l) => l.trim() === pid).length >= 2,
+        30_000,
+      );
+
+      await palette(p, 'Bottle: Close Bottle');
+      await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ state: 'detached', timeout: 120_000 });
+      await until('the bottle to be removed', () => leftovers([session]).length === 0, 60_000);
+      await back.waitFor({ state: 'detached', timeout: 30_000 });
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  });
 });
+
+/** A terminal's rows as text: the DOM renderer writes spaces as NBSP. */
+function rowsText(s: string): string {
+  return s.replace(/\u00a0/g, ' ');
+}
