@@ -122,6 +122,11 @@ export class ExecTerminal implements ExecSink {
     this.syncSize();
   }
 
+  /** The exec ended (or could not start, or its connection went): the terminal only shows what was. */
+  get ended(): boolean {
+    return this.exited;
+  }
+
   /** The exec could not start: says why and closes on the next key. */
   fail(message: string): void {
     this.exited = true;

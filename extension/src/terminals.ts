@@ -63,12 +63,20 @@ export class Terminals implements TerminalOpener, vscode.Disposable {
     }
   }
 
+  /** exec has a live terminal here (one whose connection ended does not count). */
   has(exec: string): boolean {
-    return this.entries.some((e) => e.exec === exec);
+    return this.entries.some((e) => e.exec === exec && !e.pty.ended);
   }
 
-  /** A terminal for an exec that ran on without one; the size it opens at is sent. */
+  /**
+   * A terminal for an exec that ran on without one; the size it opens at is
+   * sent. A terminal left from a connection that ended gives way to it.
+   */
   reopen(session: SessionInfo, exec: ExecInfo): ExecSink {
+    for (const stale of this.entries.filter((x) => x.exec === exec.exec)) {
+      this.remove(stale);
+      stale.terminal.dispose();
+    }
     const keep = this.persistent();
     const pty = this.pty(keep);
     pty.attach(exec.exec);
@@ -93,6 +101,7 @@ export class Terminals implements TerminalOpener, vscode.Disposable {
   /** Closes a session's terminals: it closed, they only have an ended process left to show. */
   closeSession(session: string): void {
     for (const e of this.entries.filter((x) => x.session === session)) {
+      this.remove(e);
       e.terminal.dispose();
     }
   }

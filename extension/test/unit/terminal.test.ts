@@ -259,4 +259,12 @@ describe('ExecTerminal', () => {
     killed.term.attach('e2', size);
     assert.deepEqual(killed.channel.of('kill'), [{ m: 'kill', exec: 'e2' }]);
   });
+
+  it('counts as ended once its exec ended or its connection went, so a reattach opens a new one', () => {
+    const { term } = setup({ keepOnClose: true });
+    term.attach('e1');
+    assert.equal(term.ended, false);
+    term.exit({ exec: 'e1', code: -1, error: 'the connection to the bottle daemon ended; the bottle may still run' });
+    assert.equal(term.ended, true);
+  });
 });
