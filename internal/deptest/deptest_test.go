@@ -19,14 +19,16 @@ var leaves = []string{"manifest", "egress", "dnsguard", "auditlog"}
 
 // mayImport is the direction of imports, top to bottom:
 // cmd -> termclient -> rpc -> session -> backend <- dockerbottle, over the
-// leaves. It names, per folder, the other folders whose packages the
+// leaves; daemon (the socket, its listener and the stdio forwarder) sits
+// beside rpc and knows a server only through its own small interface. It names, per folder, the other folders whose packages the
 // folder's packages may import; a folder's packages may always import each
 // other (rpc/internal/protogen reads rpc). A layer may skip the layers
 // between it and the one it imports, but only cmd and the integration
 // tests see dockerbottle: session knows a bottle only through backend.
 var mayImport = map[string][]string{
-	"cmd":          append([]string{"termclient", "rpc", "session", "backend", "dockerbottle"}, leaves...),
-	"integration":  append([]string{"termclient", "rpc", "session", "backend", "dockerbottle"}, leaves...),
+	"cmd":          append([]string{"termclient", "daemon", "rpc", "session", "backend", "dockerbottle"}, leaves...),
+	"integration":  append([]string{"termclient", "daemon", "rpc", "session", "backend", "dockerbottle"}, leaves...),
+	"daemon":       nil,
 	"termclient":   append([]string{"rpc"}, leaves...),
 	"rpc":          append([]string{"session", "backend"}, leaves...),
 	"session":      append([]string{"backend"}, leaves...),
