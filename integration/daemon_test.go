@@ -524,4 +524,3 @@ func TestDaemonKilledLeavesNothingGCCannotReap(t *testing.T) {
 	}
 	assertGone(t, started.Session)
 }
-
