@@ -265,7 +265,8 @@ export class BottleClient implements ExecChannel {
     const res = await stoppedAsError(
       connection.sendRequest<ExecResult>(Method.exec, params, token ?? CancellationToken.None),
     );
-    this.sinks.set(res.exec, sink);
+    // claim: output an attach in flight held for it comes first.
+    this.claim(res.exec, sink);
     return res.exec;
   }
 
