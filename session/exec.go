@@ -267,7 +267,14 @@ func (e *Exec) waitCredit() int64 {
 		for _, sb := range e.subs {
 			// What the watcher has not acked, sent or not, counts.
 			unacked := e.scroll.end - (sb.pos - sb.inflight)
-			avail = max(avail, e.window-unacked)
+			free := e.window - unacked
+			if e.scroll.max > 0 {
+				// Nor may it drop from the scrollback what the watcher
+				// was not sent yet: with a scrollback smaller than the
+				// window, one watcher would lose bytes.
+				free = min(free, int64(e.scroll.max)-(e.scroll.end-sb.pos))
+			}
+			avail = max(avail, free)
 		}
 		e.mu.Unlock()
 		if killed {
@@ -312,6 +319,9 @@ func (e *Exec) send(sb *sub) {
 			sb.inflight += int64(m)
 			sb.sent += int64(m)
 			e.mu.Unlock()
+			// What the pump may read depends on what was sent too (see
+			// waitCredit).
+			signal(e.credit)
 			sb.w.Output(e.id, buf[:m], flags)
 			continue
 		}
