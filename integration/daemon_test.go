@@ -339,6 +339,15 @@ func TestDaemonReattachAfterClientDies(t *testing.T) {
 		t.Errorf("after A died the session is %+v, want ready and persistent", si)
 	}
 
+	// A client that vanishes in the middle of its replay holds nothing up.
+	x := newClient(t, d)
+	x.call(rpc.MethodAttach, rpc.AttachParams{Session: started.Session}, nil)
+	x.kill()
+	waitFor(t, "the daemon to see the vanished client gone", time.Minute, func() bool {
+		si, _ := b.sessionInfo(started.Session)
+		return si.Attached == 0
+	})
+
 	var att rpc.AttachResult
 	b.call(rpc.MethodAttach, rpc.AttachParams{Session: started.Session}, &att)
 	if att.Session.Attached != 1 || len(att.Session.Execs) != 2 {
@@ -476,6 +485,30 @@ func TestDaemonClientThatStopsAckingHoldsBackOnlyItself(t *testing.T) {
 	a.call(rpc.MethodKill, rpc.KillParams{Exec: counter}, nil)
 }
 
+// TestDaemonSmallScrollbackLosesNothingForOneClient: with a scrollback
+// smaller than the flow-control window, the one client attached still
+// gets every byte, none flagged resync.
+func TestDaemonSmallScrollbackLosesNothingForOneClient(t *testing.T) {
+	d := startDaemon(t, "--scrollback", "65536")
+	a := newClient(t, d)
+	if a.init.Capabilities.Scrollback != 65536 || a.init.Capabilities.FlowControl.Window <= 65536 {
+		t.Fatalf("scrollback %d and window %d, want 65536 and a larger window", a.init.Capabilities.Scrollback, a.init.Capabilities.FlowControl.Window)
+	}
+	started := a.start(rpc.StartParams{Agent: "sh", Manifest: writeManifest(t, "runc")})
+	counter := a.exec(started.Session, false, "sh", "-c", counterScript)
+	a.waitUntil("2 MiB of counter output", 2*time.Minute, func() bool { return a.outputs[counter] != nil && a.outputs[counter].Len() > 2<<20 })
+	a.call(rpc.MethodKill, rpc.KillParams{Exec: counter}, nil)
+	a.waitExit(counter)
+	checkCounter(t, "the output", a.output(counter), true)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, ch := range a.chunks {
+		if ch.resync || ch.replay {
+			t.Fatalf("a chunk flagged %+v for the one client", ch)
+		}
+	}
+}
+
 // TestDaemonNonPersistentClosesWithItsClient: a bottle started without
 // persist is removed when the forwarder that started it dies, even with
 // another client attached; that client is told.
@@ -502,6 +535,35 @@ func TestDaemonNonPersistentClosesWithItsClient(t *testing.T) {
 	if si, ok := b.sessionInfo(started.Session); ok && si.State != "closed" {
 		t.Errorf("after its client died the session is %s", si.State)
 	}
+}
+
+// TestDaemonSIGTERMTearsDownAndTellsItsClients: a daemon told to stop
+// removes its bottles, persistent ones too, and its clients are told
+// before their connections end.
+func TestDaemonSIGTERMTearsDownAndTellsItsClients(t *testing.T) {
+	d := startDaemon(t)
+	a := newClient(t, d)
+	started := a.startPersistent(t)
+	shell := a.exec(started.Session, true, "sh")
+	a.input(shell, "echo up-pid=$$\n")
+	a.pidOf(shell, "up")
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	a.waitExit(shell)
+	a.waitUntil("bottle/sessionState closed", 2*time.Minute, func() bool {
+		for _, s := range a.states {
+			if s.Session == started.Session && s.State == "closed" {
+				return true
+			}
+		}
+		return false
+	})
+	a.waitExited(time.Minute, "its daemon stopped")
+	select {
+	case <-d.waited:
+	case <-time.After(time.Minute):
+		t.Fatal("the daemon did not exit within a minute of SIGTERM")
+	}
+	assertGone(t, started.Session)
 }
 
 // TestDaemonKilledLeavesNothingGCCannotReap: a daemon killed with SIGKILL
