@@ -237,8 +237,8 @@ func TestOtherUserIsRefused(t *testing.T) {
 }
 
 type frame struct {
-	JSONRPC string           `json:"jsonrpc"`
-	ID      json.RawMessage  `json:"id"` // "null", or empty when absent
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"` // "null", or empty when absent
 	Error   struct {
 		Code    int    `json:"code"`
 		Message string `json:"message"`
