@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/bottle-dev/bottle/auditlog"
+	"github.com/bottle-dev/bottle/daemon"
 	"github.com/bottle-dev/bottle/dockerbottle"
 	"github.com/bottle-dev/bottle/rpc"
 	"github.com/bottle-dev/bottle/termclient"
@@ -26,8 +27,11 @@ func run(ctx context.Context, args []string) int {
 	yes := fs.Bool("yes", false, "start without asking")
 	var allow entries
 	fs.Var(&allow, "allow", "add an egress.allow `ENTRY` (host, host:port, host:*, *.domain) for this session; repeatable")
+	persist := fs.Bool("persist", false, "run the bottle in the per-user daemon (started when none runs): it outlives this terminal; the detach keys leave it running, bottle-rpc attach comes back")
+	keySpec := fs.String("detach-keys", termclient.DefaultDetachKeys, "with --persist: the `KEYS` that detach: ctrl-X or one character, comma-separated")
+	socket := fs.String("socket", daemon.DefaultSocket(), "with --persist: the daemon's `SOCKET`")
 	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: bottle-rpc run AGENT [--manifest F] [--cwd D] [--git] [--yes] [--allow ENTRY]... [-- COMMAND...]")
+		fmt.Fprintln(os.Stderr, "usage: bottle-rpc run AGENT [--manifest F] [--cwd D] [--git] [--yes] [--allow ENTRY]... [--persist [--detach-keys KEYS]] [-- COMMAND...]")
 		fs.PrintDefaults()
 	}
 	agent := "claude"
@@ -35,6 +39,10 @@ func run(ctx context.Context, args []string) int {
 		agent, args = args[0], args[1:]
 	}
 	fs.Parse(args)
+	keys, err := termclient.ParseDetachKeys(*keySpec)
+	if err != nil {
+		return fail("run: --detach-keys: %v", err)
+	}
 	if *manifestPath == "" {
 		if _, err := os.Stat("bottle.yaml"); err == nil {
 			*manifestPath = "bottle.yaml"
@@ -53,6 +61,14 @@ func run(ctx context.Context, args []string) int {
 			return fail("run: %v", err)
 		}
 		*cwd = abs
+	}
+
+	opts := termclient.Options{
+		Agent: agent, Manifest: *manifestPath, Cwd: *cwd, CopyGit: *copyGit, Yes: *yes, Allow: allow, Argv: fs.Args(), Persist: *persist,
+		Terminal: termclient.Terminal{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, DetachKeys: keys},
+	}
+	if *persist {
+		return runInDaemon(ctx, *socket, opts)
 	}
 
 	// The server's log would tear through the agent's screen.
@@ -74,12 +90,23 @@ func run(ctx context.Context, args []string) int {
 		srv.Serve(context.WithoutCancel(ctx), serverR, serverW)
 		serverW.Close()
 	}()
-	code, err := termclient.Run(ctx, pipeConn{clientR, clientW}, termclient.Options{
-		Agent: agent, Manifest: *manifestPath, Cwd: *cwd, CopyGit: *copyGit, Yes: *yes, Allow: allow, Argv: fs.Args(),
-		In: os.Stdin, Out: os.Stdout, Err: os.Stderr,
-	})
+	code, err := termclient.Run(ctx, pipeConn{clientR, clientW}, opts)
 	clientW.Close()
 	<-served
+	if err != nil {
+		return fail("run: %v", err)
+	}
+	return code
+}
+
+// runInDaemon runs the bottle in the per-user daemon, which keeps it when
+// this client goes.
+func runInDaemon(ctx context.Context, socket string, opts termclient.Options) int {
+	conn, err := daemon.Dial(ctx, socket, true)
+	if err != nil {
+		return fail("run: %v", err)
+	}
+	code, err := termclient.Run(ctx, conn, opts)
 	if err != nil {
 		return fail("run: %v", err)
 	}
