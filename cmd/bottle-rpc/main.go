@@ -14,7 +14,9 @@ import (
 const usage = `usage: bottle-rpc [COMMAND] [FLAGS]
 
 Commands:
-  serve          JSON-RPC server on stdin/stdout (the default; see protocol.md)
+  serve          JSON-RPC server on stdin/stdout (the default; see protocol.md);
+                 --remote=auto forwards to the per-user daemon, starting it
+  daemon         the per-user daemon: bottles that outlive their client's connection
   run AGENT      start a bottle and run its agent in this terminal
   gc             remove bottles whose server is gone (--dry-run lists them)
   audit SESSION  a bottle's egress decisions, as the audit kept them (no SESSION: list)
@@ -42,6 +44,8 @@ func main() {
 	switch cmd {
 	case "serve":
 		code = serve(ctx, args)
+	case "daemon":
+		code = runDaemon(ctx, args)
 	case "run":
 		code = run(ctx, args)
 	case "gc":
