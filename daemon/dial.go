@@ -105,7 +105,12 @@ func start(ctx context.Context, socket string) (net.Conn, error) {
 	}
 	defer devNull.Close()
 
-	cmd := exec.Command(exe, "daemon", "--socket", socket)
+	// Absolute: the daemon runs in the root folder.
+	abs, err := filepath.Abs(socket)
+	if err != nil {
+		return nil, fmt.Errorf("start the bottle daemon: %w", err)
+	}
+	cmd := exec.Command(exe, "daemon", "--socket", abs)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devNull, logFile, logFile
 	// Its own session: the terminal's or the editor's signals and hangups
 	// are not the daemon's. The root folder: it outlives the folder it
