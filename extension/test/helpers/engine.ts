@@ -74,13 +74,21 @@ export interface TestClient {
   pids: Set<number>;
 }
 
-/** A client of the real bottle-rpc. */
-export function realClient(backoff?: ConstructorParameters<typeof BottleClient>[0]['backoff']): TestClient {
+/**
+ * A client of the real bottle-rpc: `serve` in process, or with remote set
+ * `serve --remote=auto` in front of the daemon that env's XDG_RUNTIME_DIR
+ * names.
+ */
+export function realClient(
+  backoff?: ConstructorParameters<typeof BottleClient>[0]['backoff'],
+  opts: { remote?: boolean; env?: NodeJS.ProcessEnv } = {},
+): TestClient {
   requireServer();
   const crashes: CrashInfo[] = [];
   const pids = new Set<number>();
   const client = new BottleClient({
-    server: () => ({ command: bottleRpc, args: ['serve'], env: process.env }),
+    server: () => ({ command: bottleRpc, args: opts.remote ? ['serve', '--remote=auto'] : ['serve'], env: opts.env ?? process.env }),
+    remote: () => opts.remote === true,
     clientInfo: { name: 'bottle-extension-tests' },
     host: {
       log: (line) => {
