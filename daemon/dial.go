@@ -20,6 +20,10 @@ import (
 // answer.
 const startTimeout = 15 * time.Second
 
+// maxLog is the size past which the next start moves the daemon's log
+// aside to LOG.old instead of appending to it.
+const maxLog = 8 << 20
+
 // executable is the program Dial starts as the daemon; tests run
 // themselves.
 var executable = os.Executable
@@ -92,6 +96,11 @@ func start(ctx context.Context, socket string) (net.Conn, error) {
 	logPath := LogFile(socket)
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
 		return nil, fmt.Errorf("start the bottle daemon: make its log folder: %w", err)
+	}
+	// Every start appends; one earlier log is kept, so the file's size
+	// stays bounded over months of starts.
+	if fi, err := os.Stat(logPath); err == nil && fi.Size() > maxLog {
+		_ = os.Rename(logPath, logPath+".old")
 	}
 	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {

@@ -206,3 +206,22 @@ func TestDialFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestLongLogIsMovedAside: a start finds a log past maxLog and keeps it as
+// LOG.old, writing a fresh one.
+func TestLongLogIsMovedAside(t *testing.T) {
+	sock, logPath := autoStarting(t)
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(logPath, make([]byte, maxLog+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dialAuto(t, sock)
+	if fi, err := os.Stat(logPath + ".old"); err != nil || fi.Size() != maxLog+1 {
+		t.Errorf("the long log was not moved to %s.old (%v)", logPath, err)
+	}
+	if log := readLog(t, logPath); !strings.HasPrefix(log, "time=") || !strings.Contains(log, "fake daemon starting") {
+		t.Errorf("the fresh log holds %q, want only this start's lines", log)
+	}
+}

@@ -28,6 +28,9 @@ func serve(ctx context.Context, args []string) int {
 	// and serving ends the orderly way.
 	signal.Ignore(syscall.SIGPIPE)
 	if *remote != "" {
+		if *window != 0 {
+			return fail("serve: --window is the daemon's with --remote: pass it to `bottle-rpc daemon`")
+		}
 		return forward(ctx, *remote)
 	}
 	eng, err := dockerbottle.New(ctx, dockerbottle.Options{SubnetPool: os.Getenv("BOTTLE_SUBNET_POOL")})
