@@ -18,6 +18,10 @@ Commands:
                  --remote=auto forwards to the per-user daemon, starting it
   daemon         the per-user daemon: bottles that outlive their client's connection
   run AGENT      start a bottle and run its agent in this terminal
+                 (--persist: in the daemon; Ctrl-P Ctrl-Q detaches, leaving it running)
+  ls             the daemon's bottles
+  attach [SESSION]
+                 put this terminal back on a bottle's running process, its screen first
   gc             remove bottles whose server is gone (--dry-run lists them)
   audit SESSION  a bottle's egress decisions, as the audit kept them (no SESSION: list)
   doctor         say what this machine lacks to run bottles, and how to fix it
@@ -48,6 +52,10 @@ func main() {
 		code = runDaemon(ctx, args)
 	case "run":
 		code = run(ctx, args)
+	case "ls":
+		code = ls(ctx, args)
+	case "attach":
+		code = attach(ctx, args)
 	case "gc":
 		code = gc(ctx, args)
 	case "audit":
