@@ -94,8 +94,8 @@ type conn struct {
 	phase        phase
 	shutdownSeen bool
 	inflight     map[jsonrpc2.ID]*request
-	client       string // clientInfo's name and version, for the audit of policy changes
-	approvals    bool   // the client answers bottle/egressApproval
+	client       string                      // clientInfo's name and version, for the audit of policy changes
+	approvals    bool                        // the client answers bottle/egressApproval
 	owned        map[string]*session.Session // started here and not persistent: closed with the connection
 	handlers     sync.WaitGroup
 	exit         chan struct{}

@@ -49,7 +49,7 @@ type Session struct {
 	err      error // why the last teardown failed
 	execs    []*Exec
 	nextExec int
-	closing  *closeOp // the teardown in progress, if any
+	closing  *closeOp  // the teardown in progress, if any
 	persist  bool      // it outlives the connection that started it
 	watchers []Watcher // attached, in attach order
 	closedAt time.Time // when it reached closed, for forgetting it
@@ -464,7 +464,7 @@ type Snapshot struct {
 	Persist bool
 	// Attached is how many watchers are attached.
 	Attached int
-	Info  backend.Info
+	Info     backend.Info
 	// Allow is the live egress allowlist; nil when the bottle's proxy
 	// cannot be changed or the session is not ready yet.
 	Allow []string
