@@ -49,7 +49,10 @@ func Attach(ctx context.Context, conn io.ReadWriteCloser, target string, t Termi
 	if err != nil {
 		return 1, err
 	}
-	// Chosen before bottle/attach: the replay may come before its reply.
+	// Said before bottle/attach: the replay may come before its reply, and
+	// nothing may be written into the screen it draws.
+	fmt.Fprintf(t.Err, "attaching to bottle %s, exec %s; %s detaches\r\n", session, exec, t.DetachKeys.orDefault())
+	// Chosen before bottle/attach, for the same reason.
 	c.follow(exec, true)
 	var res rpc.AttachResult
 	if err := c.call(ctx, rpc.MethodAttach, rpc.AttachParams{Session: session}, &res); err != nil {
@@ -58,7 +61,6 @@ func Attach(ctx context.Context, conn io.ReadWriteCloser, target string, t Termi
 	if info, ok := findExec(res.Session, exec); ok && !info.Running {
 		return 1, fmt.Errorf("exec %s ended while attaching%s", exec, exitNote(info))
 	}
-	fmt.Fprintf(t.Err, "attached to bottle %s, exec %s; %s detaches\r\n", session, exec, t.DetachKeys.orDefault())
 	// No size yet: the first sync sends the terminal's, and the process
 	// redraws for it.
 	code, end, err := c.attached(ctx, session, &windowSize{c: c, exec: exec, fd: int(t.In.Fd())}, true)

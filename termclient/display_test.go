@@ -28,7 +28,6 @@ func TestServerTextReachesTheTerminalEscaped(t *testing.T) {
 		{"refused egress", rpc.MethodEgress, rpc.EgressParams{Session: "s1", Record: rpc.EgressRecord{
 			Event: "decision", Decision: "deny", Method: "CONNECT", Host: hostile, Port: 443, Rule: "default-deny" + hostile}}},
 		{"log message", rpc.MethodLogMessage, rpc.LogMessageParams{Type: rpc.MessageWarning, Message: "exec failed: " + hostile}},
-		{"failed bottle", rpc.MethodSessionState, rpc.SessionStateParams{Session: "s1", State: "failed", Error: "container gone: " + hostile}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

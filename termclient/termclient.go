@@ -183,11 +183,6 @@ func (c *client) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc
 		if json.Unmarshal(req.Params(), &p) == nil && p.Type <= rpc.MessageWarning {
 			fmt.Fprintf(c.term.Err, "bottle: %s\r\n", auditlog.Printable(p.Message))
 		}
-	case rpc.MethodSessionState:
-		var p rpc.SessionStateParams
-		if json.Unmarshal(req.Params(), &p) == nil && p.State == "failed" {
-			fmt.Fprintf(c.term.Err, "\r\nbottle: bottle %s failed: %s\r\n", auditlog.Printable(p.Session), auditlog.Printable(p.Error))
-		}
 	case rpc.MethodEgress:
 		var p rpc.EgressParams
 		if json.Unmarshal(req.Params(), &p) == nil && p.Record.Decision == "deny" && p.Record.Event == "decision" {
