@@ -319,6 +319,7 @@ func TestDaemonReattachAfterClientDies(t *testing.T) {
 	started := a.startPersistent(t)
 	counter := a.exec(started.Session, false, "sh", "-c", counterScript)
 	shell := a.exec(started.Session, true, "sh")
+	ended := a.exec(started.Session, false, "sh", "-c", "read x; echo got-$x; exit 7")
 	a.input(shell, "echo before-pid=$$\n")
 	pidBefore := a.pidOf(shell, "before")
 	a.waitUntil("A's first counter lines", 2*time.Minute, func() bool { return a.outputs[counter] != nil && a.outputs[counter].Len() > 64<<10 })
@@ -347,11 +348,18 @@ func TestDaemonReattachAfterClientDies(t *testing.T) {
 		si, _ := b.sessionInfo(started.Session)
 		return si.Attached == 0
 	})
+	// Input goes from any connection: this exec ends with nobody attached.
+	b.input(ended, "hello\n")
+	waitFor(t, "exec "+ended+" to end", time.Minute, func() bool { return !b.execInfo(ended).Running })
 
 	var att rpc.AttachResult
 	b.call(rpc.MethodAttach, rpc.AttachParams{Session: started.Session}, &att)
-	if att.Session.Attached != 1 || len(att.Session.Execs) != 2 {
-		t.Errorf("attach result %+v, want attached 1 and two execs", att.Session)
+	if att.Session.Attached != 1 || len(att.Session.Execs) != 3 {
+		t.Errorf("attach result %+v, want attached 1 and three execs", att.Session)
+	}
+	// The exec that ended unwatched: its output, replayed, then its exit.
+	if ex := b.waitExit(ended); ex.Code != 7 || !strings.Contains(b.output(ended), "got-hello") {
+		t.Errorf("exec that ended unwatched: exit %+v, output %q", ex, b.output(ended))
 	}
 	// Live output after the replay, then every chunk of the counter in order.
 	b.waitUntil("live counter output after the replay", 2*time.Minute, func() bool {
@@ -366,6 +374,9 @@ func TestDaemonReattachAfterClientDies(t *testing.T) {
 	b.mu.Lock()
 	var replayed, live int
 	for _, ch := range b.chunks {
+		if ch.exec == ended && !ch.replay {
+			t.Errorf("live output of exec %s after it ended", ended)
+		}
 		if ch.exec != counter {
 			continue
 		}
