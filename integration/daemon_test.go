@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -113,7 +114,7 @@ type remote struct {
 // newClient starts a forwarder to d and initializes it.
 func newClient(t testing.TB, d *daemonProc) *remote {
 	t.Helper()
-	c := startClient(t, "serve", "--remote="+d.socket)
+	c := startClient(t, nil, "serve", "--remote="+d.socket)
 	c.call(rpc.MethodInitialize, rpc.InitializeParams{ClientInfo: &rpc.ClientInfo{Name: "fake editor"}}, &c.init)
 	if err := c.conn.Notify(context.Background(), rpc.MethodInitialized, struct{}{}); err != nil {
 		t.Fatal(err)
@@ -121,11 +122,11 @@ func newClient(t testing.TB, d *daemonProc) *remote {
 	return c
 }
 
-// startClient runs bottle-rpc with args behind a fake editor, as
-// startServer does for plain serve.
-func startClient(t testing.TB, args ...string) *remote {
+// startClient runs bottle-rpc with args (and env added to the test's)
+// behind a fake editor, as startServer does for plain serve.
+func startClient(t testing.TB, env []string, args ...string) *remote {
 	t.Helper()
-	cmd := serverCmd(args)
+	cmd := serverCmd(args, env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -574,6 +575,67 @@ func TestDaemonSIGTERMTearsDownAndTellsItsClients(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("the daemon did not exit within a minute of SIGTERM")
 	}
+	assertGone(t, started.Session)
+}
+
+// daemonPids lists the `bottle-rpc daemon` processes on socket.
+func daemonPids(socket string) []int {
+	var pids []int
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 2 && filepath.Base(args[0]) == "bottle-rpc" && args[1] == "daemon" && strings.Contains(string(b), socket) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// TestDaemonAutoStartsOneForConcurrentClients: two `serve --remote=auto`
+// that find no daemon start one between them, on the default socket of
+// their XDG_RUNTIME_DIR (a folder of the test's), and share its bottles.
+func TestDaemonAutoStartsOneForConcurrentClients(t *testing.T) {
+	run, err := os.MkdirTemp("", "bottle-x-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(run) })
+	socket := filepath.Join(run, "bottle", "daemon.sock")
+	// Registered before the clients', so it runs after they ended: the
+	// daemon they started is stopped as the others are, with SIGTERM.
+	t.Cleanup(func() {
+		for _, pid := range daemonPids(socket) {
+			syscall.Kill(pid, syscall.SIGTERM)
+			waitFor(t, fmt.Sprintf("daemon %d to exit", pid), 2*time.Minute, func() bool { return syscall.Kill(pid, 0) != nil })
+		}
+	})
+	env := []string{"XDG_RUNTIME_DIR=" + run}
+	clients := []*remote{startClient(t, env, "serve", "--remote=auto"), startClient(t, env, "serve", "--remote=auto")}
+	errs := make(chan error, len(clients))
+	for _, c := range clients {
+		go func() { errs <- c.try(rpc.MethodInitialize, rpc.InitializeParams{ClientInfo: &rpc.ClientInfo{Name: "fake editor"}}, &c.init) }()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Fatalf("initialize through serve --remote=auto: %v", err)
+		}
+	}
+	if pids := daemonPids(socket); len(pids) != 1 {
+		t.Fatalf("%d daemons on %s, want 1: %v", len(pids), socket, pids)
+	}
+	started := clients[0].startPersistent(t)
+	if si, ok := clients[1].sessionInfo(started.Session); !ok || !si.Persist {
+		t.Errorf("the other client does not list bottle %s: %+v", started.Session, si)
+	}
+	clients[1].call(rpc.MethodClose, rpc.CloseParams{Session: started.Session}, nil)
 	assertGone(t, started.Session)
 }
 
