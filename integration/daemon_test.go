@@ -621,7 +621,9 @@ func TestDaemonAutoStartsOneForConcurrentClients(t *testing.T) {
 	clients := []*remote{startClient(t, env, "serve", "--remote=auto"), startClient(t, env, "serve", "--remote=auto")}
 	errs := make(chan error, len(clients))
 	for _, c := range clients {
-		go func() { errs <- c.try(rpc.MethodInitialize, rpc.InitializeParams{ClientInfo: &rpc.ClientInfo{Name: "fake editor"}}, &c.init) }()
+		go func() {
+			errs <- c.try(rpc.MethodInitialize, rpc.InitializeParams{ClientInfo: &rpc.ClientInfo{Name: "fake editor"}}, &c.init)
+		}()
 	}
 	for range clients {
 		if err := <-errs; err != nil {
