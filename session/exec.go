@@ -503,6 +503,9 @@ func (e *Exec) kill() <-chan struct{} {
 	e.mu.Lock()
 	already := e.killed || !e.running
 	e.killed = true
+	// A sender waiting for an ack would wait for ever: what it was not
+	// sent is dropped now, and the exit goes at once (see send).
+	e.wakeSubs()
 	e.mu.Unlock()
 	if already {
 		close(done)

@@ -331,8 +331,9 @@ func attach(t *testing.T, s *session.Session, w session.Watcher) {
 // lost or repeated; replay and live output never share a chunk.
 func TestReplayThenLiveIsByteExact(t *testing.T) {
 	const (
-		total   = 200_000
-		pauseAt = 50_000
+		total     = 200_000
+		pauseAt   = 50_000
+		chunkSize = 1000
 	)
 	tests := []struct {
 		name       string
@@ -344,7 +345,7 @@ func TestReplayThenLiveIsByteExact(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, be := newCountRegistry(t, session.Options{Window: 2048, Chunk: 1000, Scrollback: tt.scrollback})
+			r, be := newCountRegistry(t, session.Options{Window: 2048, Chunk: chunkSize, Scrollback: tt.scrollback})
 			var first *watcher
 			var s *session.Session
 			if tt.first {
@@ -372,14 +373,35 @@ func TestReplayThenLiveIsByteExact(t *testing.T) {
 			if !bytes.Equal(got, stream(from, total)) {
 				t.Fatalf("the second watcher got %d bytes that are not the stream's last ones", len(got))
 			}
+			// A read the process was given room for before the watcher
+			// came may still overwrite the scrollback's oldest chunk: the
+			// replay then starts one chunk later, its first chunk flagged
+			// Resync (the client resets a terminal it has not written to).
+			chunks := second.chunksOf(e.ID())
 			if tt.scrollback < pauseAt {
-				if replayed != tt.scrollback {
-					t.Errorf("replayed %d bytes, want the full scrollback's %d", replayed, tt.scrollback)
+				if replayed > tt.scrollback || replayed < tt.scrollback-chunkSize {
+					t.Errorf("replayed %d bytes, want the scrollback's %d, less at most one chunk", replayed, tt.scrollback)
+				}
+				if len(chunks) > 0 && chunks[0].flags.Resync && replayed == tt.scrollback {
+					t.Errorf("a full replay's first chunk is flagged Resync")
+				}
+				if len(chunks) > 0 {
+					chunks[0].flags.Resync = false
 				}
 			} else if from != 0 || replayed < pauseAt {
 				t.Errorf("replayed %d bytes from byte %d, want all the output so far (at least %d) from byte 0", replayed, from, pauseAt)
 			}
-			checkFlags(t, second, e.ID())
+			live := false
+			for i, c := range chunks {
+				if c.flags.Resync {
+					t.Errorf("chunk %d flagged Resync", i)
+				}
+				if !c.flags.Replay {
+					live = true
+				} else if live {
+					t.Errorf("chunk %d flagged Replay after a live chunk", i)
+				}
+			}
 			if exits := second.exitsOf(e.ID()); !slices.Equal(exits, []int{0}) {
 				t.Errorf("exits = %v, want [0]", exits)
 			}
@@ -824,6 +846,42 @@ func TestAskGoesToTheLatestWatcherThatCanAsk(t *testing.T) {
 				if n != tt.asked[i] {
 					t.Errorf("%s was asked %d times, want %d", w, n, tt.asked[i])
 				}
+			}
+		})
+	}
+}
+
+// A watcher that stopped acking an exec that then ended holds up neither
+// a kill nor the session's close: it is sent the exit at once, without
+// the output it did not take.
+func TestAStalledWatcherOfAnEndedExecGetsTheExitOnKillOrClose(t *testing.T) {
+	const window = 1000
+	tests := []struct {
+		name string
+		end  func(ctx context.Context, s *session.Session, e *session.Exec) error
+	}{
+		{"Kill", func(_ context.Context, _ *session.Session, e *session.Exec) error { e.Kill(); return nil }},
+		{"Close", func(ctx context.Context, s *session.Session, _ *session.Exec) error { return s.Close(ctx) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _ := newCountRegistry(t, session.Options{Window: window, Chunk: 100, Scrollback: 3000})
+			acking := newWatcher("acking", r, true)
+			stalled := newWatcher("stalled", r, false)
+			s := startWith(t, r, acking)
+			attach(t, s, stalled)
+			e := execArgv(t, s, "count", "50000")
+			acking.waitExit(t, e.ID())
+			stalled.waitOutput(t, e.ID(), window)
+
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			defer cancel()
+			if err := tt.end(ctx, s, e); err != nil {
+				t.Fatalf("%s: %v", tt.name, err)
+			}
+			stalled.waitExit(t, e.ID())
+			if got, _ := stalled.output(e.ID()); len(got) != window {
+				t.Errorf("the stalled watcher got %d bytes, want its window of %d", len(got), window)
 			}
 		})
 	}
