@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints every performance figure of the project, each next to a baseline
-# measured in the same run (see BENCHMARKS.md). Takes about 12 minutes.
+# measured in the same run (see BENCHMARKS.md). Takes about 15 minutes.
 #   ROUNDS=N   iterations per benchmark (default 5)
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
