@@ -292,8 +292,9 @@ func (e *Exec) waitCredit() int64 {
 }
 
 // send delivers the output to one watcher within its window, then the
-// exit. After a kill or a close the output not yet sent is dropped, as
-// the pump stops reading then too, and the exit goes at once.
+// exit. After a kill or a close the watcher is still sent what its window
+// has room for (the process wrote it), the rest is dropped, as the pump
+// stops reading then too, and the exit follows at once.
 func (e *Exec) send(sb *sub) {
 	buf := make([]byte, e.chunk)
 	for {
@@ -307,7 +308,7 @@ func (e *Exec) send(sb *sub) {
 		}
 		ended := !e.running
 		cut := ended && (e.killed || e.s.life.Err() != nil)
-		if !cut && sb.pos < e.scroll.end && sb.inflight < e.window {
+		if sb.pos < e.scroll.end && sb.inflight < e.window {
 			n := min(int64(len(buf)), e.window-sb.inflight, e.scroll.end-sb.pos)
 			if sb.pos < sb.replayEnd {
 				n = min(n, sb.replayEnd-sb.pos) // a chunk is replay or live, not both

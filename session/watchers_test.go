@@ -886,3 +886,33 @@ func TestAStalledWatcherOfAnEndedExecGetsTheExitOnKillOrClose(t *testing.T) {
 		})
 	}
 }
+
+// gatedWatcher holds its first Output call until its gate is closed.
+type gatedWatcher struct {
+	*watcher
+	gate chan struct{}
+	once sync.Once
+}
+
+func (g *gatedWatcher) Output(exec string, data []byte, f session.OutputFlags) {
+	g.once.Do(func() { <-g.gate })
+	g.watcher.Output(exec, data, f)
+}
+
+// Output the process wrote before a kill, within the watcher's window,
+// still reaches the watcher before the exit, as when the output went
+// straight from the process to the client.
+func TestOutputReadBeforeAKillIsSent(t *testing.T) {
+	r, _ := newCountRegistry(t, session.Options{Window: 10_000, Chunk: 1000, Scrollback: 20_000})
+	w := &gatedWatcher{watcher: newWatcher("slow", r, false), gate: make(chan struct{})}
+	s := startWith(t, r, w)
+	e := execArgv(t, s, "count", "-1")
+	testwait.Until(t, "a window of output", waitTimeout, func() bool { return e.Snapshot(nil).Output == 10_000 })
+	e.Kill()
+	<-e.Done()
+	close(w.gate)
+	w.waitExit(t, e.ID())
+	if got, _ := w.output(e.ID()); !bytes.Equal(got, stream(0, 10_000)) {
+		t.Errorf("the watcher got %d bytes before the exit, want all %d the process wrote", len(got), 10_000)
+	}
+}
