@@ -64,6 +64,7 @@ type Exec struct {
 	running   bool
 	code      int
 	exitErr   error
+	exited    bool // the backend reported the process's exit code
 	input     []pendingInput
 	inputEOF  bool
 	resizeSeq uint64 // resizes asked for
@@ -237,6 +238,7 @@ func (e *Exec) pump() {
 
 	e.mu.Lock()
 	e.running = false
+	e.exited = err == nil
 	e.code = code
 	e.exitErr = err
 	e.input = nil
@@ -502,7 +504,9 @@ func (e *Exec) Kill() { e.kill() }
 func (e *Exec) kill() <-chan struct{} {
 	done := make(chan struct{})
 	e.mu.Lock()
-	already := e.killed || !e.running
+	// A pump that ended because the session's life did knows no exit
+	// code: the process may still run in the bottle, and is killed.
+	already := e.killed || e.exited
 	e.killed = true
 	// A sender waiting for an ack would wait for ever: what it was not
 	// sent is dropped now, and the exit goes at once (see send).

@@ -25,6 +25,13 @@ func (r *ring) write(p []byte) {
 	for len(p) > 0 {
 		if len(r.buf) < r.max {
 			n := min(len(p), r.max-len(r.buf))
+			if len(r.buf)+n > cap(r.buf) {
+				// Double up to the capacity, never past it: append's own
+				// growth would leave a full ring with a larger array.
+				grown := make([]byte, len(r.buf), min(r.max, max(2*cap(r.buf), len(r.buf)+n, 4<<10)))
+				copy(grown, r.buf)
+				r.buf = grown
+			}
 			r.buf = append(r.buf, p[:n]...)
 			r.end += int64(n)
 			p = p[n:]

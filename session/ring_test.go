@@ -66,3 +66,15 @@ func TestRingReadsAnyRangeOfWhatItKeeps(t *testing.T) {
 		}
 	}
 }
+
+func TestAFullRingHoldsNoMoreThanItsCapacity(t *testing.T) {
+	const capacity = 1 << 20
+	r := newRing(capacity)
+	chunk := make([]byte, 16<<10)
+	for range 2 * capacity / len(chunk) {
+		r.write(chunk)
+	}
+	if cap(r.buf) != capacity {
+		t.Fatalf("a full ring of %d bytes holds an array of %d", capacity, cap(r.buf))
+	}
+}

@@ -299,12 +299,12 @@ func (s *Session) Exec(ctx context.Context, spec backend.ExecSpec, ready func(*E
 	s.nextExec++
 	e := newExec(s, fmt.Sprintf("%s-%d", s.id, s.nextExec), spec, p, cancel)
 	s.execs = append(s.execs, e)
-	ws := slices.Clone(s.watchers)
-	s.mu.Unlock()
-
-	for _, w := range ws {
+	// Under s.mu, so that a watcher detaching now is either subscribed
+	// here and unsubscribed by Detach, or not subscribed at all.
+	for _, w := range s.watchers {
 		e.Subscribe(w, false)
 	}
+	s.mu.Unlock()
 	s.r.addExec(e)
 	s.execEnded()
 	ready(e)
