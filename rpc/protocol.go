@@ -35,6 +35,9 @@ const (
 	MethodDisallow      = "bottle/disallow" // request
 	MethodAttach        = "bottle/attach"   // request
 	MethodDetach        = "bottle/detach"   // request
+	MethodCpOut         = "bottle/cpOut"    // request
+	MethodChanges       = "bottle/changes"  // request
+	MethodFetch         = "bottle/fetch"    // request
 )
 
 // Requests the server sends to a client that declared it can answer them.
@@ -394,10 +397,118 @@ type CpResult struct {
 	Bytes int64 `json:"bytes"`
 }
 
+// CpOutParams are the params of bottle/cpOut.
+type CpOutParams struct {
+	// the session
+	Session string `json:"session"`
+	// absolute path of a file or folder in the bottle, as the agent sees it
+	ContainerPath string `json:"containerPath"`
+	// absolute host path the file or folder becomes (not the folder it goes
+	// into); its parent must exist
+	HostPath string `json:"hostPath"`
+	// replace an existing hostPath (a folder is merged into); without it an
+	// existing hostPath is error -32602
+	Overwrite bool `json:"overwrite,omitempty"`
+	// the most bytes of file content copied (default 1073741824, 1 GiB):
+	// beyond it the copy stops, what was written is removed, and the error
+	// says so
+	MaxBytes int64 `json:"maxBytes,omitempty"`
+}
+
+// CpOutResult is the result of bottle/cpOut.
+type CpOutResult struct {
+	// the number of file bytes written on the host
+	Bytes int64 `json:"bytes"`
+}
+
+// ChangesParams are the params of bottle/changes.
+type ChangesParams struct {
+	// the session; it must have been started with `copyGit`
+	Session string `json:"session"`
+	// also return the unified diff of base against the workspace
+	Diff bool `json:"diff,omitempty"`
+}
+
+// ChangesResult is the result of bottle/changes.
+type ChangesResult struct {
+	// the commit the bottle was given at start
+	Base string `json:"base"`
+	// the workspace's HEAD commit now
+	Head string `json:"head"`
+	// the commits on top of base, oldest first
+	Commits []CommitInfo `json:"commits"`
+	// every file that differs from base: committed, uncommitted or untracked
+	Files []FileChange `json:"files"`
+	// the unified diff of base against the workspace (untracked files
+	// included), when asked for
+	Diff string `json:"diff,omitempty"`
+	// the diff was cut at its size limit (1 MiB)
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// CommitInfo is one commit the agent made.
+type CommitInfo struct {
+	// its full hash
+	ID string `json:"id"`
+	// its subject line
+	Subject string `json:"subject"`
+}
+
+// FileChange is one file the agent changed.
+type FileChange struct {
+	// the path in the repository
+	Path string `json:"path"`
+	// how it changed
+	Status string `json:"status" enum:"added,modified,deleted,renamed,untracked"`
+	// the path before a rename
+	OldPath string `json:"oldPath,omitempty"`
+}
+
+// FetchParams are the params of bottle/fetch.
+type FetchParams struct {
+	// the session; it must have been started with `copyGit` and `cwd`
+	Session string `json:"session"`
+	// the branch made in the host repository at `cwd` (default
+	// `bottle/AGENT/SESSION`)
+	Branch string `json:"branch,omitempty"`
+	// add one commit on top holding the uncommitted and untracked work
+	// (default true)
+	IncludeUncommitted *bool `json:"includeUncommitted,omitempty"`
+}
+
+// FetchResult is the result of bottle/fetch.
+type FetchResult struct {
+	// the branch made or updated; empty when there was nothing to fetch
+	Branch string `json:"branch"`
+	// the commit the branch points at
+	Head string `json:"head"`
+	// the commit the bottle was given at start
+	Base string `json:"base"`
+	// how many commits the branch has on top of base
+	Commits int `json:"commits"`
+	// whether its last commit holds the uncommitted and untracked work
+	Uncommitted bool `json:"uncommitted"`
+}
+
 // CloseParams are the params of bottle/close.
 type CloseParams struct {
 	// the session
 	Session string `json:"session"`
+}
+
+// CloseResult is the result of bottle/close.
+type CloseResult struct {
+	// work the bottle had that bottle/fetch had not brought home when it
+	// closed; absent when there was none or the session had no git
+	Unfetched *Unfetched `json:"unfetched,omitempty"`
+}
+
+// Unfetched counts the work a closed bottle took with it.
+type Unfetched struct {
+	// commits on top of base not fetched
+	Commits int `json:"commits"`
+	// files changed and not fetched
+	Files int `json:"files"`
 }
 
 // ListParams are the params of bottle/list: none.

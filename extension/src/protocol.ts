@@ -18,6 +18,9 @@ export const Method = {
   ack: 'bottle/ack',
   kill: 'bottle/kill',
   cp: 'bottle/cp',
+  cpOut: 'bottle/cpOut',
+  changes: 'bottle/changes',
+  fetch: 'bottle/fetch',
   close: 'bottle/close',
   list: 'bottle/list',
   allow: 'bottle/allow',
@@ -43,7 +46,10 @@ export interface Requests {
   'bottle/exec': { params: ExecParams; result: ExecResult };
   'bottle/kill': { params: KillParams; result: Record<string, never> };
   'bottle/cp': { params: CpParams; result: CpResult };
-  'bottle/close': { params: CloseParams; result: Record<string, never> };
+  'bottle/cpOut': { params: CpOutParams; result: CpOutResult };
+  'bottle/changes': { params: ChangesParams; result: ChangesResult };
+  'bottle/fetch': { params: FetchParams; result: FetchResult };
+  'bottle/close': { params: CloseParams; result: CloseResult };
   'bottle/list': { params: ListParams; result: ListResult };
   'bottle/allow': { params: AllowParams; result: AllowlistResult };
   'bottle/disallow': { params: DisallowParams; result: AllowlistResult };
@@ -324,10 +330,110 @@ export interface CpResult {
   bytes: number;
 }
 
+/** CpOutParams are the params of bottle/cpOut. */
+export interface CpOutParams {
+  /** the session */
+  session: string;
+  /** absolute path of a file or folder in the bottle, as the agent sees it */
+  containerPath: string;
+  /** absolute host path the file or folder becomes (not the folder it goes into); its parent must exist */
+  hostPath: string;
+  /** replace an existing hostPath (a folder is merged into); without it an existing hostPath is error -32602 */
+  overwrite?: boolean;
+  /** the most bytes of file content copied (default 1073741824, 1 GiB): beyond it the copy stops, what was written is removed, and the error says so */
+  maxBytes?: number;
+}
+
+/** CpOutResult is the result of bottle/cpOut. */
+export interface CpOutResult {
+  /** the number of file bytes written on the host */
+  bytes: number;
+}
+
+/** ChangesParams are the params of bottle/changes. */
+export interface ChangesParams {
+  /** the session; it must have been started with `copyGit` */
+  session: string;
+  /** also return the unified diff of base against the workspace */
+  diff?: boolean;
+}
+
+/** ChangesResult is the result of bottle/changes. */
+export interface ChangesResult {
+  /** the commit the bottle was given at start */
+  base: string;
+  /** the workspace's HEAD commit now */
+  head: string;
+  /** the commits on top of base, oldest first */
+  commits: CommitInfo[];
+  /** every file that differs from base: committed, uncommitted or untracked */
+  files: FileChange[];
+  /** the unified diff of base against the workspace (untracked files included), when asked for */
+  diff?: string;
+  /** the diff was cut at its size limit (1 MiB) */
+  truncated?: boolean;
+}
+
+/** CommitInfo is one commit the agent made. */
+export interface CommitInfo {
+  /** its full hash */
+  id: string;
+  /** its subject line */
+  subject: string;
+}
+
+/** FileChange is one file the agent changed. */
+export interface FileChange {
+  /** the path in the repository */
+  path: string;
+  /** how it changed */
+  status: 'added' | 'modified' | 'deleted' | 'renamed' | 'untracked';
+  /** the path before a rename */
+  oldPath?: string;
+}
+
+/** FetchParams are the params of bottle/fetch. */
+export interface FetchParams {
+  /** the session; it must have been started with `copyGit` and `cwd` */
+  session: string;
+  /** the branch made in the host repository at `cwd` (default `bottle/AGENT/SESSION`) */
+  branch?: string;
+  /** add one commit on top holding the uncommitted and untracked work (default true) */
+  includeUncommitted?: boolean;
+}
+
+/** FetchResult is the result of bottle/fetch. */
+export interface FetchResult {
+  /** the branch made or updated; empty when there was nothing to fetch */
+  branch: string;
+  /** the commit the branch points at */
+  head: string;
+  /** the commit the bottle was given at start */
+  base: string;
+  /** how many commits the branch has on top of base */
+  commits: number;
+  /** whether its last commit holds the uncommitted and untracked work */
+  uncommitted: boolean;
+}
+
 /** CloseParams are the params of bottle/close. */
 export interface CloseParams {
   /** the session */
   session: string;
+}
+
+/** CloseResult is the result of bottle/close. */
+export interface CloseResult {
+  /** work the bottle had that bottle/fetch had not brought home when it closed; absent when there was none or the session had no git */
+  unfetched?: Unfetched;
+}
+
+/** Unfetched counts the work a closed bottle took with it. */
+export interface Unfetched {
+  /** commits on top of base not fetched */
+  commits: number;
+  /** files changed and not fetched */
+  files: number;
 }
 
 /** ListParams are the params of bottle/list: none. */
