@@ -1,11 +1,9 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -126,40 +124,10 @@ func newClient(t testing.TB, d *daemonProc) *remote {
 // behind a fake editor, as startServer does for plain serve.
 func startClient(t testing.TB, env []string, args ...string) *remote {
 	t.Helper()
-	cmd := serverCmd(args, env...)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &editor{t: t, cmd: cmd, stdin: stdin, stderr: &lockedbuf.Buffer{}, waited: make(chan struct{}),
-		outputs: map[string]*bytes.Buffer{}, exits: map[string]rpc.ExitParams{}, noAck: map[string]bool{}, changed: make(chan struct{}), autoAck: true}
-	c := &remote{editor: e}
-	cmd.Stderr = e.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { e.exit = cmd.Wait(); close(e.waited) }()
-	e.conn = jsonrpc2.NewConn(jsonrpc2.NewStream(struct {
-		io.Reader
-		io.WriteCloser
-	}{stdout, stdin}))
-	e.conn.Go(context.Background(), c.handle)
-	t.Cleanup(func() {
-		e.conn.Close()
-		stdin.Close()
-		select {
-		case <-e.waited:
-		case <-time.After(2 * time.Minute):
-			cmd.Process.Kill()
-			t.Errorf("bottle-rpc %s did not exit within 2 minutes of its input closing", strings.Join(args, " "))
-		}
-		if t.Failed() {
-			t.Logf("bottle-rpc %s stderr:\n%s", strings.Join(args, " "), e.stderr.String())
-		}
+	var c *remote
+	launch(t, args, env, func(e *editor) jsonrpc2.Handler {
+		c = &remote{editor: e}
+		return c.handle
 	})
 	return c
 }

@@ -140,7 +140,15 @@ func serverCmd(args []string, extraEnv ...string) *exec.Cmd {
 // startServer runs bottle-rpc without initializing it.
 func startServer(t testing.TB, extraEnv ...string) *editor {
 	t.Helper()
-	cmd := serverCmd([]string{"serve"}, extraEnv...)
+	return launch(t, []string{"serve"}, extraEnv, func(e *editor) jsonrpc2.Handler { return e.handle })
+}
+
+// launch runs bottle-rpc with args (and env added to the test's) behind a
+// fake editor whose messages handler serves; it is stopped, its input
+// closed, when the test ends.
+func launch(t testing.TB, args, env []string, handler func(*editor) jsonrpc2.Handler) *editor {
+	t.Helper()
+	cmd := serverCmd(args, env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -160,7 +168,8 @@ func startServer(t testing.TB, extraEnv ...string) *editor {
 		io.Reader
 		io.WriteCloser
 	}{stdout, stdin}))
-	e.conn.Go(context.Background(), e.handle)
+	e.conn.Go(context.Background(), handler(e))
+	name := strings.Join(args, " ")
 	t.Cleanup(func() {
 		e.conn.Close()
 		stdin.Close()
@@ -168,10 +177,10 @@ func startServer(t testing.TB, extraEnv ...string) *editor {
 		case <-e.waited:
 		case <-time.After(2 * time.Minute):
 			cmd.Process.Kill()
-			t.Errorf("bottle-rpc did not exit within 2 minutes of its input closing")
+			t.Errorf("bottle-rpc %s did not exit within 2 minutes of its input closing", name)
 		}
 		if t.Failed() {
-			t.Logf("bottle-rpc stderr:\n%s", e.stderr.String())
+			t.Logf("bottle-rpc %s stderr:\n%s", name, e.stderr.String())
 		}
 	})
 	return e

@@ -11,7 +11,6 @@ import (
 
 	"github.com/bottle-dev/bottle/auditlog"
 	"github.com/bottle-dev/bottle/daemon"
-	"github.com/bottle-dev/bottle/dockerbottle"
 	"github.com/bottle-dev/bottle/rpc"
 )
 
@@ -45,18 +44,13 @@ func runDaemon(ctx context.Context, args []string) int {
 		return fail("daemon: %v", err)
 	}
 	defer ln.Close()
-	eng, err := dockerbottle.New(ctx, dockerbottle.Options{SubnetPool: os.Getenv("BOTTLE_SUBNET_POOL")})
+	// The lock is held, so no other daemon runs: the bottles whose server
+	// is gone, which openEngine removes, include a killed daemon's.
+	eng, err := openEngine(ctx)
 	if err != nil {
 		return fail("daemon: %v", err)
 	}
 	defer eng.Close()
-	// The lock is held, so no other daemon runs: bottles whose server is
-	// gone include a killed daemon's.
-	if reaped, err := eng.GC(ctx, false); err != nil {
-		slog.Warn("removing orphaned bottles", "err", err)
-	} else if len(reaped) > 0 {
-		slog.Info("removed orphaned bottle resources", "count", len(reaped))
-	}
 	srv := rpc.NewServer(eng, rpc.Options{Version: version, Window: *window, Scrollback: *scrollback, Logger: slog.Default(), AuditDir: auditlog.DefaultDir()})
 	slog.Info("daemon listening", "socket", *socket, "pid", os.Getpid(), "idle", *idle)
 	if err := daemon.Serve(ctx, ln, srv, *idle); err != nil {

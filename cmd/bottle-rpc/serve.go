@@ -33,21 +33,31 @@ func serve(ctx context.Context, args []string) int {
 		}
 		return forward(ctx, *remote)
 	}
-	eng, err := dockerbottle.New(ctx, dockerbottle.Options{SubnetPool: os.Getenv("BOTTLE_SUBNET_POOL")})
+	eng, err := openEngine(ctx)
 	if err != nil {
 		return fail("serve: %v", err)
 	}
 	defer eng.Close()
-	if reaped, err := eng.GC(ctx, false); err != nil {
-		slog.Warn("removing orphaned bottles", "err", err)
-	} else if len(reaped) > 0 {
-		slog.Info("removed orphaned bottle resources", "count", len(reaped))
-	}
 	srv := rpc.NewServer(eng, rpc.Options{Version: version, Window: *window, Logger: slog.Default(), AuditDir: auditlog.DefaultDir()})
 	if err := srv.Serve(ctx, os.Stdin, os.Stdout); err != nil {
 		slog.Error("serving", "err", err)
 	}
 	return srv.ExitCode()
+}
+
+// openEngine connects to the engine and removes the bottles whose server
+// is gone, as a server does when it starts.
+func openEngine(ctx context.Context) (*dockerbottle.Engine, error) {
+	eng, err := dockerbottle.New(ctx, dockerbottle.Options{SubnetPool: os.Getenv("BOTTLE_SUBNET_POOL")})
+	if err != nil {
+		return nil, err
+	}
+	if reaped, err := eng.GC(ctx, false); err != nil {
+		slog.Warn("removing orphaned bottles", "err", err)
+	} else if len(reaped) > 0 {
+		slog.Info("removed orphaned bottle resources", "count", len(reaped))
+	}
+	return eng, nil
 }
 
 // forward connects stdio to the daemon on remote ("auto": the default
