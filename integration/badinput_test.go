@@ -23,9 +23,12 @@ type rawClient struct {
 	out *bufio.Reader
 }
 
-func startRaw(t testing.TB) *rawClient {
+func startRaw(t testing.TB, args ...string) *rawClient {
 	t.Helper()
-	cmd := serverCmd([]string{"serve"})
+	if len(args) == 0 {
+		args = []string{"serve"}
+	}
+	cmd := serverCmd(args)
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
 	stderr := &lockedbuf.Buffer{}
@@ -41,7 +44,7 @@ func startRaw(t testing.TB) *rawClient {
 		case <-done:
 		case <-time.After(time.Minute):
 			cmd.Process.Kill()
-			t.Error("bottle-rpc did not exit after its input closed")
+			t.Errorf("bottle-rpc %s did not exit after its input closed", strings.Join(args, " "))
 		}
 		if t.Failed() {
 			t.Logf("stderr:\n%s", stderr.String())

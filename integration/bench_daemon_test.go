@@ -1,15 +1,12 @@
 package integration
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/bottle-dev/bottle/rpc"
-
-	"github.com/bottle-dev/bottle/internal/lockedbuf"
 )
 
 // The daemon's benchmarks set what a client gets through `serve
@@ -18,34 +15,6 @@ import (
 // runtime, so they run under runc only.
 //
 //	go test -run '^$' -bench Daemon -benchtime 5x ./integration/
-
-// startRawRemote is startRaw on a forwarder to d.
-func startRawRemote(b *testing.B, d *daemonProc) *rawClient {
-	b.Helper()
-	cmd := serverCmd([]string{"serve", "--remote=" + d.socket})
-	in, _ := cmd.StdinPipe()
-	out, _ := cmd.StdoutPipe()
-	stderr := &lockedbuf.Buffer{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		in.Close()
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(time.Minute):
-			cmd.Process.Kill()
-			b.Error("the forwarder did not exit after its input closed")
-		}
-		if b.Failed() {
-			b.Logf("forwarder stderr:\n%s", stderr.String())
-		}
-	})
-	return &rawClient{t: b, in: in, out: bufio.NewReader(out)}
-}
 
 // initStart initializes a raw client and starts a bottle of the sh agent
 // under runc (persistent or not); it returns the bottle and the
@@ -73,7 +42,7 @@ func (c *rawClient) initStart(b *testing.B, persist bool) (rpc.StartResult, rpc.
 // server, alternating, each to a lean client.
 func BenchmarkDaemonPtyThroughput(b *testing.B) {
 	d := startDaemon(b)
-	local, remote := startRaw(b), startRawRemote(b, d)
+	local, remote := startRaw(b), startRaw(b, "serve", "--remote="+d.socket)
 	localStarted, _ := local.initStart(b, false)
 	remoteStarted, _ := remote.initStart(b, false)
 	var ours, theirs []time.Duration
@@ -174,7 +143,7 @@ func (c *rawClient) read(b *testing.B) frameOf {
 // through the same forwarder, from its first byte to its last.
 func BenchmarkDaemonAttachReplay(b *testing.B) {
 	d := startDaemon(b)
-	c := startRawRemote(b, d)
+	c := startRaw(b, "serve", "--remote="+d.socket)
 	started, init := c.initStart(b, true)
 	scrollback := init.Capabilities.Scrollback
 	// Twice the scrollback, then quiet: the exec runs on with a full one.

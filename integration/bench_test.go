@@ -113,21 +113,7 @@ func BenchmarkEchoLatency(b *testing.B) {
 			started := e.start(rpc.StartParams{Agent: "sh", Manifest: writeManifest(b, rt)})
 			var ours, raw []time.Duration
 			for range b.N {
-				var res rpc.ExecResult
-				tty := true
-				if err := e.try(rpc.MethodExec, rpc.ExecParams{Session: started.Session, Argv: []string{"cat"}, Tty: &tty}, &res); err != nil {
-					b.Fatal(err)
-				}
-				for i := range keys {
-					c := string(rune('a' + i%26))
-					before := len(e.output(res.Exec))
-					t0 := time.Now()
-					e.input(res.Exec, c)
-					e.waitUntil("echo", time.Minute, func() bool { return e.outputs[res.Exec] != nil && e.outputs[res.Exec].Len() > before })
-					ours = append(ours, time.Since(t0))
-				}
-				//lint:ignore S1016 a request built from a result whose fields match it by chance
-				e.try(rpc.MethodKill, rpc.KillParams{Exec: res.Exec}, nil)
+				ours = append(ours, echoRound(b, e, started.Session, keys)...)
 
 				raw = append(raw, rawEcho(b, started.ContainerID, keys)...)
 			}
