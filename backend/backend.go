@@ -95,6 +95,9 @@ type Bottle interface {
 	// A destination the agent user cannot write is a FieldError; only
 	// ErrBottleGone and ErrEngineUnavailable say the bottle itself is lost.
 	CopyIn(ctx context.Context, hostPath, containerPath string) (int64, error)
+	// Run runs argv in the bottle as the agent user, in the workspace, without a terminal: stdin from in (nil: none),
+	// stdout to out; it returns the exit code and the first 4 KiB of stderr. ctx cancels it (the process is killed).
+	Run(ctx context.Context, argv []string, in io.Reader, out io.Writer) (code int, stderr string, err error)
 	// SetPolicy replaces the egress proxy's allowlist and blocklist (entries
 	// in the manifest's canonical form) for new connections; tunnels open
 	// stay open. client says who asked, for the audit record the proxy

@@ -57,43 +57,24 @@ func (bt *Bottle) Exec(ctx context.Context, spec backend.ExecSpec) (backend.Proc
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("%w: agent %s has no command; give argv", backend.ErrInvalid, bt.agent.Name)
 	}
-	e := bt.engine
-	// The engine cannot signal an exec, and the pid it reports lives in
-	// another pid namespace; a wrapper records the in-container pid so
-	// that Kill can end the process group from inside.
-	pidFile := "/tmp/.bottle-exec-" + randomID(6) + ".pid"
-	script := `echo $$ >"$0" && exec "$@"`
+	// The engine's resize right after the start is sometimes lost
+	// (moby#35407; this engine answers "cannot resize a stopped
+	// container" now and then), and a full-screen agent would draw its
+	// first screen at 0x0. So the wrapper sets the size too, but only
+	// one nobody set yet: a resize the client sent meanwhile stands.
+	prelude := ""
 	if spec.Tty && spec.Cols > 0 && spec.Rows > 0 {
-		// The engine's resize right after the start is sometimes lost
-		// (moby#35407; this engine answers "cannot resize a stopped
-		// container" now and then), and a full-screen agent would draw its
-		// first screen at 0x0. So the wrapper sets the size too, but only
-		// one nobody set yet: a resize the client sent meanwhile stands.
-		script = fmt.Sprintf(`[ "$(stty size 2>/dev/null)" != "0 0" ] || stty rows %d cols %d 2>/dev/null; %s`, spec.Rows, spec.Cols, script)
+		prelude = fmt.Sprintf(`[ "$(stty size 2>/dev/null)" != "0 0" ] || stty rows %d cols %d 2>/dev/null; `, spec.Rows, spec.Cols)
 	}
-	wrapped := append([]string{"/bin/sh", "-c", script, pidFile}, argv...)
-	created, err := e.cli.ContainerExecCreate(ctx, bt.agentID, container.ExecOptions{
-		User:         agentUser,
-		Tty:          spec.Tty,
-		AttachStdin:  true,
-		AttachStdout: true,
-		AttachStderr: true,
-		Env:          bt.execEnv(extra),
-		WorkingDir:   workspaceDir,
-		Cmd:          wrapped,
-	})
+	p, err := bt.startExec(ctx, argv, bt.execEnv(extra), spec.Tty, prelude)
 	if err != nil {
-		return nil, fmt.Errorf("creating exec %q: %w", argv[0], bt.lost(ctx, err))
+		return nil, err
 	}
-	hj, err := e.cli.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{Tty: spec.Tty})
-	if err != nil {
-		return nil, fmt.Errorf("starting exec %q: %w", argv[0], bt.lost(ctx, err))
-	}
-	p := &process{bottle: bt, id: created.ID, argv: argv, pidFile: pidFile, hj: hj, out: hj.Reader}
+	e := bt.engine
 	if !spec.Tty {
 		// Without a TTY the engine multiplexes stdout and stderr; a
 		// Process has one output stream.
-		p.out = demux(hj.Reader)
+		p.out = demux(p.hj.Reader)
 	}
 	// The engine of API 1.41 cannot size an exec at creation, so it is
 	// sized at once (for images without stty); a process that already
@@ -104,6 +85,37 @@ func (bt *Bottle) Exec(ctx context.Context, spec backend.ExecSpec) (backend.Proc
 		}
 	}
 	return p, nil
+}
+
+// startExec creates and attaches an exec of argv as the agent user in the
+// workspace, with env; prelude is shell run before argv. The engine
+// cannot signal an exec, and the pid it reports lives in another pid
+// namespace; a wrapper records the in-container pid so that Kill can end
+// the process group from inside. The process's output is the engine's
+// stream as it comes: multiplexed unless tty.
+func (bt *Bottle) startExec(ctx context.Context, argv, env []string, tty bool, prelude string) (*process, error) {
+	e := bt.engine
+	pidFile := "/tmp/.bottle-exec-" + randomID(6) + ".pid"
+	script := prelude + `echo $$ >"$0" && exec "$@"`
+	wrapped := append([]string{"/bin/sh", "-c", script, pidFile}, argv...)
+	created, err := e.cli.ContainerExecCreate(ctx, bt.agentID, container.ExecOptions{
+		User:         agentUser,
+		Tty:          tty,
+		AttachStdin:  true,
+		AttachStdout: true,
+		AttachStderr: true,
+		Env:          env,
+		WorkingDir:   workspaceDir,
+		Cmd:          wrapped,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating exec %q: %w", argv[0], bt.lost(ctx, err))
+	}
+	hj, err := e.cli.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{Tty: tty})
+	if err != nil {
+		return nil, fmt.Errorf("starting exec %q: %w", argv[0], bt.lost(ctx, err))
+	}
+	return &process{bottle: bt, id: created.ID, argv: argv, pidFile: pidFile, hj: hj, out: hj.Reader}, nil
 }
 
 type process struct {

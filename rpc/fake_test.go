@@ -1,11 +1,14 @@
 package rpc_test
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	osexec "os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -167,6 +170,25 @@ func (bt *fakeBottle) CopyIn(_ context.Context, hostPath, containerPath string) 
 	})
 	bt.be.record("copied %s to %s", hostPath, containerPath)
 	return n, err
+}
+
+// Run runs argv on the host in the bottle's workspace folder, which a test
+// makes when it needs Run (git, for one); elsewhere it fails to start.
+func (bt *fakeBottle) Run(ctx context.Context, argv []string, in io.Reader, out io.Writer) (int, string, error) {
+	if len(argv) == 0 {
+		return -1, "", fmt.Errorf("%w: argv is empty", backend.ErrInvalid)
+	}
+	var stderr bytes.Buffer
+	cmd := osexec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir, cmd.Stdin, cmd.Stdout, cmd.Stderr = bt.info.Workspace, in, out, &stderr
+	err := cmd.Run()
+	if exit := (*osexec.ExitError)(nil); errors.As(err, &exit) && ctx.Err() == nil {
+		return exit.ExitCode(), stderr.String(), nil
+	}
+	if err != nil {
+		return -1, stderr.String(), err
+	}
+	return 0, stderr.String(), nil
 }
 
 // SetPolicy records the policy line the proxy would get.

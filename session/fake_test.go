@@ -1,10 +1,13 @@
 package session_test
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	osexec "os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -103,6 +106,25 @@ func (bt *fakeBottle) Exec(context.Context, backend.ExecSpec) (backend.Process, 
 }
 
 func (bt *fakeBottle) CopyIn(context.Context, string, string) (int64, error) { return 0, nil }
+
+// Run runs argv on the host in the bottle's workspace folder, which a test
+// makes when it needs Run (git, for one); elsewhere it fails to start.
+func (bt *fakeBottle) Run(ctx context.Context, argv []string, in io.Reader, out io.Writer) (int, string, error) {
+	if len(argv) == 0 {
+		return -1, "", fmt.Errorf("%w: argv is empty", backend.ErrInvalid)
+	}
+	var stderr bytes.Buffer
+	cmd := osexec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir, cmd.Stdin, cmd.Stdout, cmd.Stderr = bt.info.Workspace, in, out, &stderr
+	err := cmd.Run()
+	if exit := (*osexec.ExitError)(nil); errors.As(err, &exit) && ctx.Err() == nil {
+		return exit.ExitCode(), stderr.String(), nil
+	}
+	if err != nil {
+		return -1, stderr.String(), err
+	}
+	return 0, stderr.String(), nil
+}
 
 func (bt *fakeBottle) Close(context.Context) error {
 	bt.mu.Lock()
