@@ -20,11 +20,16 @@ import (
 // bottle-rpc server would, and keeps the methods and params it was sent.
 type fakeServer struct {
 	keepRunning bool // the exec never exits
+	oldServer   bool // it has no bottle/fetch, as a daemon an older bottle-rpc started
+	fetched     rpc.FetchResult
+	fetchErr    *jsonrpc2.Error // bottle/fetch fails with it
+	unfetched   *rpc.Unfetched  // what bottle/close reports
 
 	mu    sync.Mutex
 	calls []string
 	allow []rpc.AllowParams
 	start []rpc.StartParams
+	fetch []rpc.FetchParams
 }
 
 func (s *fakeServer) serve(conn jsonrpc2.Conn) jsonrpc2.Handler {
@@ -34,7 +39,21 @@ func (s *fakeServer) serve(conn jsonrpc2.Conn) jsonrpc2.Handler {
 		s.mu.Unlock()
 		switch req.Method() {
 		case rpc.MethodInitialize:
-			return reply(ctx, rpc.InitializeResult{}, nil)
+			methods := []string{rpc.MethodPlan, rpc.MethodStart, rpc.MethodAllow, rpc.MethodExec, rpc.MethodClose, rpc.MethodFetch}
+			if s.oldServer {
+				methods = methods[:len(methods)-1]
+			}
+			return reply(ctx, rpc.InitializeResult{Capabilities: rpc.ServerCapabilities{Methods: methods}}, nil)
+		case rpc.MethodFetch:
+			var p rpc.FetchParams
+			json.Unmarshal(req.Params(), &p)
+			s.mu.Lock()
+			s.fetch = append(s.fetch, p)
+			s.mu.Unlock()
+			if s.fetchErr != nil {
+				return reply(ctx, nil, s.fetchErr)
+			}
+			return reply(ctx, s.fetched, nil)
 		case rpc.MethodPlan:
 			return reply(ctx, rpc.PlanResult{Agent: "claude", Bottle: "claude", Allow: []string{"api.anthropic.com"}}, nil)
 		case rpc.MethodStart:
@@ -58,7 +77,9 @@ func (s *fakeServer) serve(conn jsonrpc2.Conn) jsonrpc2.Handler {
 				return err
 			}
 			return conn.Notify(ctx, rpc.MethodExecExit, rpc.ExitParams{Exec: "0000abcd-1", Code: 7})
-		case rpc.MethodClose, rpc.MethodShutdown, rpc.MethodDetach:
+		case rpc.MethodClose:
+			return reply(ctx, rpc.CloseResult{Unfetched: s.unfetched}, nil)
+		case rpc.MethodShutdown, rpc.MethodDetach:
 			return reply(ctx, struct{}{}, nil)
 		}
 		if _, ok := req.(*jsonrpc2.Call); ok {

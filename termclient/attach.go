@@ -14,7 +14,7 @@ import (
 func List(ctx context.Context, conn io.ReadWriteCloser) ([]rpc.SessionInfo, error) {
 	c := newClient(ctx, conn, Terminal{Err: io.Discard})
 	defer c.conn.Close()
-	if err := c.initialize(ctx, "bottle-rpc ls"); err != nil {
+	if _, err := c.initialize(ctx, "bottle-rpc ls"); err != nil {
 		return nil, err
 	}
 	defer c.shutdown()
@@ -37,7 +37,7 @@ func (c *client) list(ctx context.Context) ([]rpc.SessionInfo, error) {
 func Attach(ctx context.Context, conn io.ReadWriteCloser, target string, t Terminal) (int, error) {
 	c := newClient(ctx, conn, t)
 	defer c.conn.Close()
-	if err := c.initialize(ctx, "bottle-rpc attach"); err != nil {
+	if _, err := c.initialize(ctx, "bottle-rpc attach"); err != nil {
 		return 1, err
 	}
 	defer c.shutdown()
@@ -92,8 +92,10 @@ func (c *client) closeIfDone(ctx context.Context, session string) {
 		if s.State != "ready" || s.Attached > 1 || len(running(s)) > 0 {
 			return
 		}
-		if c.call(context.WithoutCancel(ctx), rpc.MethodClose, rpc.CloseParams{Session: session}, nil) == nil {
+		var res rpc.CloseResult
+		if c.call(context.WithoutCancel(ctx), rpc.MethodClose, rpc.CloseParams{Session: session}, &res) == nil {
 			fmt.Fprintf(c.term.Err, "bottle %s closed: its last process ended\n", session)
+			c.sayUnfetched(session, res.Unfetched)
 		}
 	}
 }

@@ -32,14 +32,19 @@ type Options struct {
 	Manifest string
 	Cwd      string
 	CopyGit  bool
-	Yes      bool // start without asking
+	// NoFetch leaves the agent's work in the bottle when it exits; without
+	// it a bottle given the folder's .git (CopyGit) has its work fetched
+	// into the repository at Cwd as a branch before it is closed.
+	NoFetch bool
+	Yes     bool // start without asking
 	// Allow adds entries (the manifest's egress.allow syntax) to this
 	// session's allowlist, before the agent runs.
 	Allow []string
 	Argv  []string
 	// Persist starts a bottle that outlives this client: the detach keys
 	// (or the connection's end) leave it running for `bottle-rpc attach`.
-	// It is closed when the agent exits, as without Persist.
+	// It is closed when the agent exits, as without Persist, after the
+	// fetch; a detach fetches nothing.
 	Persist bool
 
 	Terminal
@@ -65,7 +70,8 @@ func Run(ctx context.Context, conn io.ReadWriteCloser, opts Options) (int, error
 	}
 	c := newClient(ctx, conn, opts.Terminal)
 	defer c.conn.Close()
-	if err := c.initialize(ctx, "bottle-rpc run"); err != nil {
+	caps, err := c.initialize(ctx, "bottle-rpc run")
+	if err != nil {
 		return 1, err
 	}
 	defer c.shutdown()
@@ -75,13 +81,14 @@ func Run(ctx context.Context, conn io.ReadWriteCloser, opts Options) (int, error
 		return 1, err
 	}
 	printPlan(opts.Err, &plan, opts.Allow)
+	fetch := opts.fetching() && printFetchPlan(opts.Err, plan.Agent, opts.Cwd, caps.Methods)
 	if !opts.Yes && !confirm(opts.In, opts.Err) {
 		fmt.Fprintln(opts.Err, "not started")
 		return 1, nil
 	}
 
 	var started rpc.StartResult
-	err := c.call(ctx, rpc.MethodStart, rpc.StartParams{
+	err = c.call(ctx, rpc.MethodStart, rpc.StartParams{
 		Agent: opts.Agent, Manifest: opts.Manifest, Cwd: opts.Cwd, CopyGit: opts.CopyGit,
 		WorkDoneToken: json.RawMessage(`"start"`), Persist: opts.Persist,
 	}, &started)
@@ -91,7 +98,7 @@ func Run(ctx context.Context, conn io.ReadWriteCloser, opts Options) (int, error
 	keep := false
 	defer func() {
 		if !keep {
-			c.call(context.WithoutCancel(ctx), rpc.MethodClose, rpc.CloseParams{Session: started.Session}, nil)
+			c.closeSession(ctx, started.Session)
 		}
 	}()
 	if len(opts.Allow) > 0 {
@@ -111,6 +118,11 @@ func Run(ctx context.Context, conn io.ReadWriteCloser, opts Options) (int, error
 		keep = true
 		c.sayDetached(started.Session)
 		return 0, nil
+	}
+	// Only an agent that exited has finished its work; one interrupted is
+	// closed as it is, and close says what it took with it.
+	if fetch && end == exited {
+		c.fetchWork(ctx, started.Session, opts.Cwd)
 	}
 	return code, nil
 }
@@ -134,11 +146,13 @@ func newClient(ctx context.Context, conn io.ReadWriteCloser, t Terminal) *client
 	return c
 }
 
-func (c *client) initialize(ctx context.Context, name string) error {
-	if err := c.call(ctx, rpc.MethodInitialize, rpc.InitializeParams{ClientInfo: &rpc.ClientInfo{Name: name}}, nil); err != nil {
-		return err
+// initialize opens the connection and returns what the server can do.
+func (c *client) initialize(ctx context.Context, name string) (rpc.ServerCapabilities, error) {
+	var res rpc.InitializeResult
+	if err := c.call(ctx, rpc.MethodInitialize, rpc.InitializeParams{ClientInfo: &rpc.ClientInfo{Name: name}}, &res); err != nil {
+		return rpc.ServerCapabilities{}, err
 	}
-	return c.conn.Notify(ctx, rpc.MethodInitialized, struct{}{})
+	return res.Capabilities, c.conn.Notify(ctx, rpc.MethodInitialized, struct{}{})
 }
 
 func (c *client) call(ctx context.Context, method string, params, result any) error {
@@ -146,7 +160,8 @@ func (c *client) call(ctx context.Context, method string, params, result any) er
 	if err != nil {
 		var rpcErr *jsonrpc2.Error
 		if errors.As(err, &rpcErr) {
-			return fmt.Errorf("%s: %s", method, rpcErr.Message)
+			// Wrapped, so that the error's data (its hint) can be read.
+			return fmt.Errorf("%s: %w", method, rpcErr)
 		}
 		return fmt.Errorf("%s: %w", method, err)
 	}

@@ -22,8 +22,9 @@ import (
 func run(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	manifestPath := fs.String("manifest", "", "bottle.yaml (default: ./bottle.yaml if present, else the built-in manifest)")
-	cwd := fs.String("cwd", "", "folder copied into the agent's workspace")
-	copyGit := fs.Bool("git", false, "also copy the folder's .git")
+	cwd := fs.String("cwd", "", "folder copied into the agent's workspace (with --git: default the current folder)")
+	copyGit := fs.Bool("git", false, "also copy the folder's .git; when the agent exits, its commits and uncommitted work are fetched into that repository as branch bottle/AGENT/SESSION (nothing is checked out)")
+	noFetch := fs.Bool("no-fetch", false, "with --git: fetch nothing when the agent exits")
 	yes := fs.Bool("yes", false, "start without asking")
 	var allow entries
 	fs.Var(&allow, "allow", "add an egress.allow `ENTRY` (host, host:port, host:*, *.domain) for this session; repeatable")
@@ -31,7 +32,7 @@ func run(ctx context.Context, args []string) int {
 	keySpec := fs.String("detach-keys", termclient.DefaultDetachKeys, "with --persist: the `KEYS` that detach: ctrl-X or one character, comma-separated")
 	socket := fs.String("socket", daemon.DefaultSocket(), "with --persist: the daemon's `SOCKET`")
 	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: bottle-rpc run AGENT [--manifest F] [--cwd D] [--git] [--yes] [--allow ENTRY]... [--persist [--detach-keys KEYS]] [-- COMMAND...]")
+		fmt.Fprintln(os.Stderr, "usage: bottle-rpc run AGENT [--manifest F] [--cwd D] [--git [--no-fetch]] [--yes] [--allow ENTRY]... [--persist [--detach-keys KEYS]] [-- COMMAND...]")
 		fs.PrintDefaults()
 	}
 	agent := "claude"
@@ -55,6 +56,10 @@ func run(ctx context.Context, args []string) int {
 		}
 		*manifestPath = abs
 	}
+	// The folder whose .git goes in is where the work comes home to.
+	if *copyGit && *cwd == "" {
+		*cwd = "."
+	}
 	if *cwd != "" {
 		abs, err := filepath.Abs(*cwd)
 		if err != nil {
@@ -64,7 +69,7 @@ func run(ctx context.Context, args []string) int {
 	}
 
 	opts := termclient.Options{
-		Agent: agent, Manifest: *manifestPath, Cwd: *cwd, CopyGit: *copyGit, Yes: *yes, Allow: allow, Argv: fs.Args(), Persist: *persist,
+		Agent: agent, Manifest: *manifestPath, Cwd: *cwd, CopyGit: *copyGit, NoFetch: *noFetch, Yes: *yes, Allow: allow, Argv: fs.Args(), Persist: *persist,
 		Terminal: termclient.Terminal{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, DetachKeys: keys},
 	}
 	if *persist {
