@@ -28,6 +28,8 @@ type fakeDaemon struct {
 	after    []rpc.SessionInfo // what it returns once attached, if set
 	script   []notification
 	hangUp   bool // the connection ends after the script
+	// what bottle/close reports
+	unfetched *rpc.Unfetched
 
 	end jsonrpc2.Conn // the daemon's end of the connection
 
@@ -90,7 +92,7 @@ func (d *fakeDaemon) serve(conn jsonrpc2.Conn) jsonrpc2.Handler {
 			var p rpc.CloseParams
 			json.Unmarshal(req.Params(), &p)
 			d.closed = append(d.closed, p.Session)
-			return reply(ctx, struct{}{}, nil)
+			return reply(ctx, rpc.CloseResult{Unfetched: d.unfetched}, nil)
 		case rpc.MethodShutdown:
 			return reply(ctx, struct{}{}, nil)
 		case rpc.MethodInput:
@@ -231,20 +233,27 @@ func TestAttachClosesABottleOnlyWhenItsLastProcessEndedUnwatched(t *testing.T) {
 		{"another process runs", bottleWith(true, 1, tty(shell, "bash", false), tty(other, "claude", true)), false},
 		{"it is closing already", rpc.SessionInfo{Session: sess, State: "closing", Attached: 1}, false},
 	}
+	const unfetched = "bottle: 0000abcd closed with work not fetched: 1 commit and 2 changed files\r\n"
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := &fakeDaemon{
-				sessions: []rpc.SessionInfo{bottleWith(true, 0, tty(shell, "bash", true))},
-				after:    []rpc.SessionInfo{tt.after},
-				script:   []notification{exit(shell, 0)},
+				sessions:  []rpc.SessionInfo{bottleWith(true, 0, tty(shell, "bash", true))},
+				after:     []rpc.SessionInfo{tt.after},
+				script:    []notification{exit(shell, 0)},
+				unfetched: &rpc.Unfetched{Commits: 1, Files: 2},
 			}
 			ctx := testContext(t)
 			in, _ := pipeInput(t)
-			if code, err := Attach(ctx, d.dial(t, ctx), sess, Terminal{In: in, Out: &bytes.Buffer{}, Err: &bytes.Buffer{}}); err != nil || code != 0 {
+			var errOut bytes.Buffer
+			if code, err := Attach(ctx, d.dial(t, ctx), sess, Terminal{In: in, Out: &bytes.Buffer{}, Err: &errOut}); err != nil || code != 0 {
 				t.Fatalf("Attach = %d, %v", code, err)
 			}
 			if closed := d.seen().closed; (len(closed) == 1) != tt.close {
 				t.Errorf("closed %v, want a close: %v", closed, tt.close)
+			}
+			// The work went with the bottle: the user is told.
+			if said := strings.Contains(errOut.String(), unfetched); said != tt.close {
+				t.Errorf("unfetched work said: %v, want %v: %q", said, tt.close, errOut.String())
 			}
 		})
 	}
