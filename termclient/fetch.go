@@ -58,13 +58,19 @@ func fetchedLine(res rpc.FetchResult, repo string) string {
 	if res.Branch == "" {
 		return "nothing to fetch: the agent changed nothing"
 	}
+	// The wire's count includes the commit that holds the uncommitted
+	// work; the user wants the agent's own.
+	commits := res.Commits
+	if res.Uncommitted {
+		commits = max(commits-1, 0)
+	}
 	var what []string
-	switch res.Commits {
+	switch commits {
 	case 0:
 	case 1:
 		what = append(what, "1 commit")
 	default:
-		what = append(what, fmt.Sprintf("%d commits", res.Commits))
+		what = append(what, fmt.Sprintf("%d commits", commits))
 	}
 	if res.Uncommitted {
 		what = append(what, "uncommitted work")

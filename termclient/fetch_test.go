@@ -31,7 +31,7 @@ func TestRunFetchesTheAgentsWorkWhenItExits(t *testing.T) {
 	}{
 		{
 			name: "commits and uncommitted work", opts: Options{CopyGit: true},
-			srv:   &fakeServer{fetched: rpc.FetchResult{Branch: branch, Head: "c0ffee", Base: "bad", Commits: 2, Uncommitted: true}},
+			srv:   &fakeServer{fetched: rpc.FetchResult{Branch: branch, Head: "c0ffee", Base: "bad", Commits: 3, Uncommitted: true}},
 			fetch: true, closed: true, code: 7,
 			printed: []string{
 				"fetch:    when the agent exits, its work becomes branch bottle/claude/SESSION of " + repo + " (--no-fetch: not)\n",
@@ -149,7 +149,7 @@ func TestFetchedLine(t *testing.T) {
 	}{
 		{"one commit, run from the repository", rpc.FetchResult{Branch: "bottle/claude/1a2b3c4d", Commits: 1}, wd,
 			"fetched 1 commit into branch bottle/claude/1a2b3c4d (git log bottle/claude/1a2b3c4d)"},
-		{"only uncommitted work", rpc.FetchResult{Branch: "bottle/claude/1a2b3c4d", Uncommitted: true}, wd,
+		{"only uncommitted work", rpc.FetchResult{Branch: "bottle/claude/1a2b3c4d", Commits: 1, Uncommitted: true}, wd,
 			"fetched uncommitted work into branch bottle/claude/1a2b3c4d (git log bottle/claude/1a2b3c4d)"},
 		{"a repository with a space", rpc.FetchResult{Branch: "b", Commits: 3}, "/home/u/my repo",
 			"fetched 3 commits into branch b (git -C '/home/u/my repo' log b)"},
