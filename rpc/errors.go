@@ -8,6 +8,8 @@ import (
 	"go.lsp.dev/jsonrpc2"
 
 	"github.com/bottle-dev/bottle/backend"
+	"github.com/bottle-dev/bottle/gitwork"
+	"github.com/bottle-dev/bottle/hostcopy"
 	"github.com/bottle-dev/bottle/manifest"
 	"github.com/bottle-dev/bottle/session"
 )
@@ -57,6 +59,8 @@ const (
 	KindImageUnavailable   = "imageUnavailable"
 	KindSessionNotReady    = "sessionNotReady"
 	KindShuttingDown       = "shuttingDown"
+	KindNoGit              = "noGit"
+	KindNoBase             = "noBase"
 )
 
 // ErrorData is the data of every error the server sends.
@@ -126,6 +130,7 @@ func errorFor(err error) *jsonrpc2.Error {
 			if h := (interface{ Hint() string })(nil); errors.As(err, &h) {
 				data.Hint = h.Hint()
 			}
+			data.Field = m.field
 			if field := (*backend.FieldError)(nil); m.kind == KindInvalidParams && errors.As(err, &field) {
 				data.Field = field.Field
 			}
@@ -138,37 +143,53 @@ func errorFor(err error) *jsonrpc2.Error {
 	}, "%v", err)
 }
 
-// errorKinds maps sentinel errors to codes, most specific first.
+// errorKinds maps sentinel errors to codes, most specific first. field,
+// when set, names the param at fault (a backend.FieldError names its own).
 var errorKinds = []struct {
-	err  error
-	code jsonrpc2.Code
-	kind string
-	hint string
+	err   error
+	code  jsonrpc2.Code
+	kind  string
+	hint  string
+	field string
 }{
 	{session.ErrShuttingDown, CodeShuttingDown, KindShuttingDown,
-		"the server is shutting down: send exit and start a new server"},
+		"the server is shutting down: send exit and start a new server", ""},
 	{session.ErrNotFound, CodeSessionNotFound, KindSessionNotFound,
-		"call bottle/list for the live sessions, or bottle/start a new one"},
+		"call bottle/list for the live sessions, or bottle/start a new one", ""},
 	{session.ErrExecNotFound, CodeExecNotFound, KindExecNotFound,
-		"use the exec id returned by bottle/exec; bottle/list shows them"},
+		"use the exec id returned by bottle/exec; bottle/list shows them", ""},
 	{backend.ErrBottleGone, CodeSessionNotReady, KindSessionNotReady,
-		"the bottle's container stopped or was removed (did the Docker daemon restart?): close the session and start a new one"},
+		"the bottle's container stopped or was removed (did the Docker daemon restart?): close the session and start a new one", ""},
 	{session.ErrFailed, CodeSessionNotReady, KindSessionNotReady,
-		"the session failed (the message says why; if the Docker daemon stopped, start it): close the session and start a new one"},
+		"the session failed (the message says why; if the Docker daemon stopped, start it): close the session and start a new one", ""},
 	{session.ErrNotReady, CodeSessionNotReady, KindSessionNotReady,
-		"the session is starting, closing or closed: wait for its start, or start a new session"},
+		"the session is starting, closing or closed: wait for its start, or start a new session", ""},
 	{backend.ErrClosed, CodeSessionNotReady, KindSessionNotReady,
-		"the bottle is closed: start a new session"},
+		"the bottle is closed: start a new session", ""},
 	{backend.ErrEngineUnavailable, CodeEngineUnavailable, KindEngineUnavailable,
-		"start the Docker daemon (or set DOCKER_HOST) and check that this user may use it, then retry"},
+		"start the Docker daemon (or set DOCKER_HOST) and check that this user may use it, then retry", ""},
 	{backend.ErrRuntimeUnavailable, CodeRuntimeUnavailable, KindRuntimeUnavailable,
-		"register gVisor's runsc with the Docker daemon, or set runtime: runc (or auto) for this bottle in bottle.yaml"},
+		"register gVisor's runsc with the Docker daemon, or set runtime: runc (or auto) for this bottle in bottle.yaml", ""},
 	{backend.ErrImage, CodeImageUnavailable, KindImageUnavailable,
-		"run scripts/setup.sh to build the images (nothing can be pulled), or fix the bottle's image or build in bottle.yaml"},
+		"run scripts/setup.sh to build the images (nothing can be pulled), or fix the bottle's image or build in bottle.yaml", ""},
 	{backend.ErrNameTaken, CodeNameTaken, KindNameTaken,
-		"pick another containerName, or remove the container that has it (bottle-rpc gc removes leftover bottles)"},
+		"pick another containerName, or remove the container that has it (bottle-rpc gc removes leftover bottles)", ""},
+	{gitwork.ErrNoGit, CodeInvalidParams, KindNoGit,
+		"start the bottle with copyGit from a folder whose git repository has a commit, or copy files out with bottle/cpOut", "session"},
+	{gitwork.ErrNoBase, CodeInvalidParams, KindNoBase,
+		"the commit the bottle started from is gone (its history was rewritten, or .git replaced): nothing was fetched; copy the files out with bottle/cpOut", "session"},
+	{gitwork.ErrTooLarge, CodeInvalidParams, KindInvalidParams,
+		"fetch without the uncommitted work (includeUncommitted: false), or copy large files out with bottle/cpOut", "includeUncommitted"},
+	{gitwork.ErrBranchTaken, CodeInvalidParams, KindInvalidParams,
+		"give another branch, or delete that one on the host if it is yours to lose", "branch"},
+	{hostcopy.ErrExists, CodeInvalidParams, KindInvalidParams,
+		"pass overwrite: true to replace it, or pick a hostPath that does not exist", "hostPath"},
+	{hostcopy.ErrTooLarge, CodeInvalidParams, KindInvalidParams,
+		"copy a smaller file or folder, or raise maxBytes if you expect that much", "maxBytes"},
+	{hostcopy.ErrUnsafe, CodeInvalidParams, KindInvalidParams,
+		"nothing was kept: the bottle's archive held an entry that could land outside hostPath or is not a file, folder or link; copy the files you want one by one", "containerPath"},
 	{backend.ErrInvalid, CodeInvalidParams, KindInvalidParams,
-		"fix the request as the message says"},
+		"fix the request as the message says", ""},
 }
 
 // manifestProblems collects every *manifest.Error in err's tree: a

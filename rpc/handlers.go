@@ -311,8 +311,10 @@ func (c *conn) cp(ctx context.Context, p *CpParams) (*CpResult, error) {
 }
 
 // closeSession tears the session down even when the request is cancelled:
-// a teardown stopped half way would leave resources behind.
-func (c *conn) closeSession(ctx context.Context, p *CloseParams) (*struct{}, error) {
+// a teardown stopped half way would leave resources behind. Its result
+// counts the work the bottle took with it that bottle/fetch had not
+// brought home.
+func (c *conn) closeSession(ctx context.Context, p *CloseParams) (*CloseResult, error) {
 	if p.Session == "" {
 		return nil, invalidParams("session", "give the session id from bottle/start", "session is required")
 	}
@@ -333,7 +335,11 @@ func (c *conn) closeSession(ctx context.Context, p *CloseParams) (*struct{}, err
 	if !wasClosed {
 		c.logMessage(MessageInfo, fmt.Sprintf("session %s: closed", p.Session))
 	}
-	return &struct{}{}, nil
+	res := &CloseResult{}
+	if u := sess.Unfetched(); u != nil {
+		res.Unfetched = &Unfetched{Commits: u.Commits, Files: u.Files}
+	}
+	return res, nil
 }
 
 func (c *conn) list(context.Context, *ListParams) (*ListResult, error) {

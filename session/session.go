@@ -61,6 +61,9 @@ type Session struct {
 	policyMu sync.Mutex
 	allow    []string // the live allowlist; under mu to read, policyMu too to change
 	block    []string
+
+	work    work       // where the agent's work comes from and what was fetched; under mu
+	fetchMu sync.Mutex // one Fetch at a time
 }
 
 // closeOp lets concurrent Close calls wait for the one teardown.
@@ -192,6 +195,9 @@ func (s *Session) start(ctx context.Context, spec backend.StartSpec, progress ba
 	defer stop()
 
 	b, err := s.r.be.Start(ctx, spec, progress)
+	if err == nil {
+		s.noteStart(ctx, b, spec)
+	}
 
 	tell := func() {}
 	defer func() { tell() }()
@@ -331,11 +337,13 @@ func (s *Session) CopyIn(ctx context.Context, hostPath, containerPath string) (i
 	return n, nil
 }
 
-// Close ends every exec and removes the bottle. It cancels a start in
-// progress and waits for it. Closing a closed session does nothing;
-// closing a failed one retries the teardown. Concurrent calls wait for the
-// same teardown.
+// Close ends every exec and removes the bottle, after counting the work
+// its repository has that no Fetch brought home (see Unfetched). It
+// cancels a start in progress and waits for it. Closing a closed session
+// does nothing; closing a failed one retries the teardown. Concurrent
+// calls wait for the same teardown.
 func (s *Session) Close(ctx context.Context) error {
+	s.noteUnfetched(ctx)
 	return s.close(ctx, errClosedWhileStarting)
 }
 

@@ -1,0 +1,368 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/bottle-dev/bottle/backend"
+	"github.com/bottle-dev/bottle/gitwork"
+	"github.com/bottle-dev/bottle/hostcopy"
+)
+
+// unfetchedTimeout bounds the look at the bottle's repository that Close
+// takes before teardown: a bottle too busy to answer is closed anyway,
+// without a count.
+const unfetchedTimeout = 10 * time.Second
+
+// work is what a session needs to bring the agent's work home. It is
+// guarded by the session's mu.
+type work struct {
+	cwd     string // the host folder the bottle was started from: fetch's repository
+	copyGit bool
+	// base is the commit the bottle was given; empty without copyGit or
+	// when it could not be read (baseErr says why).
+	base    string
+	baseErr error
+	// fetched is what the last Fetch brought home; nil before one.
+	// fetchedTree, when that fetch included the uncommitted work, is the
+	// workspace's changes as they were then.
+	fetched     *gitwork.Fetched
+	fetchedTree *gitwork.Changes
+	// unfetched is the work Close found not fetched; nil when there was
+	// none or it could not be counted.
+	unfetched *Unfetched
+}
+
+// Unfetched counts the agent's work that no Fetch brought home.
+type Unfetched struct {
+	Commits int
+	Files   int
+}
+
+// noteStart records where the bottle's work comes from, right after the
+// backend started it: the host folder, and with CopyGit the commit the
+// agent starts from, against which its changes are counted. A HEAD that
+// cannot be read does not fail the start; Changes and Fetch say why.
+func (s *Session) noteStart(ctx context.Context, b backend.Bottle, spec backend.StartSpec) {
+	w := work{cwd: spec.Cwd, copyGit: spec.CopyGit}
+	if spec.CopyGit {
+		w.base, w.baseErr = gitwork.Head(ctx, b, b.Info().Workspace)
+		if w.baseErr != nil {
+			s.r.log.Warn("reading the commit the bottle starts from", "session", s.id, "err", w.baseErr)
+		}
+	}
+	s.mu.Lock()
+	s.work = w
+	s.mu.Unlock()
+}
+
+// bound returns ctx cancelled also when the session starts closing, so
+// that a copy or a fetch in progress does not hold the teardown.
+func (s *Session) bound(ctx context.Context) (context.Context, context.CancelCauseFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(s.life, func() { cancel(context.Cause(s.life)) })
+	return ctx, func(cause error) { stop(); cancel(cause) }
+}
+
+// CopyOut copies the file or folder containerPath (absolute, cleaned, not
+// /) of the bottle to hostPath, and returns the file bytes written. It
+// reads what the agent sees: a tar stream made by an exec in the bottle,
+// since under gVisor the engine's archive endpoint does not see the
+// sandbox's own filesystem. hostcopy checks every entry on the way in; on
+// any error nothing of the copy is left at a hostPath that did not exist.
+func (s *Session) CopyOut(ctx context.Context, containerPath, hostPath string, opts hostcopy.Options) (int64, error) {
+	b, err := s.ready()
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel(nil)
+	_, existed := os.Lstat(hostPath)
+
+	pr, pw := io.Pipe()
+	type extracted struct {
+		n   int64
+		err error
+	}
+	done := make(chan extracted, 1)
+	go func() {
+		n, err := hostcopy.Extract(ctx, pr, hostPath, opts)
+		if err != nil {
+			// Stop tar: its writes fail and the exec is killed.
+			cancel(err)
+			pr.CloseWithError(err)
+		} else {
+			// tar pads its archive past the end marker Extract stops at.
+			_, _ = io.Copy(io.Discard, pr)
+		}
+		done <- extracted{n, err}
+	}()
+	dir, name := path.Split(containerPath)
+	code, stderr, runErr := b.Run(ctx, []string{"tar", "-C", dir, "-cf", "-", "--", name}, nil, pw)
+	pw.CloseWithError(runErr) // nil: the reader sees the end of the stream
+	res := <-done
+
+	fail := func(err error) (int64, error) {
+		return 0, fmt.Errorf("copy %s out of session %s: %w", containerPath, s.id, err)
+	}
+	switch {
+	case runErr != nil && res.err != nil:
+		// Extract failing is what ended the exec.
+		return fail(res.err)
+	case runErr != nil:
+		s.checkGone(runErr)
+		return fail(runErr)
+	case code != 0:
+		if isCopyError(res.err) {
+			return fail(res.err)
+		}
+		// tar stopped half way (a file the agent may not read, say): what
+		// Extract made of the part it got is not the folder asked for.
+		if res.err == nil && existed != nil {
+			if rerr := os.RemoveAll(hostPath); rerr != nil {
+				s.r.log.Error("removing a partial copy", "session", s.id, "path", hostPath, "err", rerr)
+			}
+		}
+		return fail(tarError(containerPath, code, stderr))
+	case res.err != nil:
+		return fail(res.err)
+	}
+	return res.n, nil
+}
+
+// isCopyError reports whether err is hostcopy's verdict on the archive or
+// the destination, which is more telling than the exit of a killed tar.
+func isCopyError(err error) bool {
+	return errors.Is(err, hostcopy.ErrExists) || errors.Is(err, hostcopy.ErrTooLarge) || errors.Is(err, hostcopy.ErrUnsafe)
+}
+
+// tarError says why tar in the bottle failed, naming containerPath when
+// the path is the cause.
+func tarError(containerPath string, code int, stderr string) error {
+	msg := strings.TrimSpace(stderr)
+	switch {
+	case strings.Contains(msg, "No such file or directory"):
+		return backend.InvalidField("containerPath", "%s does not exist in the bottle", containerPath)
+	case strings.Contains(msg, "Permission denied"):
+		return backend.InvalidField("containerPath", "%s cannot be read by the agent user: %s", containerPath, msg)
+	}
+	return fmt.Errorf("tar in the bottle exited with %d: %s", code, msg)
+}
+
+// gitState returns the ready bottle and what its repository's work is
+// counted from; a session without copyGit, or whose starting commit is not
+// known, is ErrNoGit.
+func (s *Session) gitState() (backend.Bottle, work, error) {
+	b, err := s.ready()
+	if err != nil {
+		return nil, work{}, err
+	}
+	s.mu.Lock()
+	w := s.work
+	s.mu.Unlock()
+	switch {
+	case !w.copyGit:
+		return nil, w, fmt.Errorf("session %s was started without copyGit, so the bottle has no history: %w", s.id, gitwork.ErrNoGit)
+	case w.base == "":
+		return nil, w, fmt.Errorf("session %s: the commit the bottle started from is not known (%v): %w", s.id, w.baseErr, gitwork.ErrNoGit)
+	}
+	return b, w, nil
+}
+
+// Changes reads what the agent changed in its workspace since the start:
+// its commits on top of the starting commit, and every file that differs,
+// with the diff when asked.
+func (s *Session) Changes(ctx context.Context, diff bool) (*gitwork.Changes, error) {
+	b, w, err := s.gitState()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel(nil)
+	ch, err := gitwork.ReadChanges(ctx, b, b.Info().Workspace, w.base, diff)
+	if err != nil {
+		s.checkGone(err)
+		return nil, fmt.Errorf("changes in session %s: %w", s.id, err)
+	}
+	return ch, nil
+}
+
+// DefaultBranch is the branch Fetch makes when none is given.
+func (s *Session) DefaultBranch() string {
+	return "bottle/" + s.Info().Agent + "/" + s.id
+}
+
+// Fetch brings the agent's commits, and with includeUncommitted its
+// uncommitted and untracked work as one more commit, into the host
+// repository the session started from, as branch (DefaultBranch when
+// empty). Fetches of one session run one at a time.
+func (s *Session) Fetch(ctx context.Context, branch string, includeUncommitted bool) (*gitwork.Fetched, error) {
+	b, w, err := s.gitState()
+	if err != nil {
+		return nil, err
+	}
+	if branch == "" {
+		branch = s.DefaultBranch()
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel(nil)
+	s.fetchMu.Lock()
+	defer s.fetchMu.Unlock()
+	// The work tree as it is before the fetch, for Close to tell what
+	// changed since: the commit holding uncommitted work exists only in the
+	// bundle. A change made between the two is then counted as not fetched,
+	// which errs on the side of a warning.
+	var before *gitwork.Changes
+	if includeUncommitted {
+		if before, err = gitwork.ReadChanges(ctx, b, b.Info().Workspace, w.base, true); err != nil {
+			s.checkGone(err)
+			return nil, fmt.Errorf("fetch from session %s: %w", s.id, err)
+		}
+	}
+	f, err := gitwork.Fetch(ctx, b, b.Info().Workspace, w.base, gitwork.FetchOptions{
+		HostRepo:           w.cwd,
+		Branch:             branch,
+		Session:            s.id,
+		IncludeUncommitted: includeUncommitted,
+	})
+	if err != nil {
+		s.checkGone(err)
+		return nil, fmt.Errorf("fetch from session %s: %w", s.id, err)
+	}
+	if f.Branch != "" {
+		s.mu.Lock()
+		s.work.fetched, s.work.fetchedTree = f, nil
+		if f.Uncommitted {
+			s.work.fetchedTree = before
+		}
+		s.mu.Unlock()
+	}
+	return f, nil
+}
+
+// noteUnfetched counts, before Close tears a ready bottle down, the work
+// that no Fetch brought home, so that the close can say what went with it.
+// It is bounded in time; a count that fails is logged and left out.
+func (s *Session) noteUnfetched(ctx context.Context) {
+	b, w, err := s.gitState()
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, unfetchedTimeout)
+	defer cancel()
+	u, err := unfetched(ctx, b, w)
+	if err != nil {
+		s.r.log.Warn("counting the work not fetched before closing", "session", s.id, "err", err)
+		return
+	}
+	s.mu.Lock()
+	s.work.unfetched = u
+	s.mu.Unlock()
+}
+
+// unfetched counts the commits and files of the bottle's workspace that
+// the last fetch did not bring home:
+//   - nothing fetched: every commit and file changed since base;
+//   - a fetch without the uncommitted work: what changed since the commit
+//     fetched, which is in the bottle's repository;
+//   - a fetch with it: the commits not among those fetched, and the files
+//     whose diff against base is not the one they had when fetched.
+func unfetched(ctx context.Context, b backend.Bottle, w work) (*Unfetched, error) {
+	ws := b.Info().Workspace
+	var u Unfetched
+	switch {
+	case w.fetched == nil:
+		ch, err := gitwork.ReadChanges(ctx, b, ws, w.base, false)
+		if err != nil {
+			return nil, err
+		}
+		u = Unfetched{Commits: len(ch.Commits), Files: len(ch.Files)}
+	case w.fetchedTree == nil:
+		ch, err := gitwork.ReadChanges(ctx, b, ws, w.fetched.Head, false)
+		if err != nil {
+			return nil, err
+		}
+		u = Unfetched{Commits: len(ch.Commits), Files: len(ch.Files)}
+	default:
+		ch, err := gitwork.ReadChanges(ctx, b, ws, w.base, true)
+		if err != nil {
+			return nil, err
+		}
+		u = sinceFetched(w.fetchedTree, ch)
+	}
+	if u == (Unfetched{}) {
+		return nil, nil
+	}
+	return &u, nil
+}
+
+// sinceFetched compares the changes now with those a fetch brought home
+// (both against base). A diff cut at its limit cannot be compared file by
+// file: every file changed now is then counted.
+func sinceFetched(then, now *gitwork.Changes) Unfetched {
+	var u Unfetched
+	fetched := map[string]bool{}
+	for _, c := range then.Commits {
+		fetched[c.ID] = true
+	}
+	for _, c := range now.Commits {
+		if !fetched[c.ID] {
+			u.Commits++
+		}
+	}
+	if then.Truncated || now.Truncated {
+		u.Files = len(now.Files)
+		return u
+	}
+	a, b := fileDiffs(then.Diff), fileDiffs(now.Diff)
+	for name, d := range b {
+		if a[name] != d {
+			u.Files++
+		}
+	}
+	for name := range a {
+		if _, ok := b[name]; !ok {
+			u.Files++ // changed back since: the branch still has the change
+		}
+	}
+	return u
+}
+
+// fileDiffs splits a unified diff into each file's part, keyed by its
+// "diff --git" line.
+func fileDiffs(diff string) map[string]string {
+	out := map[string]string{}
+	const header = "diff --git "
+	var name string
+	var cur strings.Builder
+	flush := func() {
+		if name != "" {
+			out[name] = cur.String()
+		}
+		cur.Reset()
+	}
+	for _, line := range strings.SplitAfter(diff, "\n") {
+		if strings.HasPrefix(line, header) {
+			flush()
+			name = line
+		}
+		cur.WriteString(line)
+	}
+	flush()
+	return out
+}
+
+// Unfetched is the work the session's bottle had that no Fetch brought
+// home when Close began; nil when there was none, the session had no git,
+// or it could not be counted.
+func (s *Session) Unfetched() *Unfetched {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.work.unfetched
+}
