@@ -25,8 +25,13 @@ import {
   type AllowParams,
   type AttachParams,
   type AttachResult,
+  type ChangesParams,
+  type ChangesResult,
   type ClientInfo,
   type CloseParams,
+  type CloseResult,
+  type CpOutParams,
+  type CpOutResult,
   type CpParams,
   type CpResult,
   type DetachParams,
@@ -37,6 +42,8 @@ import {
   type ExecParams,
   type ExecResult,
   type ExitParams,
+  type FetchParams,
+  type FetchResult,
   type InitializeParams,
   type InitializeResult,
   type InputParams,
@@ -274,8 +281,25 @@ export class BottleClient implements ExecChannel {
     return this.request(Method.cp, params, token);
   }
 
-  async close(session: string): Promise<void> {
-    await this.request(Method.close, { session } satisfies CloseParams);
+  /** Copies a file or folder out of a bottle to a host path. */
+  cpOut(params: CpOutParams, token?: CancellationToken): Promise<CpOutResult> {
+    return this.request(Method.cpOut, params, token);
+  }
+
+  /** What the agent changed since the start (a session started with copyGit). */
+  changes(params: ChangesParams, token?: CancellationToken): Promise<ChangesResult> {
+    return this.request(Method.changes, params, token);
+  }
+
+  /** Brings the agent's work home as a branch of the session's cwd. */
+  fetch(params: FetchParams, token?: CancellationToken): Promise<FetchResult> {
+    return this.request(Method.fetch, params, token);
+  }
+
+  /** Closes a session; the result counts the work it took with it. */
+  async close(session: string): Promise<CloseResult> {
+    // An older server answers null.
+    return (await this.request<CloseResult | null>(Method.close, { session } satisfies CloseParams)) ?? {};
   }
 
   /** Adds entries to a session's allowlist; the result is the allowlist after. */

@@ -2,7 +2,7 @@
 // close, log, gc.
 
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { ErrorCodes, ResponseError } from 'vscode-jsonrpc';
@@ -13,6 +13,8 @@ import type { Reattacher } from './reattach';
 import { describeSession, type Sessions } from './sessions';
 import type { Terminals } from './terminals';
 import { execLabel, isAllowlistNode, isAllowNode, isExecNode, isSessionNode } from './tree';
+import { describeCount, gitPlanLine } from './work';
+import type { WorkCommands } from './workcommands';
 
 export interface CommandDeps {
   client: BottleClient;
@@ -23,6 +25,8 @@ export interface CommandDeps {
   serverSpec: () => ServerSpec;
   /** bottle.persistentSessions: bottles outlive the window */
   persistent: () => boolean;
+  /** asks before a close would lose the agent's work, and says what a close lost */
+  work: () => WorkCommands;
 }
 
 export class Commands {
@@ -68,11 +72,13 @@ export class Commands {
       this.reportError(agent ? `Preflight of ${agent}` : 'Reading the agents', err);
       return;
     }
+    const git = gitRepo(cwd);
+    const copyGit = git !== undefined && vscode.workspace.getConfiguration('bottle').get<boolean>('copyGit', true);
     if (vscode.workspace.getConfiguration('bottle').get<boolean>('confirmBeforeStart', true)) {
       const start = 'Start';
       const answer = await vscode.window.showInformationMessage(
         `Start ${plan.agent} in a bottle?`,
-        { modal: true, detail: describePlan(plan) },
+        { modal: true, detail: describePlan(plan, git === undefined ? undefined : { from: git, copied: copyGit }) },
         start,
       );
       if (answer !== start) {
@@ -86,7 +92,7 @@ export class Commands {
       (progress, token) => {
         let done = 0;
         return this.d.client.start(
-          { agent: name, manifest, cwd, persist: this.d.persistent() },
+          { agent: name, manifest, cwd, persist: this.d.persistent(), ...(copyGit ? { copyGit } : {}) },
           (p) => {
             if (p.kind !== 'report') {
               return;
@@ -113,6 +119,7 @@ export class Commands {
       inWorkspace: manifest !== undefined && vscode.workspace.getWorkspaceFolder(vscode.Uri.file(manifest)) !== undefined,
       bottle: plan.bottle,
       allow: plan.allow,
+      cwd,
     });
     await this.openExec(session, undefined, `Bottle: ${name}`);
   }
@@ -345,8 +352,8 @@ export class Commands {
 
   private async closeBottle(node: unknown): Promise<void> {
     const s = await this.pickSession(node, 'Close which bottle?', true);
-    if (s) {
-      await this.close([s]);
+    if (s && (await this.d.work().confirmClose(s))) {
+      await this.close([s], true);
     }
   }
 
@@ -357,26 +364,36 @@ export class Commands {
       void vscode.window.showInformationMessage('No bottle is running.');
       return;
     }
+    const unfetched = await this.d.work().unfetchedOf(live);
+    const lost = unfetched.map(({ s, work }) => `  ${s.agent} (${s.session}): ${describeCount(work)}`);
     const ok = 'Close All';
     const answer = await vscode.window.showWarningMessage(
       `Close ${live.length} ${live.length === 1 ? 'bottle' : 'bottles'}?`,
-      { modal: true, detail: 'Their processes end and their containers, networks and images are removed.' },
+      {
+        modal: true,
+        detail: [
+          'Their processes end and their containers, networks and images are removed.',
+          ...(lost.length ? ['Work not fetched (Fetch Changes as Branch brings it home):', ...lost] : []),
+        ].join('\n'),
+      },
       ok,
     );
     if (answer === ok) {
-      await this.close(live);
+      await this.close(live, true);
     }
   }
 
-  private async close(list: SessionInfo[]): Promise<void> {
+  /** Closes bottles; asked: the user saw what unfetched work they had. */
+  private async close(list: SessionInfo[], asked: boolean): Promise<void> {
     const title = list.length === 1 ? `Closing bottle ${list[0]!.agent}` : `Closing ${list.length} bottles`;
     await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title }, () =>
       Promise.all(
         list.map(async (s) => {
           try {
-            await this.d.client.close(s.session);
+            const res = await this.d.client.close(s.session);
             // Its terminals only have an ended process left to show.
             this.d.terminals.closeSession(s.session);
+            this.d.work().closed(s, res, asked);
           } catch (err) {
             this.reportError(`Close ${s.agent} (${s.session})`, err);
           }
@@ -417,7 +434,7 @@ export class Commands {
    * The session a command is about: the tree item it was run on, the only
    * running one, or the user's pick. Closing accepts any live state.
    */
-  private async pickSession(arg: unknown, question: string, anyState = false): Promise<SessionInfo | undefined> {
+  async pickSession(arg: unknown, question: string, anyState = false): Promise<SessionInfo | undefined> {
     if (isSessionNode(arg)) {
       return arg.info;
     }
@@ -502,9 +519,24 @@ function manifestPath(cwd: string | undefined): string | undefined {
   return local && existsSync(local) ? local : undefined;
 }
 
-/** The preflight, as the confirmation shows it. */
-export function describePlan(p: PlanResult): string {
+/** The workspace's .git folder when it is a git repository (bottle/start's copyGit needs a folder). */
+function gitRepo(cwd: string | undefined): string | undefined {
+  const git = cwd ? path.join(cwd, '.git') : undefined;
+  try {
+    return git && statSync(git).isDirectory() ? git : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The preflight, as the confirmation shows it; git: the workspace's .git and whether it is copied in. */
+export function describePlan(p: PlanResult, git?: { from: string; copied: boolean }): string {
   const copied = p.copyIn.map((c) => `  ${c.what}: ${c.from ? `${c.from} → ` : ''}${c.to}`);
+  const workspace = p.copyIn.find((c) => c.what === 'workspace')?.to;
+  const gitLine = git && gitPlanLine(git.from, workspace, git.copied);
+  if (gitLine && git?.copied) {
+    copied.push(gitLine);
+  }
   return [
     `Runtime: ${p.runtimeLabel}`,
     `Image: ${p.image}`,
@@ -512,6 +544,7 @@ export function describePlan(p: PlanResult): string {
     `Egress allowed to: ${p.allow.length ? p.allow.join(', ') : 'nothing'}`,
     `Networks: ${p.networks.join('; ')}`,
     ...(copied.length ? ['Copied in:', ...copied] : []),
+    ...(gitLine && !git?.copied ? [gitLine] : []),
   ].join('\n');
 }
 

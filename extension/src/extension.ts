@@ -16,6 +16,8 @@ import { Sessions } from './sessions';
 import { BottleStatus } from './status';
 import { Terminals } from './terminals';
 import { BottlesTree } from './tree';
+import { WorkCounts } from './work';
+import { WorkCommands } from './workcommands';
 
 let client: BottleClient | undefined;
 let terminals: Terminals | undefined;
@@ -64,17 +66,39 @@ export function activate(context: vscode.ExtensionContext): void {
     error: (message) => void vscode.window.showErrorMessage(message),
     log: (line) => log.appendLine(line),
   });
-  const commands = new Commands({ client: c, sessions, terminals: terms, reattach, log, serverSpec, persistent });
-  const tree = new BottlesTree(sessions);
+  const work = new WorkCounts(c, sessions, (line) => log.appendLine(line));
+  const commands: Commands = new Commands({
+    client: c,
+    sessions,
+    terminals: terms,
+    reattach,
+    log,
+    serverSpec,
+    persistent,
+    work: () => workCommands,
+  });
+  const workCommands = new WorkCommands({
+    client: c,
+    sessions,
+    work,
+    log,
+    storage: context.globalStorageUri,
+    pick: (node, question) => commands.pickSession(node, question),
+    reportError: (what, err) => commands.reportError(what, err),
+  });
+  void workCommands.clearTemp().catch((err: unknown) => log.appendLine(`clearing the review copies: ${errorMessage(err)}`));
+  const tree = new BottlesTree(sessions, work);
   const egress = new EgressWarnings();
 
   context.subscriptions.push(
     log,
     terms,
     tree,
+    work,
     new BottleStatus(sessions),
     vscode.window.registerTreeDataProvider('bottle.sessions', tree),
     ...commands.register(),
+    ...workCommands.register(),
     sessions.onDidChange(() => {
       void vscode.commands.executeCommand('setContext', 'bottle.hasBottles', sessions.live.length > 0);
       egress.retain(sessions.live.map((s) => s.session));

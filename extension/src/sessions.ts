@@ -22,6 +22,8 @@ export interface SessionOrigin {
   bottle: string;
   /** the allowlist the preflight showed */
   allow: string[];
+  /** the host folder copied in: the repository a fetch makes its branch in */
+  cwd?: string;
 }
 
 export class Sessions {

@@ -4,6 +4,13 @@ import * as vscode from 'vscode';
 import { printable } from './egress';
 import type { ExecInfo, SessionInfo } from './protocol';
 import { describeSession, sessionContext, type Sessions } from './sessions';
+import { describeCount, type WorkCount } from './work';
+
+/** The per-bottle counts of the agent's work the view shows. */
+export interface WorkView {
+  get(session: string): WorkCount | undefined;
+  readonly onDidChange: (listener: () => void) => { dispose(): void };
+}
 
 export interface SessionNode {
   kind: 'session';
@@ -68,10 +75,16 @@ const sessionIcons: Record<string, vscode.ThemeIcon> = {
 export class BottlesTree implements vscode.TreeDataProvider<Node>, vscode.Disposable {
   private readonly changed = new vscode.EventEmitter<Node | undefined>();
   readonly onDidChangeTreeData = this.changed.event;
-  private readonly sub: { dispose(): void };
+  private readonly subs: { dispose(): void }[];
 
-  constructor(private readonly sessions: Sessions) {
-    this.sub = sessions.onDidChange(() => this.changed.fire(undefined));
+  constructor(
+    private readonly sessions: Sessions,
+    private readonly work?: WorkView,
+  ) {
+    this.subs = [sessions.onDidChange(() => this.changed.fire(undefined))];
+    if (work) {
+      this.subs.push(work.onDidChange(() => this.changed.fire(undefined)));
+    }
   }
 
   getChildren(node?: Node): Node[] {
@@ -94,7 +107,7 @@ export class BottlesTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
   getTreeItem(node: Node): vscode.TreeItem {
     switch (node.kind) {
       case 'session':
-        return sessionItem(node.info, this.sessions.attachedHere(node.info.session));
+        return sessionItem(node.info, this.sessions.attachedHere(node.info.session), this.work?.get(node.info.session));
       case 'exec':
         return execItem(node);
       case 'allowlist':
@@ -105,18 +118,18 @@ export class BottlesTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
   }
 
   dispose(): void {
-    this.sub.dispose();
+    this.subs.forEach((s) => s.dispose());
     this.changed.dispose();
   }
 }
 
-function sessionItem(s: SessionInfo, attachedHere: boolean): vscode.TreeItem {
+function sessionItem(s: SessionInfo, attachedHere: boolean, work: WorkCount | undefined): vscode.TreeItem {
   const item = new vscode.TreeItem(
     s.agent,
     s.execs.length || s.allow ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None,
   );
   item.id = `session:${s.session}`;
-  item.description = describeSession(s, attachedHere);
+  item.description = [describeSession(s, attachedHere), work && `changed ${describeCount(work)}`].filter(Boolean).join(' · ');
   item.iconPath = attachedHere
     ? (sessionIcons[s.state] ?? new vscode.ThemeIcon('package'))
     : new vscode.ThemeIcon('debug-disconnect');
@@ -131,6 +144,9 @@ function sessionItem(s: SessionInfo, attachedHere: boolean): vscode.TreeItem {
   }
   if (s.container) {
     tip.appendMarkdown(`- container \`${s.container}\`\n- runtime ${s.runtimeLabel ?? s.runtime}\n- image \`${s.image}\`\n`);
+  }
+  if (work) {
+    tip.appendMarkdown(`\nThe agent changed ${describeCount(work)} since the start: Review Changes shows them.\n`);
   }
   if (s.error) {
     tip.appendMarkdown(`\n${s.error}`);
