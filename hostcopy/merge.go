@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -116,7 +117,8 @@ func (m *merger) merge(srcParent int, srcName string, dstParent int, dstName str
 	return nil
 }
 
-// readNames lists a folder through its descriptor.
+// readNames lists a folder through its descriptor, sorted so that a merge
+// goes the same way every time.
 func readNames(dirFd int) ([]string, error) {
 	fd, err := unix.Dup(dirFd)
 	if err != nil {
@@ -124,5 +126,7 @@ func readNames(dirFd int) ([]string, error) {
 	}
 	f := os.NewFile(uintptr(fd), "")
 	defer f.Close()
-	return f.Readdirnames(-1)
+	names, err := f.Readdirnames(-1)
+	slices.Sort(names)
+	return names, err
 }
