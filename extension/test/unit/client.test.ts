@@ -135,6 +135,29 @@ describe('BottleClient', () => {
     );
   });
 
+  it('sends bottle/cpOut, bottle/changes and bottle/fetch, and returns close’s unfetched work', async () => {
+    const { client, received } = makeClient();
+    assert.deepEqual(await client.cpOut({ session: 'cafe0001', containerPath: '/w/a', hostPath: '/tmp/a', overwrite: true }), { bytes: 3 });
+    const changes = await client.changes({ session: 'cafe0001', diff: true });
+    assert.deepEqual(
+      changes.files.map((f) => f.path),
+      ['a.txt', 'b.txt'],
+    );
+    assert.equal((await client.fetch({ session: 'cafe0001' })).branch, 'bottle/sh/cafe0001');
+    assert.deepEqual(await client.close('cafe0001'), { unfetched: { commits: 1, files: 2 } });
+    assert.deepEqual(
+      received()
+        .filter((m) => ['bottle/cpOut', 'bottle/changes', 'bottle/fetch', 'bottle/close'].includes(m.method))
+        .map((m) => [m.method, m.params]),
+      [
+        ['bottle/cpOut', { session: 'cafe0001', containerPath: '/w/a', hostPath: '/tmp/a', overwrite: true }],
+        ['bottle/changes', { session: 'cafe0001', diff: true }],
+        ['bottle/fetch', { session: 'cafe0001' }],
+        ['bottle/close', { session: 'cafe0001' }],
+      ],
+    );
+  });
+
   it('holds an attached exec’s replay until a terminal claims it, acknowledges what nobody shows, and hears bottle/sessionState', async () => {
     const { client, received } = makeClient();
     const states: string[] = [];
