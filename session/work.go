@@ -20,6 +20,11 @@ import (
 // without a count.
 const unfetchedTimeout = 10 * time.Second
 
+// drainLimit is how much of tar's output CopyOut still reads after the
+// extraction failed on its own, to get tar's exit rather than a broken
+// pipe: a failed tar writes a short end of archive.
+const drainLimit = 1 << 20
+
 // work is what a session needs to bring the agent's work home. It is
 // guarded by the session's mu.
 type work struct {
@@ -93,11 +98,19 @@ func (s *Session) CopyOut(ctx context.Context, containerPath, hostPath string, o
 	done := make(chan extracted, 1)
 	go func() {
 		n, err := hostcopy.Extract(ctx, pr, hostPath, opts)
-		if err != nil {
-			// Stop tar: its writes fail and the exec is killed.
+		switch {
+		case isCopyError(err):
+			// The archive is refused: stop tar at once, its writes fail
+			// and the exec is killed.
 			cancel(err)
 			pr.CloseWithError(err)
-		} else {
+		case err != nil:
+			// Most likely tar failed (a path that is not there makes an
+			// empty archive): let it finish, so that its exit says why,
+			// but read no more than the tail of a failed archive.
+			_, _ = io.CopyN(io.Discard, pr, drainLimit)
+			pr.CloseWithError(err)
+		default:
 			// tar pads its archive past the end marker Extract stops at.
 			_, _ = io.Copy(io.Discard, pr)
 		}
@@ -112,16 +125,15 @@ func (s *Session) CopyOut(ctx context.Context, containerPath, hostPath string, o
 		return 0, fmt.Errorf("copy %s out of session %s: %w", containerPath, s.id, err)
 	}
 	switch {
-	case runErr != nil && res.err != nil:
-		// Extract failing is what ended the exec.
+	case isCopyError(res.err):
 		return fail(res.err)
 	case runErr != nil:
 		s.checkGone(runErr)
+		if res.err != nil {
+			return fail(res.err) // it closed the stream tar wrote to
+		}
 		return fail(runErr)
 	case code != 0:
-		if isCopyError(res.err) {
-			return fail(res.err)
-		}
 		// tar stopped half way (a file the agent may not read, say): what
 		// Extract made of the part it got is not the folder asked for.
 		if res.err == nil && existed != nil {
