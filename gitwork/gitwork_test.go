@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -560,3 +561,46 @@ func TestBadOptions(t *testing.T) {
 		t.Errorf("a base the host lacks: %v, want ErrNoBase", err)
 	}
 }
+
+// BenchmarkFetch1000: Fetch of 1000 commits against what it stands on, run
+// by hand: `git bundle create` in the workspace and `git fetch` of it at
+// home.
+func BenchmarkFetch1000(b *testing.B) {
+	setHome(b)
+	host, base := hostRepo(b)
+	ws := workspace(b, host)
+	var imp strings.Builder
+	for i := range 1000 {
+		data := strings.Repeat("line of commit "+string(rune('a'+i%26))+"\n", 1+i%7)
+		imp.WriteString("commit refs/heads/main\ncommitter A <a@b> 1700000000 +0000\ndata 6\ncommit\n")
+		if i == 0 {
+			imp.WriteString("from " + base + "\n")
+		}
+		imp.WriteString("M 644 inline f" + string(rune('0'+i%10)) + ".txt\ndata " + itoa(len(data)) + "\n" + data + "\n")
+	}
+	cmd := exec.Command("git", "-C", ws, "fast-import", "--quiet", "--force")
+	cmd.Stdin = strings.NewReader(imp.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("fast-import: %v: %s", err, out)
+	}
+	git(b, ws, "reset", "-q", "--hard")
+	ctx := context.Background()
+	b.Run("Fetch", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			n := "s" + itoa(i)
+			f, err := gitwork.Fetch(ctx, hostRunner{}, ws, base, gitwork.FetchOptions{HostRepo: host, Branch: n, Session: n, IncludeUncommitted: true})
+			if err != nil || f.Commits != 1000 {
+				b.Fatalf("%+v, %v", f, err)
+			}
+		}
+	})
+	b.Run("by hand", func(b *testing.B) {
+		file := filepath.Join(b.TempDir(), "x.bundle")
+		for i := 0; b.Loop(); i++ {
+			git(b, ws, "bundle", "create", "-q", file, "HEAD", "^"+base)
+			git(b, host, "fetch", "-q", "--no-write-fetch-head", file, "HEAD:refs/heads/h"+itoa(i))
+		}
+	})
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
