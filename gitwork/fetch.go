@@ -1,6 +1,7 @@
 package gitwork
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -122,7 +123,7 @@ func Fetch(ctx context.Context, r Runner, workspace, base string, opts FetchOpti
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
 
-	var tip string
+	var tip, incoming string
 	switch code {
 	case exitNothing:
 		return &Fetched{Head: base, Base: base}, nil
@@ -141,17 +142,25 @@ func Fetch(ctx context.Context, r Runner, workspace, base string, opts FetchOpti
 		if err := scriptErr("fetch", workspace, base, code, stderr); err != nil {
 			return nil, err
 		}
-		if tip, err = fetchBundle(ctx, h, file.Name(), opts.Session); err != nil {
+		if tip, incoming, err = fetchBundle(ctx, h, file.Name(), opts.Session); err != nil {
 			return nil, err
 		}
 	}
 
-	// One transaction: both refs move, or neither (another fetch or the
-	// user moved the branch since claim).
+	// One transaction: both refs move and the temporary ref goes, or
+	// nothing changes (another fetch or the user moved the branch since
+	// claim).
 	var tx strings.Builder
 	fmt.Fprintf(&tx, "update %s %s %s\n", branchRef, tip, oldBranch)
 	fmt.Fprintf(&tx, "update %s %s %s\n", ownerRef, tip, oldOwner)
+	if incoming != "" {
+		fmt.Fprintf(&tx, "delete %s\n", incoming)
+	}
 	if _, err := h.runIn(ctx, strings.NewReader(tx.String()), "update-ref", "-m", "bottle fetch "+opts.Session, "--stdin"); err != nil {
+		if incoming != "" {
+			// Best effort: a leftover is only a ref under refs/bottle/incoming/.
+			h.run(context.WithoutCancel(ctx), "update-ref", "-d", incoming)
+		}
 		return nil, fmt.Errorf("fetch: %w: %s moved while fetching: %v", ErrBranchTaken, opts.Branch, err)
 	}
 
@@ -202,36 +211,66 @@ func claim(ctx context.Context, h hostGit, branchRef, ownerRef string, idLen int
 
 // fetchBundle verifies the bundle, fetches its one ref into a temporary
 // ref (fetch checks that every object the ref needs is there) and returns
-// the commit it points at. The temporary ref is deleted.
-func fetchBundle(ctx context.Context, h hostGit, bundle, session string) (string, error) {
+// the commit and the temporary ref, which the caller deletes in its ref
+// transaction (it is deleted here when the fetch fails).
+func fetchBundle(ctx context.Context, h hostGit, bundle, session string) (tip, incoming string, err error) {
 	if _, err := h.run(ctx, "bundle", "verify", "-q", bundle); err != nil {
-		return "", fmt.Errorf("fetch: the bottle's bundle does not verify: %w", err)
+		return "", "", fmt.Errorf("fetch: the bottle's bundle does not verify: %w", err)
 	}
-	heads, err := h.run(ctx, "bundle", "list-heads", bundle)
-	if err != nil {
-		return "", fmt.Errorf("fetch: read the bundle's refs: %w", err)
-	}
-	if f := strings.Fields(heads); len(f) != 2 || f[1] != "refs/bottle/tip" {
-		return "", fmt.Errorf("fetch: the bottle's bundle holds %q, want one ref refs/bottle/tip", clip(heads))
+	if tip, err = bundleTip(bundle); err != nil {
+		return "", "", fmt.Errorf("fetch: the bottle's bundle: %w", err)
 	}
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
-		return "", fmt.Errorf("fetch: %w", err)
+		return "", "", fmt.Errorf("fetch: %w", err)
 	}
-	incoming := "refs/bottle/incoming/" + session + "-" + hex.EncodeToString(rnd[:])
-	// Best effort: a leftover is only a ref, under refs/bottle/incoming/.
-	defer h.run(context.WithoutCancel(ctx), "update-ref", "-d", incoming)
+	incoming = "refs/bottle/incoming/" + session + "-" + hex.EncodeToString(rnd[:])
 	// fsckObjects: the objects come from the agent and the user may check
 	// them out; fetch refuses malformed ones (paths like .git/hooks).
 	if _, err := h.run(ctx, "-c", "fetch.fsckObjects=true", "fetch", "--quiet", "--no-write-fetch-head", "--no-tags",
 		"--no-auto-gc", "--no-recurse-submodules", bundle, "+refs/bottle/tip:"+incoming); err != nil {
-		return "", fmt.Errorf("fetch: fetch the bottle's bundle: %w", err)
+		// Best effort: a leftover is only a ref under refs/bottle/incoming/.
+		h.run(context.WithoutCancel(ctx), "update-ref", "-d", incoming)
+		return "", "", fmt.Errorf("fetch: fetch the bottle's bundle: %w", err)
 	}
-	tip := h.resolve(ctx, incoming)
-	if tip == "" {
-		return "", errors.New("fetch: the bundle's commit is not in the host repository after the fetch")
+	return tip, incoming, nil
+}
+
+// bundleTip reads the bundle's header (a v2 or v3 bundle: capabilities,
+// prerequisites, then refs, then an empty line) and returns the commit of
+// its one ref, which must be refs/bottle/tip.
+func bundleTip(bundle string) (string, error) {
+	f, err := os.Open(bundle)
+	if err != nil {
+		return "", err
 	}
-	return tip, nil
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 64<<10)
+	first, err := br.ReadString('\n')
+	if err != nil || (first != "# v2 git bundle\n" && first != "# v3 git bundle\n") {
+		return "", fmt.Errorf("not a git bundle (%q)", clip(first))
+	}
+	var tip string
+	for refs := 0; ; {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return "", errors.New("its header is cut short")
+		}
+		line = strings.TrimSuffix(line, "\n")
+		switch {
+		case line == "":
+			if refs != 1 || tip == "" {
+				return "", errors.New("it does not hold exactly one ref refs/bottle/tip")
+			}
+			return tip, nil
+		case line[0] == '-' || line[0] == '@':
+			continue
+		}
+		refs++
+		if id, ref, _ := strings.Cut(line, " "); ref == "refs/bottle/tip" && isObjectID(id) {
+			tip = id
+		}
+	}
 }
 
 // isUncommittedCommit: the commit is one the fetch script made for the

@@ -15,7 +15,8 @@ const (
 )
 
 // prelude enters the workspace ($1), checks the base ($2) and makes $t, a
-// temporary folder holding r.git: a bare repository whose object store has
+// temporary folder holding r.git: a bare repository (made by hand: git
+// init costs a process and copies templates) whose object store has
 // the workspace's as an alternate. Exporting GIT_OBJECT_DIRECTORY sends
 // every object the scripts write (blobs of uncommitted files, the tree and
 // commit of the snapshot) there, so that the agent's .git gains nothing and
@@ -29,7 +30,8 @@ git cat-file -e "$base^{commit}" 2>/dev/null || exit 4
 objs=$(git rev-parse --path-format=absolute --git-path objects)
 t=$(mktemp -d)
 trap 'rm -rf -- "$t"' EXIT
-git init -q --bare "$t/r.git"
+mkdir -p "$t/r.git/objects/info" "$t/r.git/refs"
+printf 'ref: refs/heads/tip\n' > "$t/r.git/HEAD"
 printf '%s\n' "$objs" > "$t/r.git/objects/info/alternates"
 GIT_OBJECT_DIRECTORY=$t/r.git/objects
 export GIT_OBJECT_DIRECTORY
