@@ -476,6 +476,80 @@ describe('the extension in VS Code (code-server)', () => {
       throw err;
     }
   });
+
+  it('copies the workspace’s .git in, shows the agent’s commit in Review Changes, and Fetch Changes as Branch makes it a branch of the host repository', { timeout: 300_000 }, async () => {
+    const p = page!;
+    try {
+      // The project becomes a git repository now: the bottles of the tests
+      // before had none, and a start reads it anew.
+      const project = join(dir, 'project');
+      const git = (...args: string[]) =>
+        execFileSync('git', ['-C', project, '-c', 'user.name=user', '-c', 'user.email=user@bottle.test', ...args], {
+          encoding: 'utf8',
+        }).trim();
+      execFileSync('git', ['init', '-q', '-b', 'main', project]);
+      git('add', 'README.md', 'bottle.yaml');
+      git('commit', '-q', '-m', 'the user’s project');
+      const headBefore = git('rev-parse', 'HEAD');
+      const statusBefore = git('status', '--porcelain=v1', '--branch');
+
+      const before = new Set(sessionsOf(pids));
+      await palette(p, 'Bottle: Start Agent');
+      const agents = p.locator('.quick-input-widget');
+      await agents.locator('.quick-input-title', { hasText: 'Start Agent in a Bottle' }).waitFor({ timeout: 60_000 });
+      await agents.locator('.monaco-list-row', { hasText: 'sh' }).first().waitFor();
+      await p.keyboard.type('sh');
+      await p.keyboard.press('Enter');
+      const dialog = p.locator('.monaco-dialog-box');
+      await dialog.waitFor({ timeout: 60_000 });
+      assert.match(await dialog.innerText(), /git: .*project\/\.git → \/home\/node\/workspace\/\.git/, 'the preflight says .git is copied in');
+      await dialog.getByRole('button', { name: 'Start' }).click();
+      await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ timeout: 120_000 });
+      await until('the bottle-rpc server', () => serverPids(extensionsDir).length > 0, 10_000);
+      serverPids(extensionsDir).forEach((pid) => pids.add(pid));
+      const session = await until('the new bottle', () => sessionsOf(pids).find((s) => !before.has(s)), 30_000);
+      sessions.add(session);
+
+      // The agent (bash) commits a new file.
+      const terminal = p.locator('.terminal-wrapper .xterm-rows', { hasText: /workspace\$/ }).first();
+      await terminal.waitFor({ timeout: 60_000 });
+      await palette(p, 'Terminal: Focus Terminal');
+      await p.keyboard.type(
+        "echo 'made by the agent' > agent.txt && git add agent.txt && git -c user.name=agent -c user.email=agent@bottle.test commit -qm 'the agent’s commit' && echo DONE-$((6*7))",
+      );
+      await p.keyboard.press('Enter');
+      await p.locator('.terminal-wrapper .xterm-rows', { hasText: 'DONE-42' }).first().waitFor({ timeout: 30_000 });
+
+      // Review Changes: the changes editor, the bottle's version on the right.
+      await palette(p, 'Bottle: Review Changes');
+      await p.locator('.tab', { hasText: `Bottle sh (${session}): 1 commit, 1 file` }).waitFor({ timeout: 60_000 });
+      await p.locator('.monaco-editor .view-lines', { hasText: 'made by the agent' }).first().waitFor({ timeout: 30_000 });
+      // The Bottles view counts it.
+      await palette(p, 'Bottle: Focus on Bottles View');
+      await p.locator('.monaco-list-row', { hasText: '1 commit, 1 file' }).waitFor({ timeout: 30_000 });
+
+      // Fetch Changes as Branch: the branch is in the host repository, and
+      // nothing else of it changed.
+      await palette(p, 'Bottle: Fetch Changes as Branch');
+      const branch = `bottle/sh/${session}`;
+      const toast = p.locator('.notification-toast', { hasText: `Branch ${branch} has 1 commit` });
+      await toast.waitFor({ timeout: 60_000 });
+      await toast.getByRole('button', { name: 'Check Out' }).waitFor({ timeout: 5000 });
+      assert.equal(git('log', '-1', '--format=%s', branch), 'the agent’s commit');
+      assert.equal(git('show', `${branch}:agent.txt`), 'made by the agent');
+      assert.equal(git('rev-parse', `${branch}~1`), headBefore, 'on top of the commit the bottle was given');
+      assert.equal(git('rev-parse', 'HEAD'), headBefore, 'HEAD is untouched');
+      assert.equal(git('status', '--porcelain=v1', '--branch'), statusBefore, 'the working tree and index are untouched');
+
+      // All of it was fetched: Close asks nothing.
+      await palette(p, 'Bottle: Close Bottle');
+      await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ state: 'detached', timeout: 120_000 });
+      await until('the bottle to be removed', () => leftovers([session]).length === 0, 60_000);
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  });
 });
 
 /** A terminal's rows as text: the DOM renderer writes spaces as NBSP. */
