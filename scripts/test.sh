@@ -26,6 +26,6 @@ extension/scripts/test.sh
 
 # Fuzz targets, each for a bounded time (the seeds run in go test above).
 fuzztime=${BOTTLE_FUZZTIME:-10s}
-for target in rpc:FuzzStream rpc:FuzzParams manifest:FuzzParse egress:FuzzPolicy egress:FuzzDLP egress:FuzzClientHello; do
+for target in rpc:FuzzStream rpc:FuzzParams manifest:FuzzParse egress:FuzzPolicy egress:FuzzDLP egress:FuzzClientHello hostcopy:FuzzExtract; do
   go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$fuzztime" -fuzzminimizetime 1s "./${target%%:*}/"
 done
