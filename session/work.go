@@ -1,11 +1,11 @@
 package session
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"strings"
 	"time"
@@ -80,7 +80,7 @@ func (s *Session) bound(ctx context.Context) (context.Context, context.CancelCau
 // reads what the agent sees: a tar stream made by an exec in the bottle,
 // since under gVisor the engine's archive endpoint does not see the
 // sandbox's own filesystem. hostcopy checks every entry on the way in; on
-// any error nothing of the copy is left at a hostPath that did not exist.
+// any error, tar's included, hostPath is left as it was.
 func (s *Session) CopyOut(ctx context.Context, containerPath, hostPath string, opts hostcopy.Options) (int64, error) {
 	b, err := s.ready()
 	if err != nil {
@@ -88,8 +88,6 @@ func (s *Session) CopyOut(ctx context.Context, containerPath, hostPath string, o
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel(nil)
-	_, existed := os.Lstat(hostPath)
-
 	pr, pw := io.Pipe()
 	type extracted struct {
 		n   int64
@@ -97,7 +95,7 @@ func (s *Session) CopyOut(ctx context.Context, containerPath, hostPath string, o
 	}
 	done := make(chan extracted, 1)
 	go func() {
-		n, err := hostcopy.Extract(ctx, pr, hostPath, opts)
+		n, err := hostcopy.Extract(ctx, newTailGate(pr), hostPath, opts)
 		switch {
 		case isCopyError(err):
 			// The archive is refused: stop tar at once, its writes fail
@@ -117,8 +115,15 @@ func (s *Session) CopyOut(ctx context.Context, containerPath, hostPath string, o
 		done <- extracted{n, err}
 	}()
 	dir, name := path.Split(containerPath)
-	code, stderr, runErr := b.Run(ctx, []string{"tar", "-C", dir, "-cf", "-", "--", name}, nil, pw)
-	pw.CloseWithError(runErr) // nil: the reader sees the end of the stream
+	code, stderr, runErr := b.Run(ctx, []string{"tar", "-b", "20", "-C", dir, "-cf", "-", "--", name}, nil, pw)
+	var tarErr error
+	if runErr == nil && code != 0 {
+		// tar skipped something (a file the agent may not read, say) or
+		// found nothing: the archive is not the one asked for. Extract
+		// gets this instead of the archive's end, and keeps nothing.
+		tarErr = tarError(containerPath, code, stderr)
+	}
+	pw.CloseWithError(cmp.Or(runErr, tarErr)) // nil: the reader sees the end of the stream
 	res := <-done
 
 	fail := func(err error) (int64, error) {
@@ -133,19 +138,56 @@ func (s *Session) CopyOut(ctx context.Context, containerPath, hostPath string, o
 			return fail(res.err) // it closed the stream tar wrote to
 		}
 		return fail(runErr)
-	case code != 0:
-		// tar stopped half way (a file the agent may not read, say): what
-		// Extract made of the part it got is not the folder asked for.
-		if res.err == nil && existed != nil {
-			if rerr := os.RemoveAll(hostPath); rerr != nil {
-				s.r.log.Error("removing a partial copy", "session", s.id, "path", hostPath, "err", rerr)
-			}
-		}
-		return fail(tarError(containerPath, code, stderr))
+	case tarErr != nil:
+		return fail(tarErr)
 	case res.err != nil:
 		return fail(res.err)
 	}
 	return res.n, nil
+}
+
+// tarRecord is the size of tar's records (-b 20: 20 blocks of 512 bytes).
+// The archive's end marker lies in its last record.
+const tarRecord = 20 * 512
+
+// tailGate reads r but holds back its last tarRecord bytes until r ends:
+// the tar end marker is in them, so Extract cannot finish (and move what
+// it made into place) before tar's exit is known. When r ends with an
+// error (tar failed), Extract gets that error instead of the end, and
+// removes what it made.
+type tailGate struct {
+	r          io.Reader
+	buf        []byte
+	start, end int // buf[start:end] read and not yet released
+	err        error
+}
+
+func newTailGate(r io.Reader) *tailGate {
+	return &tailGate{r: r, buf: make([]byte, tarRecord+64<<10)}
+}
+
+func (g *tailGate) Read(p []byte) (int, error) {
+	for {
+		ready := g.end - g.start - tarRecord
+		if g.err == io.EOF {
+			ready = g.end - g.start
+		}
+		if ready > 0 {
+			n := copy(p, g.buf[g.start:g.start+ready])
+			g.start += n
+			return n, nil
+		}
+		if g.err != nil {
+			return 0, g.err
+		}
+		if g.end == len(g.buf) {
+			g.end = copy(g.buf, g.buf[g.start:g.end])
+			g.start = 0
+		}
+		n, err := g.r.Read(g.buf[g.end:])
+		g.end += n
+		g.err = err
+	}
 }
 
 // isCopyError reports whether err is hostcopy's verdict on the archive or
