@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 )
 
@@ -45,6 +44,14 @@ type Fetched struct {
 	Commits int
 	// Uncommitted: the branch's last commit holds the uncommitted work.
 	Uncommitted bool
+	// Tree is Head's tree: with Uncommitted the snapshot of the working
+	// tree, otherwise HEAD's. Empty when nothing was fetched.
+	Tree string
+	// commits are the ids of the Commits; with Uncommitted, paths holds
+	// what each path that differs from Base is in Tree (see parseRaw).
+	// NotFetched compares them with the workspace's changes.
+	commits map[string]bool
+	paths   map[string]string
 }
 
 // ownerRefs is where Fetch records the branches it made:
@@ -164,19 +171,68 @@ func Fetch(ctx context.Context, r Runner, workspace, base string, opts FetchOpti
 		return nil, fmt.Errorf("fetch: %w: %s moved while fetching: %v", ErrBranchTaken, opts.Branch, err)
 	}
 
-	count, err := h.run(ctx, "rev-list", "--count", base+".."+tip)
+	list, err := h.run(ctx, "rev-list", base+".."+tip)
 	if err != nil {
-		return nil, fmt.Errorf("fetch: count the commits: %w", err)
+		return nil, fmt.Errorf("fetch: list the commits: %w", err)
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(count))
-	if err != nil {
-		return nil, fmt.Errorf("fetch: count the commits: %q", count)
+	f := &Fetched{Branch: opts.Branch, Head: tip, Base: base, commits: map[string]bool{}}
+	for _, id := range strings.Fields(list) {
+		f.commits[id] = true
 	}
+	f.Commits = len(f.commits)
 	commit, err := h.run(ctx, "cat-file", "commit", tip)
 	if err != nil {
 		return nil, fmt.Errorf("fetch: read %s: %w", tip, err)
 	}
-	return &Fetched{Branch: opts.Branch, Head: tip, Base: base, Commits: n, Uncommitted: isUncommittedCommit(commit)}, nil
+	f.Uncommitted = isUncommittedCommit(commit)
+	first, _, _ := strings.Cut(commit, "\n")
+	if f.Tree, _ = strings.CutPrefix(first, "tree "); !isObjectID(f.Tree) {
+		return nil, fmt.Errorf("fetch: %s names no tree", tip)
+	}
+	if f.Uncommitted {
+		// The snapshot's objects are only here: the bottle made them in a
+		// temporary object store, gone with the fetch.
+		raw, err := h.run(ctx, "diff-tree", "-r", "-z", "--raw", "--no-abbrev", "--no-renames", base, tip)
+		if err != nil {
+			return nil, fmt.Errorf("fetch: list the files fetched: %w", err)
+		}
+		if _, f.paths, err = parseRaw([]byte(raw), nil); err != nil {
+			return nil, fmt.Errorf("fetch: the host's %w", err)
+		}
+	}
+	return f, nil
+}
+
+// NotFetched counts the work in now that the fetch f, one with the
+// uncommitted work (f.Uncommitted), did not bring home; now is read
+// against f.Base. Commits: those of now that f did not fetch. Files: the
+// paths whose content (object and mode) in now's snapshot is not the one
+// in f's tree, a path changed back to base included, since the branch
+// still has the change: `git diff-tree --name-only` of the two trees,
+// which no one repository holds (f's is only in the host's, now's only in
+// the bottle's), so it is worked out from each tree's paths that differ
+// from base. After a fetch without the uncommitted work, read the changes
+// since f.Head instead: that commit is in the bottle.
+func NotFetched(f *Fetched, now *Changes) (commits, files int) {
+	for _, c := range now.Commits {
+		if !f.commits[c.ID] {
+			commits++
+		}
+	}
+	if f.Tree == now.Tree {
+		return commits, 0
+	}
+	for p, st := range now.paths {
+		if f.paths[p] != st {
+			files++
+		}
+	}
+	for p := range f.paths {
+		if _, ok := now.paths[p]; !ok {
+			files++
+		}
+	}
+	return commits, files
 }
 
 // claim returns the old values the ref transaction expects: the branch's

@@ -75,6 +75,12 @@ type Changes struct {
 	// line end within DiffLimit when Truncated.
 	Diff      string
 	Truncated bool
+	// Tree is the snapshot's tree: the working tree as `git add -A` sees
+	// it, untracked files included.
+	Tree string
+	// paths holds what each path that differs from base is in Tree (see
+	// parseRaw), for NotFetched.
+	paths map[string]string
 }
 
 // sh runs script in the bottle with args as its positional parameters.
@@ -135,25 +141,28 @@ func ReadChanges(ctx context.Context, r Runner, workspace, base string, diff boo
 	if err := scriptErr("read changes", workspace, base, code, stderr); err != nil {
 		return nil, err
 	}
-	sec, err := sections(out.Bytes(), 5)
+	sec, err := sections(out.Bytes(), 6)
 	if err != nil {
 		return nil, fmt.Errorf("read changes: %w", err)
 	}
-	c := &Changes{Base: base, Head: strings.TrimSpace(string(sec[0]))}
+	c := &Changes{Base: base, Head: strings.TrimSpace(string(sec[0])), Tree: strings.TrimSpace(string(sec[1]))}
 	if !isObjectID(c.Head) {
 		return nil, fmt.Errorf("read changes: the bottle's HEAD %q is not a commit id", clip(c.Head))
 	}
-	if c.Commits, err = parseLog(sec[1]); err != nil {
+	if !isObjectID(c.Tree) {
+		return nil, fmt.Errorf("read changes: the bottle's tree %q is not an object id", clip(c.Tree))
+	}
+	if c.Commits, err = parseLog(sec[2]); err != nil {
 		return nil, fmt.Errorf("read changes: %w", err)
 	}
 	untracked := map[string]bool{}
-	for _, p := range nulFields(sec[3]) {
+	for _, p := range nulFields(sec[4]) {
 		untracked[p] = true
 	}
-	if c.Files, err = parseNameStatus(sec[2], untracked); err != nil {
-		return nil, fmt.Errorf("read changes: %w", err)
+	if c.Files, c.paths, err = parseRaw(sec[3], untracked); err != nil {
+		return nil, fmt.Errorf("read changes: the bottle's %w", err)
 	}
-	d := sec[4]
+	d := sec[5]
 	if len(d) > DiffLimit {
 		d = d[:DiffLimit]
 		if i := bytes.LastIndexByte(d, '\n'); i >= 0 {
@@ -210,24 +219,33 @@ func parseLog(b []byte) ([]Commit, error) {
 	return commits, nil
 }
 
-// parseNameStatus reads `git diff-tree -z --name-status -M`: a status
-// field, then one path, or two (old, new) for a rename or copy.
-func parseNameStatus(b []byte, untracked map[string]bool) ([]File, error) {
+// pathDeleted is parseRaw's state for a path the second tree lacks.
+const pathDeleted = "deleted"
+
+// parseRaw reads `git diff-tree -r -z --raw`: a field ":SRCMODE DSTMODE
+// SRCID DSTID STATUS", then one path, or two (old, new) for a rename or
+// copy. It returns the files, and the path states: for every path that
+// differs, "DSTMODE DSTID" or pathDeleted (the old path of a rename too),
+// which are the same whether or not renames were detected.
+func parseRaw(b []byte, untracked map[string]bool) ([]File, map[string]string, error) {
 	f := nulFields(b)
 	files := []File{}
+	states := map[string]string{}
 	for i := 0; i < len(f); {
-		st := f[i]
-		if st == "" {
-			return nil, errors.New("the bottle's file list is malformed")
+		meta := strings.Fields(strings.TrimPrefix(f[i], ":"))
+		if !strings.HasPrefix(f[i], ":") || len(meta) != 5 || !isObjectID(meta[3]) {
+			return nil, nil, errors.New("file list is malformed")
 		}
+		st := meta[4]
 		paths := 1
 		if st[0] == 'R' || st[0] == 'C' {
 			paths = 2
 		}
 		if i+paths >= len(f) {
-			return nil, errors.New("the bottle's file list is cut short")
+			return nil, nil, errors.New("file list is cut short")
 		}
 		file := File{Path: f[i+paths]}
+		states[file.Path] = meta[1] + " " + meta[3]
 		switch st[0] {
 		case 'A', 'C':
 			file.Status = "added"
@@ -236,15 +254,17 @@ func parseNameStatus(b []byte, untracked map[string]bool) ([]File, error) {
 			}
 		case 'D':
 			file.Status = "deleted"
+			states[file.Path] = pathDeleted
 		case 'R':
 			file.Status, file.OldPath = "renamed", f[i+1]
+			states[file.OldPath] = pathDeleted
 		default: // M, T (type change)
 			file.Status = "modified"
 		}
 		files = append(files, file)
 		i += paths + 1
 	}
-	return files, nil
+	return files, states, nil
 }
 
 // isObjectID: a full SHA-1 or SHA-256 object name in lower-case hex.

@@ -276,6 +276,65 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// NotFetched after a fetch with the uncommitted work (agentWork's: commits
+// first and second, c.txt edited, u.txt untracked): a path edited since
+// counts, one left as fetched does not, whichever way it was changed.
+func TestNotFetched(t *testing.T) {
+	setHome(t)
+	ctx := context.Background()
+	tests := []struct {
+		name           string
+		after          func(t *testing.T, ws string)
+		commits, files int
+	}{
+		{"nothing since", func(*testing.T, string) {}, 0, 0},
+		{"the uncommitted file edited again", func(t *testing.T, ws string) { write(t, filepath.Join(ws, "c.txt"), "again\n") }, 0, 1},
+		{"a committed file edited", func(t *testing.T, ws string) { write(t, filepath.Join(ws, "new1.txt"), "edited\n") }, 0, 1},
+		{"a file untouched until now edited", func(t *testing.T, ws string) { write(t, filepath.Join(ws, "a.txt"), "edited\n") }, 0, 1},
+		{"a fetched change undone", func(t *testing.T, ws string) { write(t, filepath.Join(ws, "c.txt"), "c.txt\n") }, 0, 1},
+		{"the untracked file deleted", func(t *testing.T, ws string) {
+			if err := os.Remove(filepath.Join(ws, "u.txt")); err != nil {
+				t.Fatal(err)
+			}
+		}, 0, 1},
+		{"a file edited and put back as fetched", func(t *testing.T, ws string) {
+			write(t, filepath.Join(ws, "c.txt"), "other\n")
+			write(t, filepath.Join(ws, "c.txt"), "c.txt\nedited\n")
+		}, 0, 0},
+		{"the uncommitted work committed", func(t *testing.T, ws string) {
+			git(t, ws, "add", "-A")
+			git(t, ws, "commit", "-q", "-m", "third")
+		}, 1, 0},
+		{"a file renamed: its old path and its new one", func(t *testing.T, ws string) { git(t, ws, "mv", "b.txt", "moved.txt") }, 0, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			host, base := hostRepo(t)
+			ws := workspace(t, host)
+			agentWork(t, ws)
+			r := hostRunner{}
+			f, err := gitwork.Fetch(ctx, r, ws, base, gitwork.FetchOptions{HostRepo: host, Branch: "b", Session: "s1", IncludeUncommitted: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := git(t, host, "rev-parse", f.Head+"^{tree}"); f.Tree != want {
+				t.Errorf("Fetched.Tree = %s, want the branch's tree %s", f.Tree, want)
+			}
+			tt.after(t, ws)
+			now, err := gitwork.ReadChanges(ctx, r, ws, base, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (now.Tree == f.Tree) != (tt.files == 0) {
+				t.Errorf("Changes.Tree %s, Fetched.Tree %s: the same tree is no file changed", now.Tree, f.Tree)
+			}
+			if commits, files := gitwork.NotFetched(f, now); commits != tt.commits || files != tt.files {
+				t.Errorf("NotFetched = %d commits, %d files; want %d, %d", commits, files, tt.commits, tt.files)
+			}
+		})
+	}
+}
+
 func TestNoGit(t *testing.T) {
 	setHome(t)
 	ctx := context.Background()

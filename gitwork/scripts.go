@@ -55,22 +55,24 @@ const headScript = `cd -- "$1" 2>/dev/null || exit 3
 git rev-parse --verify -q 'HEAD^{commit}' || exit 6
 `
 
-// changesScript prints five sections, each as its length in bytes on a
-// line of its own and then its bytes: HEAD, the commits base..HEAD, the
-// files that differ between base and the snapshot, the untracked files, and
+// changesScript prints six sections, each as its length in bytes on a
+// line of its own and then its bytes: HEAD, the snapshot's tree, the
+// commits base..HEAD, the files that differ between base and the snapshot
+// (raw, with their object ids), the untracked files, and
 // the diff (empty unless $3 is 1), cut one byte past diffLimit so that the
 // host sees it was cut. Plumbing (diff-tree) is used where the agent's
 // config could reshape porcelain output (external diff, textconv, prefixes).
 const changesScript = prelude + snapshot + `tree=$(snapshot)
 printf '%s\n' "$head" > "$t/head"
+printf '%s\n' "$tree" > "$t/tree"
 git -c log.showSignature=false log -z --reverse --format='%H%x00%s' "$base..$head" -- > "$t/log"
-git diff-tree -r -M -z --name-status "$base" "$tree" > "$t/names"
+git diff-tree -r -M -z --raw --no-abbrev "$base" "$tree" > "$t/names"
 git ls-files -z -o --exclude-standard > "$t/untracked"
 : > "$t/diff"
 if [ "$3" = 1 ]; then
 	git diff-tree -r -p -M --src-prefix=a/ --dst-prefix=b/ "$base" "$tree" | head -c "$4" > "$t/diff"
 fi
-for f in head log names untracked diff; do
+for f in head tree log names untracked diff; do
 	wc -c < "$t/$f"
 	cat -- "$t/$f"
 done

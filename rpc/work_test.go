@@ -285,6 +285,44 @@ func TestCloseAfterFetchingEverythingReportsNothing(t *testing.T) {
 	}
 }
 
+// After a fetch with the uncommitted work, close counts a file edited
+// since as unfetched, and the files left as fetched not.
+func TestCloseCountsOnlyWhatChangedSinceTheFetch(t *testing.T) {
+	tests := []struct {
+		name  string
+		after func(t *testing.T, ws string)
+		want  *rpc.Unfetched
+	}{
+		{"nothing edited", func(*testing.T, string) {}, nil},
+		{"the fetched uncommitted file edited", func(t *testing.T, ws string) { writeFile(t, filepath.Join(ws, "b.txt"), "b again\n") }, &rpc.Unfetched{Files: 1}},
+		{"a file not changed before edited", func(t *testing.T, ws string) { writeFile(t, filepath.Join(ws, "c.txt"), "c changed\n") }, &rpc.Unfetched{Files: 1}},
+		{"the fetched change undone", func(t *testing.T, ws string) { writeFile(t, filepath.Join(ws, "b.txt"), "b.txt\n") }, &rpc.Unfetched{Files: 1}},
+		{"the uncommitted work committed as fetched", func(t *testing.T, ws string) { git(t, ws, "commit", "-q", "-am", "two") }, &rpc.Unfetched{Commits: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			host, ws := gitPair(t)
+			h := newWorkHarness(t, ws)
+			var started rpc.StartResult
+			h.client.mustCall(rpc.MethodStart, rpc.StartParams{Agent: "claude", Cwd: host, CopyGit: true}, &started)
+			writeFile(t, filepath.Join(ws, "a.txt"), "a changed\n")
+			git(t, ws, "commit", "-q", "-am", "one")
+			writeFile(t, filepath.Join(ws, "b.txt"), "b changed\n")
+			var f rpc.FetchResult
+			h.client.mustCall(rpc.MethodFetch, rpc.FetchParams{Session: started.Session}, &f)
+			if f.Commits != 2 || !f.Uncommitted {
+				t.Fatalf("fetch = %+v, want 2 commits, the last the uncommitted work", f)
+			}
+			tt.after(t, ws)
+			var closed rpc.CloseResult
+			h.client.mustCall(rpc.MethodClose, rpc.CloseParams{Session: started.Session}, &closed)
+			if (closed.Unfetched == nil) != (tt.want == nil) || closed.Unfetched != nil && *closed.Unfetched != *tt.want {
+				t.Errorf("unfetched = %+v, want %+v", closed.Unfetched, tt.want)
+			}
+		})
+	}
+}
+
 func TestWithoutCopyGitChangesAndFetchSayNoGit(t *testing.T) {
 	host, ws := gitPair(t)
 	h := newWorkHarness(t, ws)

@@ -35,10 +35,7 @@ type work struct {
 	base    string
 	baseErr error
 	// fetched is what the last Fetch brought home; nil before one.
-	// fetchedTree, when that fetch included the uncommitted work, is the
-	// workspace's changes as they were then.
-	fetched     *gitwork.Fetched
-	fetchedTree *gitwork.Changes
+	fetched *gitwork.Fetched
 	// unfetched is the work Close found not fetched; nil when there was
 	// none or it could not be counted.
 	unfetched *Unfetched
@@ -268,17 +265,6 @@ func (s *Session) Fetch(ctx context.Context, branch string, includeUncommitted b
 	defer cancel(nil)
 	s.fetchMu.Lock()
 	defer s.fetchMu.Unlock()
-	// The work tree as it is before the fetch, for Close to tell what
-	// changed since: the commit holding uncommitted work exists only in the
-	// bundle. A change made between the two is then counted as not fetched,
-	// which errs on the side of a warning.
-	var before *gitwork.Changes
-	if includeUncommitted {
-		if before, err = gitwork.ReadChanges(ctx, b, b.Info().Workspace, w.base, true); err != nil {
-			s.checkGone(err)
-			return nil, fmt.Errorf("fetch from session %s: %w", s.id, err)
-		}
-	}
 	f, err := gitwork.Fetch(ctx, b, b.Info().Workspace, w.base, gitwork.FetchOptions{
 		HostRepo:           w.cwd,
 		Branch:             branch,
@@ -291,10 +277,7 @@ func (s *Session) Fetch(ctx context.Context, branch string, includeUncommitted b
 	}
 	if f.Branch != "" {
 		s.mu.Lock()
-		s.work.fetched, s.work.fetchedTree = f, nil
-		if f.Uncommitted {
-			s.work.fetchedTree = before
-		}
+		s.work.fetched = f
 		s.mu.Unlock()
 	}
 	return f, nil
@@ -326,7 +309,8 @@ func (s *Session) noteUnfetched(ctx context.Context) {
 //   - a fetch without the uncommitted work: what changed since the commit
 //     fetched, which is in the bottle's repository;
 //   - a fetch with it: the commits not among those fetched, and the files
-//     whose diff against base is not the one they had when fetched.
+//     whose content is not the one fetched (gitwork.NotFetched compares the
+//     snapshot's tree now with the one fetched, path by path).
 func unfetched(ctx context.Context, b backend.Bottle, w work) (*Unfetched, error) {
 	ws := b.Info().Workspace
 	var u Unfetched
@@ -337,79 +321,23 @@ func unfetched(ctx context.Context, b backend.Bottle, w work) (*Unfetched, error
 			return nil, err
 		}
 		u = Unfetched{Commits: len(ch.Commits), Files: len(ch.Files)}
-	case w.fetchedTree == nil:
+	case !w.fetched.Uncommitted:
 		ch, err := gitwork.ReadChanges(ctx, b, ws, w.fetched.Head, false)
 		if err != nil {
 			return nil, err
 		}
 		u = Unfetched{Commits: len(ch.Commits), Files: len(ch.Files)}
 	default:
-		ch, err := gitwork.ReadChanges(ctx, b, ws, w.base, true)
+		ch, err := gitwork.ReadChanges(ctx, b, ws, w.base, false)
 		if err != nil {
 			return nil, err
 		}
-		u = sinceFetched(w.fetchedTree, ch)
+		u.Commits, u.Files = gitwork.NotFetched(w.fetched, ch)
 	}
 	if u == (Unfetched{}) {
 		return nil, nil
 	}
 	return &u, nil
-}
-
-// sinceFetched compares the changes now with those a fetch brought home
-// (both against base). A diff cut at its limit cannot be compared file by
-// file: every file changed now is then counted.
-func sinceFetched(then, now *gitwork.Changes) Unfetched {
-	var u Unfetched
-	fetched := map[string]bool{}
-	for _, c := range then.Commits {
-		fetched[c.ID] = true
-	}
-	for _, c := range now.Commits {
-		if !fetched[c.ID] {
-			u.Commits++
-		}
-	}
-	if then.Truncated || now.Truncated {
-		u.Files = len(now.Files)
-		return u
-	}
-	a, b := fileDiffs(then.Diff), fileDiffs(now.Diff)
-	for name, d := range b {
-		if a[name] != d {
-			u.Files++
-		}
-	}
-	for name := range a {
-		if _, ok := b[name]; !ok {
-			u.Files++ // changed back since: the branch still has the change
-		}
-	}
-	return u
-}
-
-// fileDiffs splits a unified diff into each file's part, keyed by its
-// "diff --git" line.
-func fileDiffs(diff string) map[string]string {
-	out := map[string]string{}
-	const header = "diff --git "
-	var name string
-	var cur strings.Builder
-	flush := func() {
-		if name != "" {
-			out[name] = cur.String()
-		}
-		cur.Reset()
-	}
-	for _, line := range strings.SplitAfter(diff, "\n") {
-		if strings.HasPrefix(line, header) {
-			flush()
-			name = line
-		}
-		cur.WriteString(line)
-	}
-	flush()
-	return out
 }
 
 // Unfetched is the work the session's bottle had that no Fetch brought
