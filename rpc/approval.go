@@ -23,20 +23,13 @@ func clientName(ci *ClientInfo) string {
 	return ci.Name + " " + ci.Version
 }
 
-// askApproval sends bottle/egressApproval to the client and returns its
-// decision. It runs on the session's goroutine for the question, never on
-// the connection's read goroutine, which must go on reading to deliver the
-// answer. Every failure is a deny: a client without the capability, a
-// server that stopped serving, an error response, a result that is not one
-// of the three decisions, the client going away, or ctx ending (the ask
-// timeout).
+// askApproval sends bottle/egressApproval to the client, which declared
+// the capability (see Ask), and returns its decision. It runs on the
+// session's goroutine for the question, never on the connection's read
+// goroutine, which must go on reading to deliver the answer. Every failure
+// is a deny: an error response, a result that is not one of the three
+// decisions, the client going away, or ctx ending (the ask timeout).
 func (c *conn) askApproval(ctx context.Context, q egress.Record) string {
-	c.mu.Lock()
-	ok := c.approvals && c.phase == phaseReady
-	c.mu.Unlock()
-	if !ok {
-		return session.Deny
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Pending calls are not failed when the peer goes: stop waiting then.
