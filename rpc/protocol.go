@@ -516,7 +516,7 @@ type ListParams struct{}
 
 // ListResult is the result of bottle/list.
 type ListResult struct {
-	// every session of this server in start order, closed ones included
+	// every session of this server in start order, closed ones not yet forgotten included (see "What the server keeps")
 	Sessions []SessionInfo `json:"sessions"`
 }
 

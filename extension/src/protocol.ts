@@ -441,7 +441,7 @@ export type ListParams = Record<string, never>;
 
 /** ListResult is the result of bottle/list. */
 export interface ListResult {
-  /** every session of this server in start order, closed ones included */
+  /** every session of this server in start order, closed ones not yet forgotten included (see "What the server keeps") */
   sessions: SessionInfo[];
 }
 
