@@ -222,7 +222,11 @@ func Forward(ctx context.Context, conn net.Conn, in io.Reader, out io.Writer) er
 	}()
 	down := make(chan error, 1)
 	go func() {
-		_, err := io.Copy(out, conn)
+		// Plain reads and writes through one large buffer: io.Copy would
+		// splice the socket into a stdout pipe, two syscalls through a
+		// kernel pipe for every few KB of terminal output, and measured
+		// slower here (BENCHMARKS.md, the daemon's hop).
+		_, err := io.CopyBuffer(struct{ io.Writer }{out}, struct{ io.Reader }{conn}, make([]byte, 256<<10))
 		down <- err
 	}()
 	select {
