@@ -98,6 +98,13 @@ type Bottle interface {
 	// Run runs argv in the bottle as the agent user, in the workspace, without a terminal: stdin from in (nil: none),
 	// stdout to out; it returns the exit code and the first 4 KiB of stderr. ctx cancels it (the process is killed).
 	Run(ctx context.Context, argv []string, in io.Reader, out io.Writer) (code int, stderr string, err error)
+	// Archive writes a tar of containerPath (absolute, cleaned, not /) to
+	// w, as the agent user can read it: its top entry is named
+	// path.Base(containerPath), and a symbolic link is archived as the
+	// link, never followed. A path that is missing or that the agent user
+	// cannot read all of is a FieldError of "containerPath". What it
+	// wrote before an error is not the archive asked for.
+	Archive(ctx context.Context, containerPath string, w io.Writer) error
 	// SetPolicy replaces the egress proxy's allowlist and blocklist (entries
 	// in the manifest's canonical form) for new connections; tunnels open
 	// stay open. client says who asked, for the audit record the proxy

@@ -50,6 +50,7 @@ type fakeAPI struct {
 	containerListFunc        func(ctx context.Context, opts container.ListOptions) ([]container.Summary, error)
 	containerRemoveFunc      func(ctx context.Context, id string, opts container.RemoveOptions) error
 	copyToContainerFunc      func(ctx context.Context, id, dir string, content io.Reader, opts container.CopyToContainerOptions) error
+	copyFromContainerFunc    func(ctx context.Context, id, srcPath string) (io.ReadCloser, container.PathStat, error)
 	containerExecCreateFunc  func(ctx context.Context, id string, opts container.ExecOptions) (container.ExecCreateResponse, error)
 	containerExecAttachFunc  func(ctx context.Context, execID string, opts container.ExecAttachOptions) (types.HijackedResponse, error)
 	containerExecStartFunc   func(ctx context.Context, execID string, opts container.ExecStartOptions) error
@@ -164,6 +165,13 @@ func (f *fakeAPI) ContainerRemove(ctx context.Context, id string, opts container
 		return errUnexpected("ContainerRemove")
 	}
 	return f.containerRemoveFunc(ctx, id, opts)
+}
+
+func (f *fakeAPI) CopyFromContainer(ctx context.Context, id, srcPath string) (io.ReadCloser, container.PathStat, error) {
+	if f.copyFromContainerFunc == nil {
+		return nil, container.PathStat{}, errUnexpected("CopyFromContainer")
+	}
+	return f.copyFromContainerFunc(ctx, id, srcPath)
 }
 
 func (f *fakeAPI) CopyToContainer(ctx context.Context, id, dir string, content io.Reader, opts container.CopyToContainerOptions) error {

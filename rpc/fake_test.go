@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	osexec "os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -170,6 +171,22 @@ func (bt *fakeBottle) CopyIn(_ context.Context, hostPath, containerPath string) 
 	})
 	bt.be.record("copied %s to %s", hostPath, containerPath)
 	return n, err
+}
+
+// Archive runs tar on the host, as the bottle would in it; a path tar does
+// not find is the backend's FieldError.
+func (bt *fakeBottle) Archive(ctx context.Context, containerPath string, w io.Writer) error {
+	dir, name := path.Split(containerPath)
+	code, stderr, err := bt.Run(ctx, []string{"tar", "-b", "20", "-C", dir, "-cf", "-", "--", name}, nil, w)
+	switch {
+	case err != nil:
+		return err
+	case strings.Contains(stderr, "No such file or directory"):
+		return backend.InvalidField("containerPath", "%s does not exist in the bottle", containerPath)
+	case code != 0:
+		return fmt.Errorf("tar exited with %d: %s", code, stderr)
+	}
+	return nil
 }
 
 // Run runs argv on the host in the bottle's workspace folder, which a test

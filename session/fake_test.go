@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	osexec "os/exec"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -106,6 +107,22 @@ func (bt *fakeBottle) Exec(context.Context, backend.ExecSpec) (backend.Process, 
 }
 
 func (bt *fakeBottle) CopyIn(context.Context, string, string) (int64, error) { return 0, nil }
+
+// Archive runs tar on the host, as the bottle would in it; a path tar does
+// not find is the backend's FieldError.
+func (bt *fakeBottle) Archive(ctx context.Context, containerPath string, w io.Writer) error {
+	dir, name := path.Split(containerPath)
+	code, stderr, err := bt.Run(ctx, []string{"tar", "-b", "20", "-C", dir, "-cf", "-", "--", name}, nil, w)
+	switch {
+	case err != nil:
+		return err
+	case strings.Contains(stderr, "No such file or directory"):
+		return backend.InvalidField("containerPath", "%s does not exist in the bottle", containerPath)
+	case code != 0:
+		return fmt.Errorf("tar exited with %d: %s", code, stderr)
+	}
+	return nil
+}
 
 // Run runs argv on the host in the bottle's workspace folder, which a test
 // makes when it needs Run (git, for one); elsewhere it fails to start.

@@ -1,13 +1,10 @@
 package session
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"path"
-	"strings"
 	"time"
 
 	"github.com/bottle-dev/bottle/backend"
@@ -74,10 +71,9 @@ func (s *Session) bound(ctx context.Context) (context.Context, context.CancelCau
 
 // CopyOut copies the file or folder containerPath (absolute, cleaned, not
 // /) of the bottle to hostPath, and returns the file bytes written. It
-// reads what the agent sees: a tar stream made by an exec in the bottle,
-// since under gVisor the engine's archive endpoint does not see the
-// sandbox's own filesystem. hostcopy checks every entry on the way in; on
-// any error, tar's included, hostPath is left as it was.
+// reads what the agent sees, as the bottle's Archive makes it. hostcopy
+// checks every entry on the way in; on any error, the archive's included,
+// hostPath is left as it was.
 func (s *Session) CopyOut(ctx context.Context, containerPath, hostPath string, opts hostcopy.Options) (int64, error) {
 	b, err := s.ready()
 	if err != nil {
@@ -95,32 +91,26 @@ func (s *Session) CopyOut(ctx context.Context, containerPath, hostPath string, o
 		n, err := hostcopy.Extract(ctx, newTailGate(pr), hostPath, opts)
 		switch {
 		case isCopyError(err):
-			// The archive is refused: stop tar at once, its writes fail
-			// and the exec is killed.
+			// The archive is refused: stop its making at once (an exec
+			// in the bottle is killed).
 			cancel(err)
 			pr.CloseWithError(err)
 		case err != nil:
-			// Most likely tar failed (a path that is not there makes an
-			// empty archive): let it finish, so that its exit says why,
-			// but read no more than the tail of a failed archive.
+			// Most likely the archive failed (a path that is not there
+			// makes an empty one): let it finish, so that its error says
+			// why, but read no more than the tail of a failed archive.
 			_, _ = io.CopyN(io.Discard, pr, drainLimit)
 			pr.CloseWithError(err)
 		default:
-			// tar pads its archive past the end marker Extract stops at.
+			// tar pads an archive past the end marker Extract stops at.
 			_, _ = io.Copy(io.Discard, pr)
 		}
 		done <- extracted{n, err}
 	}()
-	dir, name := path.Split(containerPath)
-	code, stderr, runErr := b.Run(ctx, []string{"tar", "-b", "20", "-C", dir, "-cf", "-", "--", name}, nil, pw)
-	var tarErr error
-	if runErr == nil && code != 0 {
-		// tar skipped something (a file the agent may not read, say) or
-		// found nothing: the archive is not the one asked for. Extract
-		// gets this instead of the archive's end, and keeps nothing.
-		tarErr = tarError(containerPath, code, stderr)
-	}
-	pw.CloseWithError(cmp.Or(runErr, tarErr)) // nil: the reader sees the end of the stream
+	archiveErr := b.Archive(ctx, containerPath, pw)
+	// nil: the reader sees the end of the stream; an error reaches
+	// Extract instead of the archive's end, and it keeps nothing.
+	pw.CloseWithError(archiveErr)
 	res := <-done
 
 	fail := func(err error) (int64, error) {
@@ -129,14 +119,12 @@ func (s *Session) CopyOut(ctx context.Context, containerPath, hostPath string, o
 	switch {
 	case isCopyError(res.err):
 		return fail(res.err)
-	case runErr != nil:
-		s.checkGone(runErr)
-		if res.err != nil {
-			return fail(res.err) // it closed the stream tar wrote to
+	case archiveErr != nil:
+		s.checkGone(archiveErr)
+		if res.err != nil && !errors.Is(archiveErr, backend.ErrInvalid) {
+			return fail(res.err) // it closed the stream the archive was written to
 		}
-		return fail(runErr)
-	case tarErr != nil:
-		return fail(tarErr)
+		return fail(archiveErr)
 	case res.err != nil:
 		return fail(res.err)
 	}
@@ -191,19 +179,6 @@ func (g *tailGate) Read(p []byte) (int, error) {
 // the destination, which is more telling than the exit of a killed tar.
 func isCopyError(err error) bool {
 	return errors.Is(err, hostcopy.ErrExists) || errors.Is(err, hostcopy.ErrTooLarge) || errors.Is(err, hostcopy.ErrUnsafe)
-}
-
-// tarError says why tar in the bottle failed, naming containerPath when
-// the path is the cause.
-func tarError(containerPath string, code int, stderr string) error {
-	msg := strings.TrimSpace(stderr)
-	switch {
-	case strings.Contains(msg, "No such file or directory"):
-		return backend.InvalidField("containerPath", "%s does not exist in the bottle", containerPath)
-	case strings.Contains(msg, "Permission denied"):
-		return backend.InvalidField("containerPath", "%s cannot be read by the agent user: %s", containerPath, msg)
-	}
-	return fmt.Errorf("tar in the bottle exited with %d: %s", code, msg)
 }
 
 // gitState returns the ready bottle and what its repository's work is
