@@ -1,14 +1,10 @@
 package session_test
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	osexec "os/exec"
-	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +14,7 @@ import (
 	"github.com/bottle-dev/bottle/backend"
 	"github.com/bottle-dev/bottle/egress"
 	"github.com/bottle-dev/bottle/internal/fakestart"
+	"github.com/bottle-dev/bottle/internal/hostexec"
 	"github.com/bottle-dev/bottle/session"
 )
 
@@ -108,39 +105,15 @@ func (bt *fakeBottle) Exec(context.Context, backend.ExecSpec) (backend.Process, 
 
 func (bt *fakeBottle) CopyIn(context.Context, string, string) (int64, error) { return 0, nil }
 
-// Archive runs tar on the host, as the bottle would in it; a path tar does
-// not find is the backend's FieldError.
+// Archive runs tar on the host, as the bottle would in it.
 func (bt *fakeBottle) Archive(ctx context.Context, containerPath string, w io.Writer) error {
-	dir, name := path.Split(containerPath)
-	code, stderr, err := bt.Run(ctx, []string{"tar", "-b", "20", "-C", dir, "-cf", "-", "--", name}, nil, w)
-	switch {
-	case err != nil:
-		return err
-	case strings.Contains(stderr, "No such file or directory"):
-		return backend.InvalidField("containerPath", "%s does not exist in the bottle", containerPath)
-	case code != 0:
-		return fmt.Errorf("tar exited with %d: %s", code, stderr)
-	}
-	return nil
+	return hostexec.Archive(ctx, bt.info.Workspace, containerPath, w)
 }
 
 // Run runs argv on the host in the bottle's workspace folder, which a test
 // makes when it needs Run (git, for one); elsewhere it fails to start.
 func (bt *fakeBottle) Run(ctx context.Context, argv []string, in io.Reader, out io.Writer) (int, string, error) {
-	if len(argv) == 0 {
-		return -1, "", fmt.Errorf("%w: argv is empty", backend.ErrInvalid)
-	}
-	var stderr bytes.Buffer
-	cmd := osexec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Dir, cmd.Stdin, cmd.Stdout, cmd.Stderr = bt.info.Workspace, in, out, &stderr
-	err := cmd.Run()
-	if exit := (*osexec.ExitError)(nil); errors.As(err, &exit) && ctx.Err() == nil {
-		return exit.ExitCode(), stderr.String(), nil
-	}
-	if err != nil {
-		return -1, stderr.String(), err
-	}
-	return 0, stderr.String(), nil
+	return hostexec.Run(ctx, bt.info.Workspace, argv, in, out)
 }
 
 func (bt *fakeBottle) Close(context.Context) error {
