@@ -26,6 +26,28 @@ extension/scripts/test.sh
 
 # Fuzz targets, each for a bounded time (the seeds run in go test above).
 fuzztime=${BOTTLE_FUZZTIME:-10s}
+# Go 1.26's fuzz coordinator can fail a target with a bare "context
+# deadline exceeded" when -fuzztime ends while a worker is mid-call
+# (go.dev/issue/75804, fixed in Go 1.27): no input is at fault and none is
+# written. Only that exact failure, with no new input in the target's
+# testdata/fuzz and its corpus replaying clean, is let through, said aloud;
+# any other failure fails the suite.
 for target in rpc:FuzzStream rpc:FuzzParams manifest:FuzzParse egress:FuzzPolicy egress:FuzzDLP egress:FuzzClientHello hostcopy:FuzzExtract; do
-  go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$fuzztime" -fuzzminimizetime 1s "./${target%%:*}/"
+  pkg=${target%%:*} name=${target#*:}
+  corpus="$pkg/testdata/fuzz/$name"
+  before=$( (ls "$corpus" 2>/dev/null || true) | sort)
+  log=$(mktemp)
+  if go test -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" -fuzzminimizetime 1s "./$pkg/" 2>&1 | tee "$log"; then
+    rm -f "$log"
+    continue
+  fi
+  after=$( (ls "$corpus" 2>/dev/null || true) | sort)
+  if [ "$before" = "$after" ] && grep -q '^    context deadline exceeded$' "$log" && ! grep -q -e '^panic:' -e 'Failing input written' "$log" &&
+    go test -count=1 -run "^$name\$" "./$pkg/"; then
+    echo "test.sh: $target: Go's fuzz coordinator stopped on its own deadline (go.dev/issue/75804); no input failed, the corpus replays clean"
+    rm -f "$log"
+    continue
+  fi
+  rm -f "$log"
+  exit 1
 done
