@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bottle-dev/bottle/backend"
 	"github.com/bottle-dev/bottle/rpc"
 
 	"github.com/bottle-dev/bottle/internal/lockedbuf"
@@ -325,11 +326,17 @@ func newHarness(t testing.TB, opts rpc.Options) *harness {
 
 func newHarnessWith(t testing.TB, be *fakeBackend, opts rpc.Options) *harness {
 	t.Helper()
+	return newHarnessOn(t, be, be, opts)
+}
+
+// newHarnessOn serves starts through serving, a wrapper of be.
+func newHarnessOn(t testing.TB, be *fakeBackend, serving backend.Backend, opts rpc.Options) *harness {
+	t.Helper()
 	opts.Version = "test"
 	opts.Logger = testLogger(t)
 	serverIn, clientOut := io.Pipe()
 	clientIn, serverOut := io.Pipe()
-	h := &harness{t: t, be: be, srv: rpc.NewServer(be, opts), in: clientOut, out: clientIn, done: make(chan error, 1)}
+	h := &harness{t: t, be: be, srv: rpc.NewServer(serving, opts), in: clientOut, out: clientIn, done: make(chan error, 1)}
 	go func() {
 		err := h.srv.Serve(context.Background(), serverIn, serverOut)
 		// As when a server process exits: what the client still writes

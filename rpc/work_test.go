@@ -2,7 +2,6 @@ package rpc_test
 
 import (
 	"context"
-	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -10,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/bottle-dev/bottle/backend"
 	"github.com/bottle-dev/bottle/rpc"
@@ -39,26 +37,7 @@ func (b workBackend) Start(ctx context.Context, spec backend.StartSpec, progress
 func newWorkHarness(t *testing.T, workspace string) *harness {
 	t.Helper()
 	be := &fakeBackend{}
-	serverIn, clientOut := io.Pipe()
-	clientIn, serverOut := io.Pipe()
-	h := &harness{t: t, be: be, in: clientOut, out: clientIn, done: make(chan error, 1),
-		srv: rpc.NewServer(workBackend{be, workspace}, rpc.Options{Version: "test", Logger: testLogger(t)})}
-	go func() {
-		err := h.srv.Serve(context.Background(), serverIn, serverOut)
-		serverIn.Close()
-		h.done <- err
-	}()
-	h.client = newFakeClient(t, clientIn, clientOut)
-	t.Cleanup(func() {
-		clientOut.Close()
-		select {
-		case <-h.done:
-		case <-time.After(waitTimeout):
-			t.Errorf("Serve did not return after its input closed")
-		}
-		clientIn.Close()
-		serverIn.Close()
-	})
+	h := newHarnessOn(t, be, workBackend{be, workspace}, rpc.Options{})
 	h.initialize()
 	return h
 }
