@@ -63,6 +63,11 @@ type Plan struct {
 	Allow        []string   `json:"allow"`
 	Command      []string   `json:"command"`
 	CopyIn       []CopyItem `json:"copyIn"`
+	// Warm: a start now would take a bottle made ahead of time.
+	Warm bool `json:"warm"`
+	// Engine names the engine: "local" for this machine's socket, else its
+	// address without credentials.
+	Engine string `json:"engine"`
 }
 
 // CopyItem is one thing provisioned into the agent container.
@@ -145,6 +150,8 @@ type Info struct {
 	// AskTimeout is how long the proxy holds a connection it asks about;
 	// 0 when it never asks.
 	AskTimeout time.Duration
+	// Warm: the bottle was made ahead of time and taken from a pool.
+	Warm bool
 }
 
 // ExecSpec is a process to run in a bottle.

@@ -100,6 +100,7 @@ func (c *conn) start(ctx context.Context, p *StartParams) (*StartResult, error) 
 		Image:        info.Image,
 		Home:         info.Home,
 		Workspace:    info.Workspace,
+		Warm:         info.Warm,
 	}, nil
 }
 

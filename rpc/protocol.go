@@ -200,6 +200,13 @@ type PlanResult struct {
 	Command []string `json:"command"`
 	// what is provisioned into the container
 	CopyIn []CopyItem `json:"copyIn"`
+	// a start now would take a bottle made ahead of time from the
+	// server's warm pool (see "Warm starts")
+	Warm bool `json:"warm"`
+	// the engine bottles run on: `local` for this machine's socket, else
+	// `DOCKER_HOST`'s address without credentials (`tcp://build:2376`,
+	// `ssh://dev@build`)
+	Engine string `json:"engine"`
 }
 
 // CopyItem is one thing provisioned into the agent container.
@@ -226,6 +233,8 @@ func planResult(p *backend.Plan) *PlanResult {
 		Allow:        nonNil(p.Allow),
 		Command:      nonNil(p.Command),
 		CopyIn:       []CopyItem{},
+		Warm:         p.Warm,
+		Engine:       p.Engine,
 	}
 	for _, c := range p.CopyIn {
 		res.CopyIn = append(res.CopyIn, CopyItem{What: c.What, From: c.From, To: c.To, Mode: c.Mode})
@@ -291,6 +300,8 @@ type StartResult struct {
 	// the agent's workspace in the bottle, where execs run and `cwd` was
 	// copied (`/home/node/workspace` in the built-in images)
 	Workspace string `json:"workspace"`
+	// the bottle was made ahead of time and taken from the warm pool
+	Warm bool `json:"warm"`
 }
 
 // ExecParams are the params of bottle/exec.

@@ -202,6 +202,10 @@ export interface PlanResult {
   command: string[];
   /** what is provisioned into the container */
   copyIn: CopyItem[];
+  /** a start now would take a bottle made ahead of time from the server's warm pool (see "Warm starts") */
+  warm: boolean;
+  /** the engine bottles run on: `local` for this machine's socket, else `DOCKER_HOST`'s address without credentials (`tcp://build:2376`, `ssh://dev@build`) */
+  engine: string;
 }
 
 /** CopyItem is one thing provisioned into the agent container. */
@@ -256,6 +260,8 @@ export interface StartResult {
   home: string;
   /** the agent's workspace in the bottle, where execs run and `cwd` was copied (`/home/node/workspace` in the built-in images) */
   workspace: string;
+  /** the bottle was made ahead of time and taken from the warm pool */
+  warm: boolean;
 }
 
 /** ExecParams are the params of bottle/exec. */
