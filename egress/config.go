@@ -28,6 +28,11 @@
 // pending question; at most 10 questions a minute and 20 pending are asked,
 // beyond which a connection is refused at once ("too many questions"). No
 // answer within Config.AskTimeout, or the control channel's end, refuses.
+//
+// A proxy started with Config.Wait (a bottle made ahead of time for the
+// warm pool) refuses every request and every control line until one
+// "configure" line brings its whole Config, secrets included; it is
+// audited as a "policy" record. Only a waiting proxy takes one, once.
 package egress
 
 import (
@@ -58,6 +63,11 @@ type Config struct {
 	// AskTimeout is how long a held connection waits for its answer, as a
 	// Go duration ("30s"); empty means DefaultAskTimeout.
 	AskTimeout string `json:"askTimeout,omitempty"`
+	// Wait: the proxy listens at once and refuses every request, and every
+	// control line but one "configure" line, whose Config it then runs
+	// with (Listen aside): a bottle made ahead of time, whose user is not
+	// known yet. Allow, Block and Ask must be empty.
+	Wait bool `json:"wait,omitempty"`
 }
 
 // DefaultAskTimeout is how long a question waits when Config.AskTimeout is
@@ -67,7 +77,7 @@ const DefaultAskTimeout = 30 * time.Second
 // Control is one line of the control channel: the sidecar's stdin after the
 // config, held by the server and out of the agent's reach.
 type Control struct {
-	Op string `json:"op"` // OpPolicy or OpAnswer
+	Op string `json:"op"` // OpPolicy, OpAnswer or OpConfigure
 	// Allow and Block replace the live allowlist and blocklist entirely
 	// (op "policy"). A bad entry rejects the whole line.
 	Allow []string `json:"allow,omitempty"`
@@ -80,12 +90,16 @@ type Control struct {
 	// Decision answers it: DecisionAllow lets the held connections through
 	// this once; anything else refuses them.
 	Decision string `json:"decision,omitempty"`
+	// Config is the whole config of a waiting proxy (op "configure"),
+	// secrets included; Listen is ignored, the proxy listens already.
+	Config *Config `json:"config,omitempty"`
 }
 
 // Values of Control.Op.
 const (
-	OpPolicy = "policy"
-	OpAnswer = "answer"
+	OpPolicy    = "policy"
+	OpAnswer    = "answer"
+	OpConfigure = "configure"
 )
 
 // DLPConfig says what the proxy treats as a secret.
@@ -150,6 +164,9 @@ func ReadConfigStream(r io.Reader) (Config, io.Reader, error) {
 // options builds what a Proxy decides with from cfg, and refuses a config
 // that does not make sense before anything listens.
 func (cfg Config) options() (Options, error) {
+	if cfg.Wait && (len(cfg.Allow) > 0 || len(cfg.Block) > 0 || cfg.Ask) {
+		return Options{}, errors.New("egress: a waiting proxy refuses everything until configured: allow, block and ask must be empty")
+	}
 	policy, err := compilePolicy(cfg.Allow, cfg.Block)
 	if err != nil {
 		return Options{}, err

@@ -4,14 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -102,11 +105,28 @@ func (p *Proxy) StopAsking() {
 	}
 }
 
+// served is the proxy Run serves. A proxy that waits (Config.Wait) serves
+// one that refuses everything until a configure line brings the config it
+// runs with from then on; either way every request, and every refusal of
+// net/http's, goes to the proxy of that moment.
+type served struct {
+	cur      atomic.Pointer[Proxy]
+	dial     time.Duration
+	audit    Auditor
+	errorLog *log.Logger
+	// waiting is read and written by the control goroutine only.
+	waiting bool
+}
+
+func (s *served) proxy() *Proxy { return s.cur.Load() }
+
+func (s *served) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.proxy().ServeHTTP(w, r) }
+
 // control applies the control lines of r until it ends, then stops asking.
 // A line it cannot apply is reported to errorLog and skipped: the stream
 // stays usable.
-func (p *Proxy) control(r io.Reader, errorLog *log.Logger) {
-	defer p.StopAsking()
+func (s *served) control(r io.Reader) {
+	defer func() { s.proxy().StopAsking() }()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(nil, maxControlLineLen)
 	for sc.Scan() {
@@ -114,30 +134,95 @@ func (p *Proxy) control(r io.Reader, errorLog *log.Logger) {
 		if len(line) == 0 {
 			continue
 		}
-		if err := p.apply(line); err != nil {
-			errorLog.Printf("control line refused: %v", err)
+		if err := s.apply(line); err != nil {
+			s.errorLog.Printf("control line refused: %v", err)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		errorLog.Printf("control channel: %v", err)
+		s.errorLog.Printf("control channel: %v", err)
 	}
 }
 
-func (p *Proxy) apply(line []byte) error {
+func (s *served) apply(line []byte) error {
+	c, err := decodeControl(line)
+	if err != nil {
+		return err
+	}
+	switch {
+	case c.Op == OpConfigure:
+		return s.configure(c)
+	case s.waiting:
+		return fmt.Errorf("op %q before the proxy's configure line: it refuses everything until configured", c.Op)
+	}
+	return s.proxy().applyControl(c)
+}
+
+// configure makes the proxy of c.Config and serves it from now on. Only a
+// waiting proxy takes it, once: a running proxy's DLP, trust and questions
+// never change, its lists only through policy lines. The change is audited
+// as a policy record naming c.Client (a refusal too), which tells the
+// server that requests are now decided by the new config.
+func (s *served) configure(c Control) error {
+	old := s.proxy()
+	refuse := func(err error) error {
+		rec := old.record(EventPolicy, "", "", 0)
+		rec.Client, rec.Decision, rec.Reason = c.Client, DecisionDeny, strings.TrimPrefix(err.Error(), "egress: ")
+		old.audit.Record(rec)
+		return err
+	}
+	switch {
+	case !s.waiting:
+		return refuse(errors.New("egress: configure: the proxy is configured already"))
+	case c.Config == nil:
+		return refuse(errors.New("egress: configure: no config"))
+	case c.Config.Wait:
+		return refuse(errors.New("egress: configure: the config must not wait again"))
+	}
+	opts, err := c.Config.options()
+	if err != nil {
+		return refuse(err)
+	}
+	opts.Audit = s.audit
+	p := newProxy(opts, s.dial)
+	p.errorLog = s.errorLog
+	s.cur.Store(p)
+	s.waiting = false
+	rec := p.record(EventPolicy, "", "", 0)
+	rec.Client, rec.Decision = c.Client, DecisionAllow
+	rec.Change = "configured; " + describeChange(nil, nil, c.Config.Allow, c.Config.Block)
+	p.audit.Record(rec)
+	return nil
+}
+
+func decodeControl(line []byte) (Control, error) {
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	var c Control
 	if err := dec.Decode(&c); err != nil {
 		// Not quoted: a control line is the server's, but a broken one
 		// may hold anything.
-		return fmt.Errorf("not a control object: %w", err)
+		return Control{}, fmt.Errorf("not a control object: %w", err)
 	}
+	return c, nil
+}
+
+func (p *Proxy) apply(line []byte) error {
+	c, err := decodeControl(line)
+	if err != nil {
+		return err
+	}
+	return p.applyControl(c)
+}
+
+func (p *Proxy) applyControl(c Control) error {
 	switch c.Op {
 	case OpPolicy:
 		return p.SetPolicy(c.Allow, c.Block, c.Client)
 	case OpAnswer:
 		p.Answer(c.ID, c.Decision == DecisionAllow)
 		return nil
+	case OpConfigure:
+		return errors.New("configure: only a waiting proxy takes a config")
 	default:
 		return fmt.Errorf("unknown op %q", c.Op)
 	}

@@ -71,18 +71,20 @@ func run(ctx context.Context, cfg Config, control io.Reader, auditOut, logOut io
 	opts.Audit = NewJSONAuditor(auditOut)
 	p := newProxy(opts, lim.dial)
 	p.errorLog = errorLog
-	defer p.transport.CloseIdleConnections()
+	s := &served{dial: lim.dial, audit: opts.Audit, errorLog: errorLog, waiting: cfg.Wait}
+	s.cur.Store(p)
+	defer func() { s.proxy().transport.CloseIdleConnections() }()
 	if control == nil {
 		p.StopAsking()
 	} else {
 		// Not waited for: a read of the control channel cannot be
 		// interrupted, and the process ends with Run anyway.
-		go p.control(control, errorLog)
+		go s.control(control)
 	}
 	// Hijacked CONNECT connections are outside the server's timeouts, so
 	// none of these can cut a tunnel.
 	srv := &http.Server{
-		Handler:           http.HandlerFunc(handled(p)),
+		Handler:           http.HandlerFunc(handled(s)),
 		ReadHeaderTimeout: lim.readHeader,
 		IdleTimeout:       lim.idle,
 		ErrorLog:          errorLog,
@@ -98,7 +100,7 @@ func run(ctx context.Context, cfg Config, control io.Reader, auditOut, logOut io
 			}
 		},
 	}
-	ln = auditedListener{Listener: ln, p: p}
+	ln = auditedListener{Listener: ln, s: s}
 	fmt.Fprintf(logOut, "%s%s\n", ListeningLine, ln.Addr())
 
 	served := make(chan error, 1)
@@ -107,25 +109,25 @@ func run(ctx context.Context, cfg Config, control io.Reader, auditOut, logOut io
 	case err := <-served:
 		// The listener failed and nothing will be served any more: there is
 		// nothing to be graceful for.
-		p.StopAsking()
+		s.proxy().StopAsking()
 		srv.Close()
 		now, cancel := context.WithCancel(context.Background())
 		cancel()
-		p.shutdown(now)
+		s.proxy().shutdown(now)
 		return fmt.Errorf("egress: serve: %w", err)
 	case <-ctx.Done():
 	}
 
 	// Held requests must not outlast the grace period, waiting for answers
 	// that no longer matter.
-	p.StopAsking()
+	s.proxy().StopAsking()
 	grace, cancel := context.WithTimeout(context.Background(), lim.grace)
 	defer cancel()
 	if err := srv.Shutdown(grace); err != nil {
 		// Requests still running after the grace period are cut.
 		srv.Close()
 	}
-	p.shutdown(grace)
+	s.proxy().shutdown(grace)
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("egress: serve: %w", err)
 	}
@@ -140,7 +142,7 @@ func run(ctx context.Context, cfg Config, control io.Reader, auditOut, logOut io
 // no line.
 type auditedListener struct {
 	net.Listener
-	p *Proxy
+	s *served
 }
 
 func (l auditedListener) Accept() (net.Conn, error) {
@@ -148,13 +150,13 @@ func (l auditedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &auditedConn{Conn: c, p: l.p}, nil
+	return &auditedConn{Conn: c, s: l.s}, nil
 }
 
 // auditedConn is one client connection of an auditedListener.
 type auditedConn struct {
 	net.Conn
-	p        *Proxy
+	s        *served
 	handled  atomic.Bool // the handler runs or ran for the current request
 	recorded atomic.Bool // a refusal of net/http's is audited: it then closes the connection
 }
@@ -177,10 +179,11 @@ func (c *auditedConn) NetConn() net.Conn { return c.Conn }
 
 func (c *auditedConn) Write(b []byte) (int, error) {
 	if !c.handled.Load() && c.recorded.CompareAndSwap(false, true) {
-		rec := c.p.record(EventDecision, "", "", 0)
+		p := c.s.proxy()
+		rec := p.record(EventDecision, "", "", 0)
 		rec.Decision, rec.Rule = DecisionDeny, ruleBadRequest
 		rec.Reason = "refused by the proxy's HTTP server before the proxy read it: " + statusOf(b)
-		c.p.audit.Record(rec)
+		p.audit.Record(rec)
 	}
 	return c.Conn.Write(b)
 }
