@@ -62,7 +62,15 @@ type Bottle struct {
 	Memory      int64    // bytes, 0 = unlimited
 	Pids        int64    // 0 = unlimited
 	Sidecar     *Sidecar // nil = built-in egress proxy
+	// Pool is how many bottles the server keeps made ahead of time for
+	// this bottle's warm starts: nil is the server's default, 0 turns warm
+	// starts off. A bottle with a sidecar of its own never starts warm.
+	Pool *int
 }
+
+// MaxPool is the largest pool: a pooled bottle holds a container pair and
+// its networks while it waits.
+const MaxPool = 8
 
 // Build says how to build a bottle's image.
 type Build struct {

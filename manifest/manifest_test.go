@@ -221,6 +221,7 @@ bottles:
 		{"sidecar config path", b.Sidecar.ConfigPath, "/etc/bottle/proxy-config"},
 		{"memory", b.Memory, int64(0)},
 		{"pids", b.Pids, int64(0)},
+		{"pool", b.Pool, (*int)(nil)},
 		{"egress", b.Egress.Allow, claudeProfile.Allow},
 		{"profile", a.Profile, claudeProfile},
 	}
@@ -328,6 +329,12 @@ func TestParseReportsEachProblemWithFileLineAndField(t *testing.T) {
 			nil, `bottle.yaml:7: bottles.web.limits.pids: must be a whole number, got "12"`},
 		{"negative pids", good + "    limits: {pids: -1}\n",
 			nil, `bottle.yaml:7: bottles.web.limits.pids: must not be negative`},
+		{"negative pool", good + "    pool: -1\n",
+			nil, `bottle.yaml:7: bottles.web.pool: must be 0 (no warm starts) to 8 bottles made ahead of time, got -1`},
+		{"pool too large", good + "    pool: 100\n",
+			nil, `bottle.yaml:7: bottles.web.pool: must be 0 (no warm starts) to 8 bottles made ahead of time, got 100`},
+		{"pool as a word", good + "    pool: off\n",
+			nil, `bottle.yaml:7: bottles.web.pool: must be a whole number, got "off"`},
 		{"env given as a list", "agents:\n  claude:\n    bottle: web\n    env: [A=1]\nbottles:\n  web: {image: x}\n",
 			nil, `bottle.yaml:4: agents.claude.env: must be a mapping`},
 		{"agent without a bottle", "agents:\n  claude:\n    prompt: hi\nbottles:\n  web: {image: x}\n",
@@ -559,3 +566,24 @@ func TestTheExampleManifestLoads(t *testing.T) {
 		t.Errorf("the example's fixer: argv %q, profile %s", got, dump(fixer.Profile))
 	}
 }
+
+func TestParseReadsPool(t *testing.T) {
+	for _, tt := range []struct {
+		yaml string
+		want *int
+	}{
+		{"", nil},
+		{"    pool: 0\n", ptr(0)},
+		{"    pool: 3\n", ptr(3)},
+	} {
+		m, err := Parse("bottle.yaml", []byte(good+tt.yaml), t.TempDir())
+		if err != nil {
+			t.Fatalf("%q: %v", tt.yaml, err)
+		}
+		if got := m.Bottles["web"].Pool; !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%q: pool = %v, want %v", tt.yaml, got, tt.want)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -155,7 +155,7 @@ func (p *parser) bottle(f field) *Bottle {
 	if err := checkName(b.Name); err != nil {
 		p.errorAt(f.key.Line, f.path, "%v", err)
 	}
-	fs, ok := p.fields(f, "image", "build", "runtime", "egress", "ssh", "env", "env_file", "pass_env", "limits", "sidecar")
+	fs, ok := p.fields(f, "image", "build", "runtime", "egress", "ssh", "env", "env_file", "pass_env", "limits", "sidecar", "pool")
 	if !ok {
 		return b
 	}
@@ -200,6 +200,9 @@ func (p *parser) bottle(f field) *Bottle {
 	}
 	if l, ok := fs["limits"]; ok {
 		b.Memory, b.Pids = p.limits(l)
+	}
+	if n, ok := fs["pool"]; ok {
+		b.Pool = p.pool(n)
 	}
 	if s, ok := fs["sidecar"]; ok {
 		b.Sidecar = p.sidecar(s)
@@ -490,6 +493,20 @@ func (p *parser) memory(f field) int64 {
 		return 0
 	}
 	return n
+}
+
+// pool reads a pool size: 0 (no warm starts) to MaxPool.
+func (p *parser) pool(f field) *int {
+	v, ok := p.int(f)
+	if !ok {
+		return nil
+	}
+	if v < 0 || v > MaxPool {
+		p.errorf(f, "must be 0 (no warm starts) to %d bottles made ahead of time, got %d", MaxPool, v)
+		return nil
+	}
+	n := int(v)
+	return &n
 }
 
 func (p *parser) sidecar(f field) *Sidecar {
