@@ -99,6 +99,7 @@ func (e *Engine) Plan(ctx context.Context, spec backend.StartSpec) (*backend.Pla
 		Allow:        slices.Clone(b.Egress.Allow),
 		Command:      agentArgv(agent),
 		CopyIn:       items,
+		Engine:       e.name,
 	}, nil
 }
 

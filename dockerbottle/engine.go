@@ -14,6 +14,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/bottle-dev/bottle/backend"
+	"github.com/bottle-dev/bottle/dockerhost"
 )
 
 // Options configure an Engine.
@@ -43,26 +44,30 @@ type Engine struct {
 	proxyBinary string
 	proxyMu     sync.Mutex
 	proxyImage  string
+
+	name string // the engine for people (backend.Plan.Engine): dockerhost's Target.Name
 }
 
 var _ backend.Backend = (*Engine)(nil)
 
 // New connects to the engine named by the environment (DOCKER_HOST and
-// friends) and checks that it answers.
+// friends, as dockerhost reads them: this machine's socket, tcp with TLS or
+// ssh://) and checks that it answers.
 func New(ctx context.Context, opts Options) (*Engine, error) {
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	cli, target, err := dockerhost.Connect(ctx, os.Getenv)
 	if err != nil {
-		return nil, fmt.Errorf("%w: configuring the Docker client: %v", backend.ErrEngineUnavailable, err)
+		return nil, fmt.Errorf("%w: %v", backend.ErrEngineUnavailable, err)
 	}
 	if _, err := cli.Ping(ctx); err != nil {
 		cli.Close()
-		return nil, unavailable(err)
+		return nil, unavailable(fmt.Errorf("%s over %s: %w", target.Name, target.Transport, err))
 	}
 	e, err := newEngine(cli, opts)
 	if err != nil {
 		cli.Close()
 		return nil, err
 	}
+	e.name = target.Name
 	return e, nil
 }
 
