@@ -3,9 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/bottle-dev/bottle/dockerbottle"
+	"github.com/bottle-dev/bottle/dockerhost"
 	"github.com/bottle-dev/bottle/manifest"
 )
 
@@ -24,13 +28,15 @@ func doctor(ctx context.Context, args []string) int {
 			fmt.Printf("     fix: %s\n", fix)
 		}
 	}
+	if !reportEngine(ctx, report) {
+		return 1
+	}
 	eng, err := dockerbottle.New(ctx, dockerbottle.Options{})
 	if err != nil {
 		report(false, "docker engine: "+err.Error(), "run scripts/setup.sh as root (installs docker.io and starts dockerd)")
 		return 1
 	}
 	defer eng.Close()
-	report(true, "docker engine answers", "")
 	runsc, err := eng.HasRunsc(ctx)
 	switch {
 	case err != nil:
@@ -61,4 +67,34 @@ func doctor(ctx context.Context, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// reportEngine says which engine the environment names, how it is reached
+// (local socket, tcp+TLS, ssh), its version and its runtimes, and whether
+// it answers.
+func reportEngine(ctx context.Context, report func(good bool, what, fix string)) bool {
+	cli, target, err := dockerhost.Connect(ctx, os.Getenv)
+	if err != nil {
+		report(false, "docker engine: "+err.Error(), "")
+		return false
+	}
+	defer cli.Close()
+	fix := "run scripts/setup.sh as root (installs docker.io and starts dockerd)"
+	if target.Name != dockerhost.Local {
+		fix = "check that the engine at " + target.Name + " runs, or unset DOCKER_HOST to use this machine's engine"
+	}
+	v, err := cli.ServerVersion(ctx)
+	if err != nil {
+		report(false, fmt.Sprintf("docker engine %s (%s): %v", target.Name, target.Transport, err), fix)
+		return false
+	}
+	info, err := cli.Info(ctx)
+	if err != nil {
+		report(false, fmt.Sprintf("docker engine %s (%s): %v", target.Name, target.Transport, err), fix)
+		return false
+	}
+	runtimes := slices.Sorted(maps.Keys(info.Runtimes))
+	report(true, fmt.Sprintf("docker engine %s answers over %s: Docker %s (API %s) on %s, runtimes %s (default %s)",
+		target.Name, target.Transport, v.Version, v.APIVersion, info.Name, strings.Join(runtimes, ", "), info.DefaultRuntime), "")
+	return true
 }
