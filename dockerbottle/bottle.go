@@ -1,6 +1,7 @@
 package dockerbottle
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,6 +39,17 @@ type Bottle struct {
 	agentID   string
 	sidecarID string
 	answers   bool // the caller answers the proxy's questions (StartSpec.Answers)
+
+	// label is LabelSession's value on the bottle's resources when it is
+	// not the session: the pool id of a bottle taken from the warm pool.
+	label string
+	// warmEnv is what a cold start puts in the agent container's
+	// configuration (manifest env, the client's env, BOTTLE_SESSION): a
+	// bottle made ahead of time gets it on every exec instead.
+	warmEnv map[string]string
+	// waiting: the bottle is in the warm pool, its proxy waits for its
+	// config (egress.Config.Wait).
+	waiting bool
 
 	// ctl is the built-in proxy's stdin after its config: the control
 	// channel that SetPolicy and Answer write lines to, out of the agent's
@@ -100,6 +112,7 @@ func (e *Engine) Plan(ctx context.Context, spec backend.StartSpec) (*backend.Pla
 		Command:      agentArgv(agent),
 		CopyIn:       items,
 		Engine:       e.name,
+		Warm:         e.warmPlan(ctx, b),
 	}, nil
 }
 
@@ -128,7 +141,7 @@ func (bt *Bottle) Close(ctx context.Context) error {
 	bt.closed = true
 	bt.closeControl()
 	bt.cancel()
-	return bt.engine.removeSession(ctx, bt.session)
+	return bt.engine.removeSession(ctx, cmp.Or(bt.label, bt.session))
 }
 
 // lost classifies an engine error of a call on the running bottle (an

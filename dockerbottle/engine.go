@@ -31,6 +31,10 @@ type Options struct {
 	// OAuth token); nil means os.Getenv.
 	Getenv func(string) string
 	Logger *slog.Logger
+	// Pool is how many bottles are kept made ahead of time for each kind
+	// of start seen (see pool.go), unless the bottle's manifest says; 0
+	// keeps none.
+	Pool int
 }
 
 // Engine makes bottles on one Docker engine.
@@ -46,6 +50,8 @@ type Engine struct {
 	proxyImage  string
 
 	name string // the engine for people (backend.Plan.Engine): dockerhost's Target.Name
+
+	warm *warmPool
 }
 
 var _ backend.Backend = (*Engine)(nil)
@@ -90,6 +96,7 @@ func newEngine(cli engineAPI, opts Options) (*Engine, error) {
 		pool:        pool,
 		proxyBinary: opts.ProxyBinary,
 	}
+	e.warm = newWarmPool(e, opts.Pool)
 	if e.log == nil {
 		e.log = slog.Default()
 	}

@@ -37,6 +37,7 @@ type engineAPI interface {
 	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
 	ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error)
 	ContainerRemove(ctx context.Context, id string, opts container.RemoveOptions) error
+	ContainerRename(ctx context.Context, id, newName string) error
 	CopyToContainer(ctx context.Context, id, dir string, content io.Reader, opts container.CopyToContainerOptions) error
 	CopyFromContainer(ctx context.Context, id, srcPath string) (io.ReadCloser, container.PathStat, error)
 

@@ -19,7 +19,10 @@ import (
 // (Claude Code's OAuth token), read from the host at each exec. These may
 // be secrets, so they go per exec, never into the container config.
 func (bt *Bottle) execEnv(extra map[string]string) []string {
-	env := map[string]string{}
+	env := maps.Clone(bt.warmEnv)
+	if env == nil {
+		env = map[string]string{}
+	}
 	for k, v := range bt.bottle.EnvFileVars {
 		if _, set := bt.bottle.Env[k]; !set {
 			env[k] = v

@@ -49,6 +49,7 @@ type fakeAPI struct {
 	containerInspectFunc     func(ctx context.Context, id string) (container.InspectResponse, error)
 	containerListFunc        func(ctx context.Context, opts container.ListOptions) ([]container.Summary, error)
 	containerRemoveFunc      func(ctx context.Context, id string, opts container.RemoveOptions) error
+	containerRenameFunc      func(ctx context.Context, id, newName string) error
 	copyToContainerFunc      func(ctx context.Context, id, dir string, content io.Reader, opts container.CopyToContainerOptions) error
 	copyFromContainerFunc    func(ctx context.Context, id, srcPath string) (io.ReadCloser, container.PathStat, error)
 	containerExecCreateFunc  func(ctx context.Context, id string, opts container.ExecOptions) (container.ExecCreateResponse, error)
@@ -165,6 +166,13 @@ func (f *fakeAPI) ContainerRemove(ctx context.Context, id string, opts container
 		return errUnexpected("ContainerRemove")
 	}
 	return f.containerRemoveFunc(ctx, id, opts)
+}
+
+func (f *fakeAPI) ContainerRename(ctx context.Context, id, newName string) error {
+	if f.containerRenameFunc == nil {
+		return errUnexpected("ContainerRename")
+	}
+	return f.containerRenameFunc(ctx, id, newName)
 }
 
 func (f *fakeAPI) CopyFromContainer(ctx context.Context, id, srcPath string) (io.ReadCloser, container.PathStat, error) {

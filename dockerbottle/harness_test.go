@@ -60,6 +60,10 @@ func runTests(m *testing.M) int {
 	}
 	defer engine.Close()
 	ctx := context.Background()
+	if err := engine.DrainPool(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	removeTestImages(ctx)
 	if left := leftovers(ctx); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: the tests left resources on the engine:\n%s", strings.Join(left, "\n"))
@@ -83,8 +87,13 @@ func connectEngine() error {
 	if err := goBuild(proxy, "github.com/bottle-dev/bottle/cmd/bottle-rpc"); err != nil {
 		return err
 	}
+	pool := 0
+	if warmTests {
+		pool = 1
+	}
 	e, err := dockerbottle.New(context.Background(), dockerbottle.Options{
 		ProxyBinary: proxy,
+		Pool:        pool,
 		Getenv:      env.get,
 		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
@@ -167,23 +176,71 @@ func simpleManifest(t testing.TB, runtime string, allow ...string) *manifest.Man
 	return egressManifest(t, runtime, "allow: ["+strings.Join(allow, ", ")+"]", nil)
 }
 
+// warmTests (BOTTLE_TEST_WARM=1) makes startBottle start through the warm
+// pool every bottle that may start warm, so that the lifecycle,
+// provisioning, egress and escape tests run on bottles made ahead of time.
+var warmTests = os.Getenv("BOTTLE_TEST_WARM") == "1"
+
 // startBottle starts a bottle and closes it when the test ends.
 func startBottle(t testing.TB, spec backend.StartSpec) *dockerbottle.Bottle {
 	t.Helper()
 	needEngine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	warm := warmTests && mayStartWarm(t, spec)
+	if warm {
+		readyWarm(t, ctx, spec)
+	}
 	b, err := engine.Start(ctx, spec, nil)
 	if err != nil {
 		t.Fatalf("starting bottle: %v", err)
 	}
 	bt := b.(*dockerbottle.Bottle)
+	if warm && !bt.Info().Warm {
+		bt.Close(context.Background())
+		t.Fatal("BOTTLE_TEST_WARM: the start was cold with a bottle of its kind ready")
+	}
 	t.Cleanup(func() {
 		if err := bt.Close(context.Background()); err != nil {
 			t.Errorf("closing bottle: %v", err)
 		}
 	})
 	return bt
+}
+
+// mayStartWarm says whether the pool makes bottles for spec's bottle.
+func mayStartWarm(t testing.TB, spec backend.StartSpec) bool {
+	_, b, err := spec.Manifest.Agent(spec.Agent)
+	return err == nil && b.Sidecar == nil && (b.Pool == nil || *b.Pool > 0)
+}
+
+// readyWarm waits until a bottle of spec's kind waits in the pool; a kind
+// whose images are not built yet is started cold once, which builds them
+// and names the kind to the pool.
+func readyWarm(t testing.TB, ctx context.Context, spec backend.StartSpec) {
+	t.Helper()
+	plan := func() bool {
+		p, err := engine.Plan(ctx, spec)
+		if err != nil {
+			t.Fatalf("plan: %v", err)
+		}
+		return p.Warm
+	}
+	_, changed := engine.PoolReady()
+	if plan() {
+		return
+	}
+	if cold, err := engine.Start(ctx, spec, nil); err == nil {
+		cold.Close(context.Background())
+	}
+	for !plan() {
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			t.Fatalf("BOTTLE_TEST_WARM: no bottle of this kind in the pool: %v", ctx.Err())
+		}
+		_, changed = engine.PoolReady()
+	}
 }
 
 // run execs argv without a TTY and returns its output and exit code.

@@ -21,6 +21,10 @@ const (
 	LabelOwnerBoot  = "dev.bottle.owner.boot"
 	// LabelCache marks images kept across sessions as a build cache.
 	LabelCache = "dev.bottle.cache"
+	// LabelPool marks a bottle made ahead of time for warm starts: its
+	// value is the hash of the pool key. Labels cannot change, so a bottle
+	// taken from the pool keeps it, and keeps its pool id as LabelSession.
+	LabelPool = "dev.bottle.pool"
 )
 
 // Owner identifies one server process: a random id, its pid, the kernel's
@@ -48,8 +52,9 @@ func CurrentOwner() (Owner, error) {
 }
 
 // Labels are the labels a resource of this owner carries.
+// A pooled bottle's session is its pool id, which names its pool key.
 func (o Owner) Labels(session, role string) map[string]string {
-	return map[string]string{
+	l := map[string]string{
 		LabelSession:    session,
 		LabelRole:       role,
 		LabelOwner:      o.ID,
@@ -57,6 +62,10 @@ func (o Owner) Labels(session, role string) map[string]string {
 		LabelOwnerStart: o.Start,
 		LabelOwnerBoot:  o.Boot,
 	}
+	if key, ok := poolKeyOf(session); ok {
+		l[LabelPool] = key
+	}
+	return l
 }
 
 // ownerAlive says whether the process that labelled a resource still runs;

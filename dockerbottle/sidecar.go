@@ -250,6 +250,7 @@ func (bt *Bottle) proxyConfig() egress.Config {
 		Block:   b.Egress.Block,
 		Trusted: b.Egress.Trusted,
 		Ask:     bt.asks(),
+		Wait:    bt.waiting,
 		DLP: egress.DLPConfig{
 			NoBuiltin: b.Egress.DLP.NoBuiltin,
 			Disable:   b.Egress.DLP.Disable,

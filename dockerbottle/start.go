@@ -75,6 +75,18 @@ func (e *Engine) Start(ctx context.Context, spec backend.StartSpec, progress bac
 	if session == "" {
 		session = randomID(6)
 	}
+	defer e.warm.startBegins()()
+	progress = onlyForward(progress)
+	if bt, err := e.startWarm(ctx, spec, agent, b, session, progress); err != nil {
+		return nil, err
+	} else if bt != nil {
+		return bt, nil
+	}
+	defer func() {
+		if err == nil {
+			go e.learn(b)
+		}
+	}()
 	life, cancel := context.WithCancel(context.Background())
 	s := &start{
 		e: e, spec: spec, agent: agent, b: b, session: session, progress: progress,
