@@ -80,8 +80,10 @@ export interface CrashInfo {
 
 /** What the client needs from the editor. */
 export interface ClientHost {
-  /** A line for the log: the server's stderr and the client's own notes. */
+  /** A line for the log: the client's own notes (and the server's stderr without serverLine). */
   log(line: string): void;
+  /** A line the server wrote to stderr. */
+  serverLine?(line: string): void;
   /** A running server died. */
   serverCrashed(info: CrashInfo): void;
   /**
@@ -467,7 +469,11 @@ export class BottleClient implements ExecChannel {
       const lines = (partial + chunk).split('\n');
       partial = lines.pop() ?? '';
       for (const line of lines) {
-        host.log(line);
+        if (host.serverLine) {
+          host.serverLine(line);
+        } else {
+          host.log(line);
+        }
         tail.push(line);
         if (tail.length > stderrLines) {
           tail.shift();

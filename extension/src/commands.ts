@@ -8,12 +8,15 @@ import * as vscode from 'vscode';
 import { ErrorCodes, ResponseError } from 'vscode-jsonrpc';
 import type { BottleClient, ServerSpec } from './client';
 import { describeError, type ErrorAction } from './errors';
+import type { Log } from './log';
+import { isAgentExec } from './names';
 import type { PlanResult, SessionInfo } from './protocol';
 import type { Reattacher } from './reattach';
 import { describeSession, type Sessions } from './sessions';
 import type { Terminals } from './terminals';
 import { execLabel, isAllowlistNode, isAllowNode, isExecNode, isSessionNode } from './tree';
-import { describeCount, gitPlanLine } from './work';
+import { describePlan } from './preflight';
+import { describeCount } from './work';
 import type { WorkCommands } from './workcommands';
 
 export interface CommandDeps {
@@ -21,7 +24,13 @@ export interface CommandDeps {
   sessions: Sessions;
   terminals: Terminals;
   reattach: Reattacher;
-  log: vscode.OutputChannel;
+  log: Log;
+  /** shows the Bottle output channel */
+  showLog: () => void;
+  /** reveals a bottle's allowlist in the Bottles view */
+  revealAllowlist: (session: string) => Promise<void>;
+  /** the engine of the last preflight: the status bar names one that is not local */
+  engine: (engine: string) => void;
   serverSpec: () => ServerSpec;
   /** bottle.persistentSessions: bottles outlive the window */
   persistent: () => boolean;
@@ -42,7 +51,10 @@ export class Commands {
       reg('bottle.copyFile', (arg) => this.copyFile(arg)),
       reg('bottle.closeBottle', (node) => this.closeBottle(node)),
       reg('bottle.closeAll', () => this.closeAll()),
-      reg('bottle.showLog', () => this.d.log.show(true)),
+      reg('bottle.showLog', () => this.d.showLog()),
+      reg('bottle.runAgent', (node) => this.runAgent(node)),
+      reg('bottle.clearExited', (node) => this.clearExited(node)),
+      reg('bottle.showAllowlist', (node) => this.showAllowlist(node)),
       reg('bottle.gc', () => this.gc()),
       reg('bottle.refresh', () => this.d.sessions.refresh()),
       reg('bottle.showTerminal', (node) => this.showTerminal(node)),
@@ -68,6 +80,7 @@ export class Commands {
         return;
       }
       plan = await this.d.client.plan({ agent, manifest, cwd });
+      this.d.engine(plan.engine);
     } catch (err) {
       this.reportError(agent ? `Preflight of ${agent}` : 'Reading the agents', err);
       return;
@@ -121,7 +134,8 @@ export class Commands {
       allow: plan.allow,
       cwd,
     });
-    await this.openExec(session, undefined, `Bottle: ${name}`);
+    this.d.log.info(`started ${this.d.sessions.name(session)} (bottle ${session}${cwd ? `, folder ${cwd}` : ''})`);
+    await this.openExec(session, undefined);
   }
 
   /** The manifest's agents. */
@@ -144,7 +158,7 @@ export class Commands {
   private async openTerminal(node: unknown): Promise<void> {
     const s = await this.pickSession(node, 'Open a terminal in which bottle?');
     if (s) {
-      await this.openExec(s.session, ['bash', '-l'], `Bottle: ${s.agent} shell`);
+      await this.openExec(s.session, ['bash', '-l']);
     }
   }
 
@@ -154,21 +168,31 @@ export class Commands {
       return;
     }
     const line = await vscode.window.showInputBox({
-      title: `Run Command in Bottle ${s.agent} (${s.session})`,
+      title: `Run Command in Bottle ${this.d.sessions.name(s.session)}`,
       prompt: 'A shell command line; it runs in the agent workspace as the agent user',
       placeHolder: 'git status',
     });
     if (line?.trim()) {
-      await this.openExec(s.session, ['sh', '-c', line], `Bottle: ${line}`);
+      await this.openExec(s.session, ['sh', '-c', line]);
     }
   }
 
-  private async openExec(session: string, argv: string[] | undefined, name: string): Promise<void> {
-    await this.d.terminals.open(session, argv, name);
+  /** Runs the agent again in a bottle whose agent exited (or alongside a running one). */
+  private async runAgent(node: unknown): Promise<void> {
+    const s = await this.pickSession(isExecNode(node) ? { kind: 'session', info: node.session } : node, 'Run the agent again in which bottle?');
+    if (s) {
+      await this.openExec(s.session, undefined);
+    }
+  }
+
+  /** Runs argv (the agent when undefined) in a new terminal, and logs it. */
+  private async openExec(session: string, argv: string[] | undefined): Promise<void> {
+    this.d.log.info(`${this.d.sessions.name(session)} (${session}): running ${argv ? argv.join(' ') : 'the agent'}`);
+    await this.d.terminals.open(session, argv);
     await this.d.sessions.refresh();
   }
 
-  private showTerminal(node: unknown): void {
+  private async showTerminal(node: unknown): Promise<void> {
     if (!isExecNode(node) || this.d.terminals.show(node.info.exec)) {
       return;
     }
@@ -177,7 +201,35 @@ export class Commands {
       void vscode.window.showInformationMessage(`${what} runs in a bottle this window is not attached to: attach to see it.`);
       return;
     }
-    void vscode.window.showInformationMessage(`${what} has no terminal in this window any more.`);
+    if (node.info.running || node.session.state !== 'ready') {
+      void vscode.window.showInformationMessage(`${what} has no terminal in this window any more.`);
+      return;
+    }
+    // An exited process: offer to run it again.
+    const agent = isAgentExec(node.info);
+    const again = agent ? 'Run Agent Again' : 'Run Again';
+    const how = node.info.code === undefined || node.info.code === -1 ? 'ended' : `exited with code ${node.info.code}`;
+    const a = await vscode.window.showInformationMessage(`${what} ${how}; its terminal is closed.`, again);
+    if (a === again) {
+      await this.openExec(node.session.session, agent ? undefined : node.info.argv);
+    }
+  }
+
+  /** Takes a bottle's exited processes out of the Bottles view. */
+  private async clearExited(node: unknown): Promise<void> {
+    const s = await this.pickSession(isExecNode(node) ? { kind: 'session', info: node.session } : node, 'Clear the exited processes of which bottle?', true);
+    if (s) {
+      const n = this.d.sessions.clearExited(s.session);
+      this.d.log.info(`${this.d.sessions.name(s.session)} (${s.session}): cleared ${n} exited ${n === 1 ? 'process' : 'processes'} from the view`);
+    }
+  }
+
+  /** Shows a bottle's allowlist in the Bottles view. */
+  private async showAllowlist(node: unknown): Promise<void> {
+    const s = typeof node === 'string' ? this.d.sessions.find(node) : await this.pickSession(node, 'Show the allowlist of which bottle?');
+    if (s) {
+      await this.d.revealAllowlist(s.session);
+    }
   }
 
   // --- attach and detach --------------------------------------------------------
@@ -196,7 +248,7 @@ export class Commands {
       return;
     }
     if (!(await this.d.reattach.one(s.session))) {
-      this.reportError(`Attach to ${s.agent} (${s.session})`, new Error('the server refused; see the log'));
+      this.reportError(`Attach to ${this.d.sessions.name(s.session)} (${s.session})`, new Error('the server refused; see the log'));
     }
     await this.d.sessions.refresh();
   }
@@ -218,7 +270,7 @@ export class Commands {
     try {
       await this.d.client.detach(s.session);
     } catch (err) {
-      this.reportError(`Detach from ${s.agent} (${s.session})`, err);
+      this.reportError(`Detach from ${this.d.sessions.name(s.session)} (${s.session})`, err);
     }
     await this.d.sessions.refresh();
   }
@@ -231,7 +283,11 @@ export class Commands {
       return list[0];
     }
     const picked = await vscode.window.showQuickPick(
-      list.map((s) => ({ label: s.agent, description: describeSession(s, this.d.sessions.attachedHere(s.session)), session: s })),
+      list.map((s) => ({
+        label: this.d.sessions.name(s.session),
+        description: describeSession(s, this.d.sessions.attachedHere(s.session)),
+        session: s,
+      })),
       { placeHolder: question },
     );
     return picked?.session;
@@ -259,7 +315,7 @@ export class Commands {
     for (;;) {
       const entry = (
         await vscode.window.showInputBox({
-          title: `Allow a Host for Bottle ${s.agent} (${s.session})`,
+          title: `Allow a Host for Bottle ${this.d.sessions.name(s.session)}`,
           prompt: 'An allowlist entry as bottle.yaml writes it: host (ports 80 and 443), host:port, host:*, *.domain',
           placeHolder: 'github.com',
           value: rejected?.entry,
@@ -272,7 +328,8 @@ export class Commands {
       }
       try {
         await this.d.client.allow(s.session, [entry]);
-        void vscode.window.showInformationMessage(`Bottle ${s.agent} (${s.session}) may now reach ${entry}.`);
+        void vscode.window.showInformationMessage(`Bottle ${this.d.sessions.name(s.session)} may now reach ${entry}.`);
+        this.d.log.info(`${this.d.sessions.name(s.session)} (${s.session}): allowed ${entry}`);
         await this.d.sessions.refresh();
         return;
       } catch (err) {
@@ -293,6 +350,7 @@ export class Commands {
     }
     try {
       await this.d.client.disallow(node.session.session, [node.entry]);
+      this.d.log.info(`${this.d.sessions.name(node.session.session)} (${node.session.session}): removed ${node.entry} from the allowlist`);
     } catch (err) {
       this.reportError(`Remove ${node.entry}`, err);
     }
@@ -306,10 +364,11 @@ export class Commands {
     if (!s) {
       return;
     }
+    const name = this.d.sessions.name(s.session);
     let source = arg instanceof vscode.Uri ? arg : undefined;
     if (!source) {
       const picked = await vscode.window.showOpenDialog({
-        title: `Copy into Bottle ${s.agent}`,
+        title: `Copy into Bottle ${name}`,
         canSelectFiles: true,
         canSelectFolders: true,
         canSelectMany: false,
@@ -327,9 +386,10 @@ export class Commands {
     }
     // The server reports where the agent's workspace is: images differ.
     const workspace = s.workspace ?? '';
+    const folder = isFolder(source.fsPath);
     const target = await vscode.window.showInputBox({
-      title: `Copy ${path.basename(source.fsPath)} into Bottle ${s.agent}`,
-      prompt: 'Absolute path in the bottle',
+      title: `Copy ${folder ? 'the folder ' : ''}${path.basename(source.fsPath)} into Bottle ${name}`,
+      prompt: folder ? 'Absolute path in the bottle the folder is copied to' : 'Absolute path in the bottle',
       value: `${workspace}/${path.basename(source.fsPath)}`,
       validateInput: (v) => (v.startsWith('/') ? undefined : `Give an absolute path in the bottle, like ${workspace}/notes.md`),
     });
@@ -342,7 +402,9 @@ export class Commands {
         { location: vscode.ProgressLocation.Notification, title: `Copying ${path.basename(hostPath)}`, cancellable: true },
         (_, token) => this.d.client.cp({ session: s.session, hostPath, containerPath: target }, token),
       );
-      void vscode.window.showInformationMessage(`Copied ${formatBytes(res.bytes)} to ${target} in bottle ${s.agent}.`);
+      const msg = `Copied ${folder ? 'the folder ' : ''}${hostPath} (${formatBytes(res.bytes)}) to ${target} in bottle ${name}.`;
+      this.d.log.info(`${msg.slice(0, -1)} (${s.session})`);
+      void vscode.window.showInformationMessage(msg);
     } catch (err) {
       this.reportError(`Copy ${path.basename(hostPath)}`, err);
     }
@@ -365,15 +427,15 @@ export class Commands {
       return;
     }
     const unfetched = await this.d.work().unfetchedOf(live);
-    const lost = unfetched.map(({ s, work }) => `  ${s.agent} (${s.session}): ${describeCount(work)}`);
+    const lost = unfetched.map(({ s, work }) => `  ${this.d.sessions.name(s.session)}: ${describeCount(work)}`);
     const ok = 'Close All';
     const answer = await vscode.window.showWarningMessage(
       `Close ${live.length} ${live.length === 1 ? 'bottle' : 'bottles'}?`,
       {
         modal: true,
         detail: [
-          'Their processes end and their containers, networks and images are removed.',
-          ...(lost.length ? ['Work not fetched (Fetch Changes as Branch brings it home):', ...lost] : []),
+          'Their processes end and their containers, networks and images are removed, and with them the agents’ edits in the bottles.',
+          ...(lost.length ? ['Work not brought home (Fetch Changes as Branch brings it home):', ...lost] : []),
         ].join('\n'),
       },
       ok,
@@ -385,17 +447,19 @@ export class Commands {
 
   /** Closes bottles; asked: the user saw what unfetched work they had. */
   private async close(list: SessionInfo[], asked: boolean): Promise<void> {
-    const title = list.length === 1 ? `Closing bottle ${list[0]!.agent}` : `Closing ${list.length} bottles`;
+    const title = list.length === 1 ? `Closing bottle ${this.d.sessions.name(list[0]!.session)}` : `Closing ${list.length} bottles`;
     await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title }, () =>
       Promise.all(
         list.map(async (s) => {
           try {
+            const name = this.d.sessions.name(s.session);
             const res = await this.d.client.close(s.session);
+            this.d.log.info(`closed ${name} (${s.session})`);
             // Its terminals only have an ended process left to show.
             this.d.terminals.closeSession(s.session);
             this.d.work().closed(s, res, asked);
           } catch (err) {
-            this.reportError(`Close ${s.agent} (${s.session})`, err);
+            this.reportError(`Close ${this.d.sessions.name(s.session)} (${s.session})`, err);
           }
         }),
       ),
@@ -416,7 +480,9 @@ export class Commands {
           });
         }),
     );
-    this.d.log.appendLine(`bottle-rpc gc:\n${out.text}`);
+    for (const line of out.text.split('\n').filter((l) => l.trim())) {
+      this.d.log.info(`bottle-rpc gc: ${line}`);
+    }
     const lines = out.text.split('\n').filter((l) => l.trim());
     const removed = lines.filter((l) => l.startsWith('removed ')).length;
     if (!out.ok) {
@@ -453,7 +519,7 @@ export class Commands {
     }
     const picked = await vscode.window.showQuickPick(
       candidates.map((s) => ({
-        label: s.agent,
+        label: this.d.sessions.name(s.session),
         description: describeSession(s, this.d.sessions.attachedHere(s.session)),
         session: s,
       })),
@@ -467,7 +533,7 @@ export class Commands {
     if (!report) {
       return;
     }
-    this.d.log.appendLine(report.message);
+    this.d.log.error(report.message);
     const buttons = report.actions.map((a) => ({ title: actionTitle(a), action: a }));
     void vscode.window.showErrorMessage(report.message, ...buttons).then((b) => b && this.runAction(b.action));
   }
@@ -475,7 +541,7 @@ export class Commands {
   private async runAction(a: ErrorAction): Promise<void> {
     switch (a.kind) {
       case 'showLog':
-        this.d.log.show(true);
+        this.d.showLog();
         return;
       case 'openSetting':
         await vscode.commands.executeCommand('workbench.action.openSettings', a.setting);
@@ -529,23 +595,12 @@ function gitRepo(cwd: string | undefined): string | undefined {
   }
 }
 
-/** The preflight, as the confirmation shows it; git: the workspace's .git and whether it is copied in. */
-export function describePlan(p: PlanResult, git?: { from: string; copied: boolean }): string {
-  const copied = p.copyIn.map((c) => `  ${c.what}: ${c.from ? `${c.from} → ` : ''}${c.to}`);
-  const workspace = p.copyIn.find((c) => c.what === 'workspace')?.to;
-  const gitLine = git && gitPlanLine(git.from, workspace, git.copied);
-  if (gitLine && git?.copied) {
-    copied.push(gitLine);
+function isFolder(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
   }
-  return [
-    `Runtime: ${p.runtimeLabel}`,
-    `Image: ${p.image}`,
-    `Command: ${p.command.join(' ')}`,
-    `Egress allowed to: ${p.allow.length ? p.allow.join(', ') : 'nothing'}`,
-    `Networks: ${p.networks.join('; ')}`,
-    ...(copied.length ? ['Copied in:', ...copied] : []),
-    ...(gitLine && !git?.copied ? [gitLine] : []),
-  ].join('\n');
 }
 
 function formatBytes(n: number): string {

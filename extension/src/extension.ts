@@ -9,14 +9,15 @@ import * as vscode from 'vscode';
 import { BottleClient, errorMessage, type CrashInfo, type ServerSpec } from './client';
 import { Commands } from './commands';
 import { Approvals } from './approvals';
-import { EgressWarnings, egressLogLine, policyLogLine, printable } from './egress';
+import { EgressWarnings, egressLogLine, policyLogLine, type EgressWarning } from './egress';
+import { Log } from './log';
 import { allowInManifest } from './manifestedit';
 import { Reattacher } from './reattach';
 import { Sessions } from './sessions';
 import { BottleStatus } from './status';
 import { Terminals } from './terminals';
 import { BottlesTree } from './tree';
-import { WorkCounts } from './work';
+import { sessionOfExec, WorkCounts } from './work';
 import { WorkCommands } from './workcommands';
 
 let client: BottleClient | undefined;
@@ -28,7 +29,10 @@ function persistent(): boolean {
 }
 
 export function activate(context: vscode.ExtensionContext): void {
-  const log = vscode.window.createOutputChannel('Bottle');
+  // A log channel stamps each line with its time and level.
+  const channel = vscode.window.createOutputChannel('Bottle', { log: true });
+  const log = new Log(channel);
+  const showLog = () => channel.show(true);
   const serverSpec = (): ServerSpec => resolveServer(context.extensionPath);
   /** Whether the server last started forwards to the daemon. */
   let remote = false;
@@ -43,36 +47,50 @@ export function activate(context: vscode.ExtensionContext): void {
     remote: () => remote,
     clientInfo: { name: 'vscode-bottle', version: (context.extension.packageJSON as { version?: string }).version ?? '' },
     host: {
-      log: (line) => log.appendLine(line),
+      log: (line) => log.info(line),
+      serverLine: (line) => log.server(line),
       serverCrashed: (info) => {
         // The daemon kept the bottles: attach again once the forwarder is back.
         reattachPending = remote;
-        void tellCrash(info, log, c, remote);
+        void tellCrash(info, showLog, log, c, remote);
       },
       approveEgress: (p, token) => approvals.answer(p, token),
     },
   });
   client = c;
-  const sessions: Sessions = new Sessions(c, (line) => log.appendLine(line));
-  const terms = new Terminals(c, persistent);
+  const sessions: Sessions = new Sessions(c, (line) => log.warn(line), context.workspaceState);
+  const terms = new Terminals(c, persistent, (session) => sessions.name(session), context.workspaceState, (line) => log.info(line));
   terminals = terms;
-  const reattach = new Reattacher(c, terms, (line) => log.appendLine(line));
+  const reattach = new Reattacher(c, terms, (line) => log.warn(line));
   const approvals: Approvals = new Approvals({
     ask: (message, buttons) => vscode.window.showWarningMessage(message, ...buttons),
-    agent: (session) => sessions.find(session)?.agent,
+    agent: (session) => (sessions.find(session) ? sessions.name(session) : undefined),
     origin: (session) => sessions.origin(session),
     writeManifest: allowInManifest,
     allow: (session, entries) => c.allow(session, entries),
     error: (message) => void vscode.window.showErrorMessage(message),
-    log: (line) => log.appendLine(line),
+    log: (line) => log.info(line),
   });
-  const work = new WorkCounts(c, sessions, (line) => log.appendLine(line));
+  const work = new WorkCounts(c, sessions, (line) => log.warn(line));
+  const tree = new BottlesTree(sessions, work);
+  const view = vscode.window.createTreeView('bottle.sessions', { treeDataProvider: tree });
+  const status = new BottleStatus(sessions);
+  const revealAllowlist = async (session: string): Promise<void> => {
+    await vscode.commands.executeCommand('bottle.sessions.focus');
+    const node = tree.allowlistOf(session);
+    if (node) {
+      await view.reveal(node, { select: true, focus: true, expand: true });
+    }
+  };
   const commands: Commands = new Commands({
     client: c,
     sessions,
     terminals: terms,
     reattach,
     log,
+    showLog,
+    revealAllowlist,
+    engine: (engine) => status.setEngine(engine),
     serverSpec,
     persistent,
     work: () => workCommands,
@@ -86,17 +104,16 @@ export function activate(context: vscode.ExtensionContext): void {
     pick: (node, question) => commands.pickSession(node, question),
     reportError: (what, err) => commands.reportError(what, err),
   });
-  void workCommands.clearTemp().catch((err: unknown) => log.appendLine(`clearing the review copies: ${errorMessage(err)}`));
-  const tree = new BottlesTree(sessions, work);
+  void workCommands.clearTemp().catch((err: unknown) => log.warn(`clearing the review copies: ${errorMessage(err)}`));
   const egress = new EgressWarnings();
 
   context.subscriptions.push(
-    log,
+    channel,
     terms,
     tree,
+    view,
     work,
-    new BottleStatus(sessions),
-    vscode.window.registerTreeDataProvider('bottle.sessions', tree),
+    status,
     ...commands.register(),
     ...workCommands.register(),
     sessions.onDidChange(() => {
@@ -104,8 +121,18 @@ export function activate(context: vscode.ExtensionContext): void {
       egress.retain(sessions.live.map((s) => s.session));
     }),
     c.onDidLogMessage((m) => {
-      const level = ['', 'error', 'warning', 'info', 'log'][m.type] ?? 'log';
-      log.appendLine(`[${level}] ${printable(m.message)}`);
+      // A server of this window's own writes the same line to its stderr,
+      // which the log has already; the daemon's stderr goes to its own file.
+      if (remote) {
+        log.message(m.type, m.message);
+      }
+    }),
+    c.onDidExitExec((p) => {
+      const session = sessionOfExec(p.exec, sessions.live);
+      const argv = session ? sessions.find(session)?.execs.find((e) => e.exec === p.exec)?.argv : undefined;
+      const what = argv?.length ? argv.join(' ') : p.exec;
+      const how = p.code === -1 ? `ended${p.error ? `: ${p.error}` : ''}` : `exited with code ${p.code}`;
+      log.info(`${session ? `${sessions.name(session)} (${session})` : 'bottle'}: ${what} ${how}`);
     }),
     c.onDidChangeSessionState((p) => {
       if (p.state === 'closed') {
@@ -118,8 +145,8 @@ export function activate(context: vscode.ExtensionContext): void {
         reattachPending = false;
         void reattach
           .all()
-          .then((attached) => attached.length && log.appendLine(`attached to ${attached.join(', ')}`))
-          .catch((err: unknown) => log.appendLine(`attaching to the daemon's bottles: ${errorMessage(err)}`))
+          .then((attached) => attached.length && log.info(`attached to ${attached.join(', ')}`))
+          .catch((err: unknown) => log.warn(`attaching to the daemon's bottles: ${errorMessage(err)}`))
           .finally(() => void sessions.refresh());
       }
     }),
@@ -127,16 +154,16 @@ export function activate(context: vscode.ExtensionContext): void {
       approvals.egress(p);
       const r = p.record;
       if (r.event === 'decision') {
-        log.appendLine(egressLogLine(p));
+        log.egress(egressLogLine(p), r.decision === 'deny');
       }
       if (r.event === 'policy') {
-        log.appendLine(policyLogLine(p));
+        log.egress(policyLogLine(p), r.decision !== 'allow');
         void sessions.refresh();
       }
-      const msg = egress.warning(p, sessions.find(p.session)?.agent ?? p.session);
-      if (msg) {
-        const show = 'Show Log';
-        void vscode.window.showWarningMessage(msg, show).then((a) => a === show && log.show(true));
+      const name = sessions.find(p.session) ? `${sessions.name(p.session)} (${p.session})` : p.session;
+      const w = egress.warning(p, name);
+      if (w) {
+        void warnRefusal(w, p.session, { client: c, log, showLog, revealAllowlist, refresh: () => sessions.refresh() });
       }
     }),
     vscode.workspace.onDidChangeConfiguration((e) => {
@@ -145,7 +172,7 @@ export function activate(context: vscode.ExtensionContext): void {
         void restartForSettings(c, closing).then((stopped) => {
           reattachPending = stopped && persistent();
           if (reattachPending) {
-            void c.ready().catch((err: unknown) => log.appendLine(`bottle-rpc: ${errorMessage(err)}`));
+            void c.ready().catch((err: unknown) => log.error(`bottle-rpc: ${errorMessage(err)}`));
           }
         });
       }
@@ -157,7 +184,7 @@ export function activate(context: vscode.ExtensionContext): void {
   const spec = serverSpec();
   if (persistent() && existsSync(daemonSocket(spec.env))) {
     reattachPending = true;
-    void c.ready().catch((err: unknown) => log.appendLine(`bottle-rpc: ${errorMessage(err)}`));
+    void c.ready().catch((err: unknown) => log.error(`bottle-rpc: ${errorMessage(err)}`));
   }
 }
 
@@ -184,7 +211,41 @@ function resolveServer(extensionPath: string): ServerSpec {
   return { command, args: persistent() ? ['serve', '--remote=auto'] : ['serve'], env };
 }
 
-async function tellCrash(info: CrashInfo, log: vscode.OutputChannel, c: BottleClient, remote: boolean): Promise<void> {
+interface RefusalDeps {
+  client: BottleClient;
+  log: Log;
+  showLog: () => void;
+  revealAllowlist: (session: string) => Promise<void>;
+  refresh: () => Promise<void>;
+}
+
+/**
+ * The notification of a refused connection: Allow for This Bottle when an
+ * allowlist entry lets it through, and where the allowlist is shown.
+ */
+async function warnRefusal(w: EgressWarning, session: string, d: RefusalDeps): Promise<void> {
+  const allow = 'Allow for This Bottle';
+  const show = 'Show Allowlist';
+  const logButton = 'Show Log';
+  const a = await vscode.window.showWarningMessage(w.message, ...(w.entry ? [allow] : []), show, logButton);
+  if (a === allow && w.entry) {
+    try {
+      await d.client.allow(session, [w.entry]);
+      d.log.info(`bottle ${session}: allowed ${w.entry} from the refusal's notification`);
+      void vscode.window.showInformationMessage(`${w.entry} is allowed for new connections of bottle ${session}.`);
+      await d.refresh();
+    } catch (err) {
+      d.log.error(`allowing ${w.entry} in bottle ${session}: ${errorMessage(err)}`);
+      void vscode.window.showErrorMessage(`Could not allow ${w.entry} in bottle ${session}: ${errorMessage(err)}`);
+    }
+  } else if (a === show) {
+    await d.revealAllowlist(session);
+  } else if (a === logButton) {
+    d.showLog();
+  }
+}
+
+async function tellCrash(info: CrashInfo, showLog: () => void, log: Log, c: BottleClient, remote: boolean): Promise<void> {
   const how = info.signal ? `was killed by ${info.signal}` : `exited with code ${info.code}`;
   const show = 'Show Log';
   if (info.restartInMs !== undefined) {
@@ -194,7 +255,7 @@ async function tellCrash(info: CrashInfo, log: vscode.OutputChannel, c: BottleCl
       show,
     );
     if (a === show) {
-      log.show(true);
+      showLog();
     }
     return;
   }
@@ -205,9 +266,9 @@ async function tellCrash(info: CrashInfo, log: vscode.OutputChannel, c: BottleCl
     show,
   );
   if (a === restart) {
-    await c.ready().catch((err: unknown) => log.appendLine(`restart failed: ${errorMessage(err)}`));
+    await c.ready().catch((err: unknown) => log.error(`restart failed: ${errorMessage(err)}`));
   } else if (a === show) {
-    log.show(true);
+    showLog();
   }
 }
 

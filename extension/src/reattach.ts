@@ -28,21 +28,6 @@ export function attachable(s: SessionInfo): boolean {
   return s.state !== 'closed' && s.state !== 'closing';
 }
 
-/**
- * A terminal's name as the window that started the exec gave it: the
- * agent's terminal, its shell, or the command line of Run Command.
- */
-export function terminalName(s: SessionInfo, e: ExecInfo): string {
-  const [program, flag, line] = e.argv;
-  if (program === 'bash' && flag === '-l' && e.argv.length === 2) {
-    return `Bottle: ${s.agent} shell`;
-  }
-  if (program === 'sh' && flag === '-c' && line !== undefined && e.argv.length === 3) {
-    return `Bottle: ${line}`;
-  }
-  return `Bottle: ${s.agent}`;
-}
-
 export class Reattacher {
   constructor(
     private readonly client: AttachSource,

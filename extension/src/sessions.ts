@@ -4,13 +4,25 @@
 
 import { Emitter, type Event } from 'vscode-jsonrpc';
 import { errorMessage, type BottleClient } from './client';
+import { bottleNames } from './names';
 
 /** The part of the client the model uses. */
 export type SessionSource = Pick<
   BottleClient,
   'state' | 'list' | 'onDidChangeState' | 'onDidExitExec' | 'onDidChangeSessionState' | 'isAttached'
 >;
-import type { SessionInfo, SessionStateParams } from './protocol';
+import type { ExecInfo, SessionInfo, SessionStateParams } from './protocol';
+
+/**
+ * Where the origins are kept across window reloads (a vscode.Memento):
+ * a bottle that outlives its window keeps its name and folder.
+ */
+export interface OriginStore {
+  get<T>(key: string): T | undefined;
+  update(key: string, value: unknown): PromiseLike<void>;
+}
+
+const originsKey = 'bottle.origins';
 
 /** Where a session came from: what this window started it with. */
 export interface SessionOrigin {
@@ -28,7 +40,10 @@ export interface SessionOrigin {
 
 export class Sessions {
   private sessions: SessionInfo[] = [];
-  private readonly origins = new Map<string, SessionOrigin>();
+  private readonly origins: Map<string, SessionOrigin>;
+  /** Exited execs the user cleared from the view. */
+  private readonly cleared = new Set<string>();
+  private names = new Map<string, string>();
   private readonly startingAgents: string[] = [];
   private current: Promise<void> | undefined;
   private queued: Promise<void> | undefined;
@@ -38,7 +53,9 @@ export class Sessions {
   constructor(
     private readonly client: SessionSource,
     private readonly log: (line: string) => void,
+    private readonly store?: OriginStore,
   ) {
+    this.origins = new Map(Object.entries(store?.get<Record<string, SessionOrigin>>(originsKey) ?? {}));
     client.onDidChangeState(() => void this.refresh());
     client.onDidExitExec(() => void this.refresh());
     client.onDidChangeSessionState((p) => this.stateChanged(p));
@@ -66,6 +83,48 @@ export class Sessions {
   /** Keeps where a session this window started came from, while it lives. */
   remember(session: string, origin: SessionOrigin): void {
     this.origins.set(session, origin);
+    this.names = this.computeNames();
+    this.save();
+    this.changed.fire();
+  }
+
+  /**
+   * The bottle's name as the user knows it: "claude · myrepo", with a
+   * short id when another live bottle reads the same; the agent's for a
+   * bottle whose folder this window never knew.
+   */
+  name(session: string): string {
+    const known = this.names.get(session);
+    if (known) {
+      return known;
+    }
+    const s = this.find(session);
+    return s ? s.agent : session;
+  }
+
+  /** The host folder copied into the bottle, when this window (or one before a reload) started it. */
+  folder(session: string): string | undefined {
+    return this.origins.get(session)?.cwd;
+  }
+
+  /** The execs the view shows: all but the exited ones cleared. */
+  shownExecs(s: SessionInfo): ExecInfo[] {
+    return s.execs.filter((e) => e.running || !this.cleared.has(e.exec));
+  }
+
+  /** Takes a session's exited processes out of the view; returns how many. */
+  clearExited(session: string): number {
+    let n = 0;
+    for (const e of this.find(session)?.execs ?? []) {
+      if (!e.running && !this.cleared.has(e.exec)) {
+        this.cleared.add(e.exec);
+        n++;
+      }
+    }
+    if (n) {
+      this.changed.fire();
+    }
+    return n;
   }
 
   origin(session: string): SessionOrigin | undefined {
@@ -110,6 +169,7 @@ export class Sessions {
     const s = this.find(p.session);
     if (s) {
       this.sessions = this.sessions.map((x) => (x === s ? { ...s, state: p.state, error: p.error ?? s.error } : x));
+      this.names = this.computeNames();
       this.changed.fire();
     }
     void this.refresh();
@@ -119,17 +179,35 @@ export class Sessions {
     try {
       this.sessions = this.client.state === 'running' ? (await this.client.list()).sessions : [];
       // A list that failed says nothing about which sessions ended.
-      const live = new Set(this.live.map((s) => s.session));
-      for (const session of this.origins.keys()) {
-        if (!live.has(session)) {
-          this.origins.delete(session);
+      // A server that is not running yet (a window reloading) lists none:
+      // the origins wait for the first list of a running one.
+      if (this.client.state === 'running') {
+        const live = new Set(this.live.map((s) => s.session));
+        let gone = false;
+        for (const session of this.origins.keys()) {
+          if (!live.has(session)) {
+            this.origins.delete(session);
+            gone = true;
+          }
+        }
+        if (gone) {
+          this.save();
         }
       }
     } catch (err) {
       this.log(`bottle/list: ${errorMessage(err)}`);
       this.sessions = [];
     }
+    this.names = this.computeNames();
     this.changed.fire();
+  }
+
+  private computeNames(): Map<string, string> {
+    return bottleNames(this.live.map((s) => ({ session: s.session, agent: s.agent, folder: this.origins.get(s.session)?.cwd })));
+  }
+
+  private save(): void {
+    void this.store?.update(originsKey, Object.fromEntries(this.origins));
   }
 
   dispose(): void {

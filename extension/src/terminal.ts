@@ -29,7 +29,7 @@ export interface ExecChannel {
   kill(exec: string): void;
 }
 
-type Pending = { kind: 'output'; data: Uint8Array } | { kind: 'reset' } | { kind: 'end'; text: string; code: number };
+type Pending = { kind: 'output'; data: Uint8Array } | { kind: 'reset' } | { kind: 'end'; text: string };
 
 export interface ExecTerminalOptions {
   /** hears the sizes the editor gives the terminal */
@@ -39,6 +39,8 @@ export interface ExecTerminalOptions {
    * with kill() when the user, not a window reload, closed it.
    */
   keepOnClose?: boolean;
+  /** said after the exit, e.g. how to run the agent again */
+  afterExit?: string;
 }
 
 const encoder = new TextEncoder();
@@ -68,9 +70,13 @@ const resetModes = '\x1b[?1004l\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[
  */
 export class ExecTerminal implements ExecSink {
   private readonly writeEmitter = new Emitter<string>();
-  private readonly closeEmitter = new Emitter<number | void>();
+  private readonly closeEmitter = new Emitter<void>();
   readonly onDidWrite: Event<string> = this.writeEmitter.event;
-  readonly onDidClose: Event<number | void> = this.closeEmitter.event;
+  /**
+   * Fires without an exit code: the terminal already said how the process
+   * ended, and a code would make the editor say it again in a notification.
+   */
+  readonly onDidClose: Event<void> = this.closeEmitter.event;
   private markOpened: (d: Dimensions | undefined) => void = () => undefined;
   /** Settles when the editor opens the terminal, with its size if it gave one. */
   readonly opened = new Promise<Dimensions | undefined>((resolve) => {
@@ -85,8 +91,8 @@ export class ExecTerminal implements ExecSink {
   private earlyInput: Uint8Array[] = [];
   private dims: Dimensions | undefined;
   private sentDims: Dimensions | undefined;
-  /** The exec ended; the terminal waits for a key, then closes with this code. */
-  private endedCode: number | undefined;
+  /** The exec ended and the terminal said so: it waits for a key, then closes. */
+  private endShown = false;
   private exited = false;
   private closed = false;
   private killWanted = false;
@@ -130,7 +136,7 @@ export class ExecTerminal implements ExecSink {
   /** The exec could not start: says why and closes on the next key. */
   fail(message: string): void {
     this.exited = true;
-    this.enqueue({ kind: 'end', text: `\x1b[31m${message}\x1b[0m`, code: 1 });
+    this.enqueue({ kind: 'end', text: `\x1b[31m${message}\x1b[0m` });
   }
 
   // --- ExecSink -------------------------------------------------------------
@@ -146,11 +152,12 @@ export class ExecTerminal implements ExecSink {
   exit(params: ExitParams): void {
     this.exited = true;
     const why = params.error ? `: ${params.error}` : '';
+    const again = this.options.afterExit ? `; ${this.options.afterExit}` : '';
     const text =
       params.code === -1
-        ? `\x1b[2m[process ended${why}; press any key to close]\x1b[0m`
-        : `\x1b[2m[process exited with code ${params.code}; press any key to close]\x1b[0m`;
-    this.enqueue({ kind: 'end', text, code: params.code });
+        ? `\x1b[2m[process ended${why}; press any key to close${again}]\x1b[0m`
+        : `\x1b[2m[process exited with code ${params.code}; press any key to close${again}]\x1b[0m`;
+    this.enqueue({ kind: 'end', text });
   }
 
   // --- Pseudoterminal -------------------------------------------------------
@@ -191,9 +198,9 @@ export class ExecTerminal implements ExecSink {
   }
 
   handleInput(data: string): void {
-    if (this.endedCode !== undefined) {
+    if (this.endShown) {
       if (!terminalReport.test(data)) {
-        this.closeEmitter.fire(this.endedCode);
+        this.closeEmitter.fire();
       }
       return;
     }
@@ -244,7 +251,7 @@ export class ExecTerminal implements ExecSink {
     }
     const rest = this.decoder.decode();
     this.writeEmitter.fire(`${rest}${resetModes}\r\n${p.text}\r\n`);
-    this.endedCode = p.code;
+    this.endShown = true;
   }
 
   /** Sends the size the editor shows when the exec has another one. */

@@ -5,9 +5,30 @@ import * as vscode from 'vscode';
 import type { BottleClient } from './client';
 import { describeError } from './errors';
 import type { ExecInfo, SessionInfo } from './protocol';
+import { execTitle, isAgentExec, terminalTitle } from './names';
 import type { TerminalOpener } from './reattach';
-import { terminalName } from './reattach';
 import { ExecTerminal, type Dimensions, type ExecSink } from './terminal';
+
+/** What an agent's terminal says after the agent exits. */
+const agentAgain = 'Bottle: Run Agent Again starts it anew';
+
+/** What the window's panel held, kept across a reload (a vscode.Memento). */
+export interface PanelStore {
+  get<T>(key: string): T | undefined;
+  update(key: string, value: unknown): PromiseLike<void>;
+}
+
+interface PanelRecord {
+  /** Bottle terminals open */
+  bottle: number;
+  /** other terminals open */
+  others: number;
+}
+
+const panelKey = 'bottle.panel';
+
+/** How long after activation the editor may still open the shell it opens in an empty panel. */
+const startupShellMs = 15_000;
 
 interface Entry {
   terminal: vscode.Terminal;
@@ -26,28 +47,47 @@ export class Terminals implements TerminalOpener, vscode.Disposable {
   private lastDims: Dimensions | undefined;
   /** The window is going away: its terminals close, their processes stay. */
   private leaving = false;
-  private readonly sub: vscode.Disposable;
+  private readonly subs: vscode.Disposable[];
 
   /**
    * @param persistent bottles outlive the window: a terminal closed by a
    *   reload leaves its process running, one the user closed ends it
+   * @param bottleName the bottle's name as the user knows it ("claude · myrepo")
+   * @param panel where what the panel held is kept across a reload
+   * @param log the extension's log
    */
   constructor(
     private readonly client: BottleClient,
     private readonly persistent: () => boolean,
+    private readonly bottleName: (session: string) => string,
+    private readonly panel?: PanelStore,
+    private readonly log: (line: string) => void = () => undefined,
   ) {
-    this.sub = vscode.window.onDidCloseTerminal((t) => this.closed(t));
+    this.subs = [
+      vscode.window.onDidCloseTerminal((t) => {
+        if (t.exitStatus?.reason === vscode.TerminalExitReason.Shutdown) {
+          // The window is going: what its panel held is recorded already.
+          this.leaving = true;
+        }
+        this.closed(t);
+        this.record();
+      }),
+      vscode.window.onDidOpenTerminal(() => this.record()),
+    ];
+    this.sweepStartupShell();
   }
 
   /**
-   * Runs argv (the agent's command when undefined) in a new terminal. The
-   * exec starts once the terminal opens, at its size, so that the agent's
-   * queries to the terminal are answered while it waits for them; a
-   * terminal that does not open soon (a hidden panel) gets its output held.
+   * Runs argv (the agent's command when undefined) in a new terminal named
+   * after the bottle. The exec starts once the terminal opens, at its
+   * size, so that the agent's queries to the terminal are answered while
+   * it waits for them; a terminal that does not open soon (a hidden
+   * panel) gets its output held.
    */
-  async open(session: string, argv: string[] | undefined, name: string): Promise<void> {
+  async open(session: string, argv: string[] | undefined): Promise<void> {
+    const name = terminalTitle(this.bottleName(session), argv);
     const keep = this.persistent();
-    const pty = this.pty(keep);
+    const pty = this.pty(keep, argv === undefined);
     const terminal = vscode.window.createTerminal({ name, pty, iconPath: new vscode.ThemeIcon('package'), isTransient: true });
     const entry: Entry = { terminal, pty, session, keep };
     this.entries.push(entry);
@@ -78,10 +118,10 @@ export class Terminals implements TerminalOpener, vscode.Disposable {
       stale.terminal.dispose();
     }
     const keep = this.persistent();
-    const pty = this.pty(keep);
+    const pty = this.pty(keep, isAgentExec(exec));
     pty.attach(exec.exec);
     const terminal = vscode.window.createTerminal({
-      name: terminalName(session, exec),
+      name: execTitle(this.bottleName(session.session), exec),
       pty,
       iconPath: new vscode.ThemeIcon('package'),
       isTransient: true,
@@ -124,16 +164,59 @@ export class Terminals implements TerminalOpener, vscode.Disposable {
 
   dispose(): void {
     this.leaving = true;
-    this.sub.dispose();
+    for (const s of this.subs) {
+      s.dispose();
+    }
   }
 
-  private pty(keepOnClose: boolean): ExecTerminal {
+  private pty(keepOnClose: boolean, agent: boolean): ExecTerminal {
     return new ExecTerminal(this.client, {
       onDimensions: (d) => {
         this.lastDims = d;
       },
       keepOnClose,
+      ...(agent ? { afterExit: agentAgain } : {}),
     });
+  }
+
+  /** Keeps what the panel holds, for the next window of this workspace. */
+  private record(): void {
+    if (this.leaving || !this.panel) {
+      return;
+    }
+    const ours = new Set(this.entries.map((e) => e.terminal));
+    const open = vscode.window.terminals.filter((t) => t.exitStatus === undefined);
+    const rec: PanelRecord = { bottle: open.filter((t) => ours.has(t)).length, others: open.filter((t) => !ours.has(t)).length };
+    void this.panel.update(panelKey, rec);
+  }
+
+  /**
+   * A window reloaded with Bottle terminals in its panel, and nothing
+   * else, opens with a host shell in their place (the editor's panel
+   * fills itself when it is shown empty), easily taken for the bottle.
+   * That shell, untouched, is closed: the bottles' own terminals come back
+   * when their bottles outlived the window, else the panel is left empty.
+   */
+  private sweepStartupShell(): void {
+    const prev = this.panel?.get<PanelRecord>(panelKey);
+    if (!prev || prev.bottle === 0 || prev.others > 0) {
+      return;
+    }
+    let done = false;
+    const sweep = (t: vscode.Terminal): void => {
+      if (done || this.entries.some((e) => e.terminal === t) || t.state.isInteractedWith || t.exitStatus !== undefined) {
+        return;
+      }
+      done = true;
+      this.log(`closed the host shell the editor opened in place of the last window's Bottle terminals (${t.name})`);
+      t.dispose();
+    };
+    vscode.window.terminals.forEach(sweep);
+    const sub = vscode.window.onDidOpenTerminal(sweep);
+    const timer = setTimeout(() => {
+      sub.dispose();
+    }, startupShellMs);
+    this.subs.push(sub, { dispose: () => clearTimeout(timer) });
   }
 
   private closed(t: vscode.Terminal): void {

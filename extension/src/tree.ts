@@ -3,6 +3,7 @@
 import * as vscode from 'vscode';
 import { printable } from './egress';
 import type { ExecInfo, SessionInfo } from './protocol';
+import { isAgentExec } from './names';
 import { describeSession, sessionContext, type Sessions } from './sessions';
 import { describeCount, type WorkCount } from './work';
 
@@ -35,7 +36,15 @@ export interface AllowNode {
   entry: string;
 }
 
-export type Node = SessionNode | ExecNode | AllowlistNode | AllowNode;
+/** A fact about a session shown under it: the host folder, the runtime. */
+export interface InfoNode {
+  kind: 'info';
+  session: SessionInfo;
+  what: 'folder' | 'runtime';
+  text: string;
+}
+
+export type Node = SessionNode | ExecNode | AllowlistNode | AllowNode | InfoNode;
 
 export function isSessionNode(x: unknown): x is SessionNode {
   return typeof x === 'object' && x !== null && (x as Partial<SessionNode>).kind === 'session';
@@ -76,12 +85,18 @@ export class BottlesTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
   private readonly changed = new vscode.EventEmitter<Node | undefined>();
   readonly onDidChangeTreeData = this.changed.event;
   private readonly subs: { dispose(): void }[];
+  private readonly nodes = new Map<string, Node>();
 
   constructor(
     private readonly sessions: Sessions,
     private readonly work?: WorkView,
   ) {
-    this.subs = [sessions.onDidChange(() => this.changed.fire(undefined))];
+    this.subs = [
+      sessions.onDidChange(() => {
+        this.forgetGone();
+        this.changed.fire(undefined);
+      }),
+    ];
     if (work) {
       this.subs.push(work.onDidChange(() => this.changed.fire(undefined)));
     }
@@ -89,31 +104,93 @@ export class BottlesTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
 
   getChildren(node?: Node): Node[] {
     if (!node) {
-      return this.sessions.live.map((info) => ({ kind: 'session', info }));
+      return this.sessions.live.map((info) => this.node({ kind: 'session', info }));
     }
     switch (node.kind) {
-      case 'session':
+      case 'session': {
+        const s = node.info;
+        const folder = this.sessions.folder(s.session);
+        const runtime = s.runtimeLabel ?? s.runtime;
         return [
-          ...(node.info.allow ? [{ kind: 'allowlist', session: node.info } as const] : []),
-          ...node.info.execs.map((info) => ({ kind: 'exec', session: node.info, info }) as const),
+          ...(folder ? [this.node({ kind: 'info', session: s, what: 'folder', text: folder } as const)] : []),
+          ...(runtime ? [this.node({ kind: 'info', session: s, what: 'runtime', text: runtime } as const)] : []),
+          ...(s.allow ? [this.node({ kind: 'allowlist', session: s } as const)] : []),
+          ...this.sessions.shownExecs(s).map((info) => this.node({ kind: 'exec', session: s, info } as const)),
         ];
+      }
       case 'allowlist':
-        return (node.session.allow ?? []).map((entry) => ({ kind: 'allow', session: node.session, entry }));
+        return (node.session.allow ?? []).map((entry) => this.node({ kind: 'allow', session: node.session, entry } as const));
       default:
         return [];
     }
   }
 
+  /** The parent of a node, for reveal. */
+  getParent(node: Node): Node | undefined {
+    switch (node.kind) {
+      case 'session':
+        return undefined;
+      case 'allow':
+        return this.nodes.get(nodeId({ kind: 'allowlist', session: node.session }));
+      default:
+        return this.nodes.get(nodeId({ kind: 'session', info: node.session }));
+    }
+  }
+
+  /** The allowlist node of a session, for reveal; undefined when it has none. */
+  allowlistOf(session: string): AllowlistNode | undefined {
+    const s = this.sessions.live.find((x) => x.session === session);
+    if (!s?.allow) {
+      return undefined;
+    }
+    // Its parent first: reveal walks up through getParent.
+    this.node({ kind: 'session', info: s });
+    return this.node({ kind: 'allowlist', session: s });
+  }
+
   getTreeItem(node: Node): vscode.TreeItem {
     switch (node.kind) {
       case 'session':
-        return sessionItem(node.info, this.sessions.attachedHere(node.info.session), this.work?.get(node.info.session));
+        return sessionItem(
+          node.info,
+          this.sessions.name(node.info.session),
+          this.sessions.folder(node.info.session),
+          this.sessions.attachedHere(node.info.session),
+          this.work?.get(node.info.session),
+        );
       case 'exec':
         return execItem(node);
       case 'allowlist':
         return allowlistItem(node.session);
       case 'allow':
         return allowItem(node);
+      case 'info':
+        return infoItem(node);
+    }
+  }
+
+  /**
+   * The one node object of an id, brought up to date: reveal finds a node
+   * by the object getChildren gave, so each id keeps its object.
+   */
+  private node<N extends Node>(n: N): N {
+    const id = nodeId(n);
+    const old = this.nodes.get(id) as N | undefined;
+    if (old) {
+      Object.assign(old, n);
+      return old;
+    }
+    this.nodes.set(id, n);
+    return n;
+  }
+
+  /** Drops the nodes of sessions that are gone. */
+  private forgetGone(): void {
+    const live = new Set(this.sessions.live.map((s) => s.session));
+    for (const [id, n] of this.nodes) {
+      if (!live.has(n.kind === 'session' ? n.info.session : n.session.session)) {
+        this.nodes.delete(id);
+      }
     }
   }
 
@@ -123,11 +200,31 @@ export class BottlesTree implements vscode.TreeDataProvider<Node>, vscode.Dispos
   }
 }
 
-function sessionItem(s: SessionInfo, attachedHere: boolean, work: WorkCount | undefined): vscode.TreeItem {
-  const item = new vscode.TreeItem(
-    s.agent,
-    s.execs.length || s.allow ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None,
-  );
+export function nodeId(n: Node): string {
+  switch (n.kind) {
+    case 'session':
+      return `session:${n.info.session}`;
+    case 'exec':
+      return `exec:${n.info.exec}`;
+    case 'allowlist':
+      return `allowlist:${n.session.session}`;
+    case 'allow':
+      return `allow:${n.session.session}:${n.entry}`;
+    case 'info':
+      return `info:${n.session.session}:${n.what}`;
+  }
+}
+
+function sessionItem(
+  s: SessionInfo,
+  name: string,
+  folder: string | undefined,
+  attachedHere: boolean,
+  work: WorkCount | undefined,
+): vscode.TreeItem {
+  // Always expanded: an item that first showed without children would
+  // keep whatever state the view gave it then.
+  const item = new vscode.TreeItem(name, vscode.TreeItemCollapsibleState.Expanded);
   item.id = `session:${s.session}`;
   item.description = [describeSession(s, attachedHere), work && `changed ${describeCount(work)}`].filter(Boolean).join(' · ');
   item.iconPath = attachedHere
@@ -135,7 +232,13 @@ function sessionItem(s: SessionInfo, attachedHere: boolean, work: WorkCount | un
     : new vscode.ThemeIcon('debug-disconnect');
   item.contextValue = sessionContext(s, attachedHere);
   const tip = new vscode.MarkdownString();
-  tip.appendMarkdown(`**${s.agent}** in bottle \`${s.session}\` (${s.state})\n\n`);
+  tip.appendMarkdown(`**${escapeMd(name)}**: agent ${escapeMd(s.agent)} in bottle \`${s.session}\` (${s.state})\n\n`);
+  if (folder) {
+    tip.appendMarkdown(`- host folder ${escapeMd(folder)}\n`);
+  }
+  if (s.allow) {
+    tip.appendMarkdown(`- egress allowed to: ${s.allow.length ? s.allow.map((a) => escapeMd(printable(a))).join(', ') : 'nothing'}\n`);
+  }
   if (s.persist) {
     const windows = s.attached === 1 ? '1 window' : `${s.attached} windows`;
     tip.appendMarkdown(
@@ -143,7 +246,7 @@ function sessionItem(s: SessionInfo, attachedHere: boolean, work: WorkCount | un
     );
   }
   if (s.container) {
-    tip.appendMarkdown(`- container \`${s.container}\`\n- runtime ${s.runtimeLabel ?? s.runtime}\n- image \`${s.image}\`\n`);
+    tip.appendMarkdown(`- runtime ${s.runtimeLabel ?? s.runtime}\n- container \`${s.container}\`\n- image \`${s.image}\`\n`);
   }
   if (work) {
     tip.appendMarkdown(`\nThe agent changed ${describeCount(work)} since the start: Review Changes shows them.\n`);
@@ -161,10 +264,25 @@ function execItem(node: ExecNode): vscode.TreeItem {
   item.id = `exec:${e.exec}`;
   item.description = e.running ? 'running' : e.code === -1 ? 'ended' : `exited ${e.code ?? ''}`.trim();
   item.iconPath = new vscode.ThemeIcon(e.running ? 'terminal' : 'circle-slash');
-  item.contextValue = e.running ? 'bottle.exec.running' : 'bottle.exec.exited';
+  item.contextValue = e.running ? 'bottle.exec.running' : isAgentExec(e) ? 'bottle.exec.exited.agent' : 'bottle.exec.exited';
   item.tooltip = `${e.exec}: ${e.argv.join(' ') || node.session.agent}${e.error ? `\n${e.error}` : ''}`;
   item.command = { command: 'bottle.showTerminal', title: 'Show Terminal', arguments: [node] };
   return item;
+}
+
+function infoItem(node: InfoNode): vscode.TreeItem {
+  const item = new vscode.TreeItem(node.text, vscode.TreeItemCollapsibleState.None);
+  item.id = `info:${node.session.session}:${node.what}`;
+  item.iconPath = new vscode.ThemeIcon(node.what === 'folder' ? 'folder' : 'shield');
+  item.description = node.what === 'folder' ? 'host folder' : 'runtime';
+  item.tooltip = node.what === 'folder' ? `The host folder copied into the bottle: ${node.text}` : `The container runtime: ${node.text}`;
+  item.contextValue = `bottle.info.${node.what}`;
+  return item;
+}
+
+/** Text shown as Markdown but meant literally. */
+function escapeMd(s: string): string {
+  return s.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, (c) => `\\${c}`);
 }
 
 function allowlistItem(s: SessionInfo): vscode.TreeItem {

@@ -92,6 +92,14 @@ export function gitPlanLine(from: string, workspace: string | undefined, copied:
   return 'Not copied in: .git (setting bottle.copyGit is off): the agent has no history, and its work cannot be reviewed or fetched as a branch.';
 }
 
+/** The close question's detail: what goes with the bottle, and how to keep it. */
+export function closeDetail(s: Pick<SessionInfo, 'session'>): string {
+  return [
+    `Closing removes bottle ${s.session}: its processes end, its containers, networks and images are removed, and the agent's edits in the bottle go with them.`,
+    'Fetch Changes as Branch brings the work home as a branch of your repository; Copy out of Bottle... copies files out.',
+  ].join('\n');
+}
+
 /** How long the question before a close waits for bottle/changes. */
 export const closeCheckMs = 15_000;
 

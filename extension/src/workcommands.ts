@@ -9,6 +9,8 @@ import { lstat, mkdir, readFile, readlink, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { errorMessage, type BottleClient } from './client';
+import { printable } from './egress';
+import type { Log } from './log';
 import type { ChangesResult, CloseResult, FetchResult, SessionInfo } from './protocol';
 import {
   baseBlob,
@@ -21,13 +23,13 @@ import {
   type ReviewItem,
 } from './review';
 import type { Sessions } from './sessions';
-import { checkoutable, countOf, describeCount, describeFetch, isEmpty, isNoGit, type WorkCount, type WorkCounts } from './work';
+import { checkoutable, closeDetail, countOf, describeCount, describeFetch, isEmpty, isNoGit, type WorkCount, type WorkCounts } from './work';
 
 export interface WorkDeps {
   client: BottleClient;
   sessions: Sessions;
   work: WorkCounts;
-  log: vscode.OutputChannel;
+  log: Log;
   /** the extension's globalStorage: review copies go to its tmp folder */
   storage: vscode.Uri;
   pick: (node: unknown, question: string) => Promise<SessionInfo | undefined>;
@@ -104,7 +106,7 @@ export class WorkCommands {
           }
           const { items, left, unsafe } = reviewItems(changes.files);
           for (const p of unsafe) {
-            this.d.log.appendLine(`review of ${s.session}: left out a path git would not print: ${JSON.stringify(p)}`);
+            this.d.log.info(`review of ${s.session}: left out a path git would not print: ${JSON.stringify(p)}`);
           }
           const review = randomBytes(4).toString('hex');
           this.docs.clear(s.session);
@@ -229,18 +231,16 @@ export class WorkCommands {
       left > 0 ? `${left} more files than a review shows are in this diff.` : undefined,
       changes.truncated ? 'The diff was cut at the server’s size limit.' : undefined,
     ].filter(Boolean);
-    this.d.log.appendLine(`review of ${s.session}: ${notes.join(' ')}`);
+    this.d.log.info(`review of ${s.session}: ${notes.join(' ')}`);
     const doc = await vscode.workspace.openTextDocument({ content: changes.diff ?? '', language: 'diff' });
     await vscode.window.showTextDocument(doc, { preview: false });
   }
 
   private logCommits(s: SessionInfo, c: ChangesResult): void {
-    this.d.log.appendLine(
-      `bottle ${s.agent} (${s.session}): ${describeCount(countOf(c))} since ${c.base.slice(0, 8)}, head ${c.head.slice(0, 8)}`,
+    const commits = c.commits.map((commit) => `${commit.id.slice(0, 8)} ${printable(commit.subject)}`).join('; ');
+    this.d.log.info(
+      `${this.d.sessions.name(s.session)} (${s.session}): ${describeCount(countOf(c))} since ${c.base.slice(0, 8)}, head ${c.head.slice(0, 8)}${commits ? `: ${commits}` : ''}`,
     );
-    for (const commit of c.commits) {
-      this.d.log.appendLine(`  ${commit.id.slice(0, 8)} ${commit.subject}`);
-    }
   }
 
   // --- fetch ------------------------------------------------------------------
@@ -269,7 +269,7 @@ export class WorkCommands {
       return undefined;
     }
     await this.d.work.fetched(s.session);
-    this.d.log.appendLine(`fetch of ${s.session}: ${describeFetch(res)} head ${res.head}`);
+    this.d.log.info(`fetch of ${s.session}: ${describeFetch(res)} head ${res.head}`);
     if (!res.branch) {
       void vscode.window.showInformationMessage(describeFetch(res));
       return res;
@@ -293,7 +293,7 @@ export class WorkCommands {
         resolve({ ok: !err, text: `${stdout}${stderr}`.trim() || (err?.message ?? '') }),
       );
     });
-    this.d.log.appendLine(`git checkout ${branch}: ${out.text}`);
+    this.d.log.info(`git checkout ${branch}: ${out.text.split('\n').join(' | ')}`);
     if (out.ok) {
       void vscode.window.showInformationMessage(`Checked out ${branch}.`);
     } else {
@@ -353,7 +353,9 @@ export class WorkCommands {
         { location: vscode.ProgressLocation.Notification, title: `Copying ${containerPath} out of bottle ${s.agent}`, cancellable: true },
         (_, token) => this.d.client.cpOut({ session: s.session, containerPath, hostPath, overwrite }, token),
       );
-      void vscode.window.showInformationMessage(`Copied ${res.bytes} bytes from ${containerPath} in bottle ${s.agent} to ${hostPath}.`);
+      const msg = `Copied ${res.bytes} bytes from ${containerPath} in bottle ${this.d.sessions.name(s.session)} to ${hostPath}.`;
+      this.d.log.info(`${msg.slice(0, -1)} (${s.session})`);
+      void vscode.window.showInformationMessage(msg);
     } catch (err) {
       this.d.reportError(`Copy ${containerPath} out of ${s.agent} (${s.session})`, err);
     }
@@ -373,14 +375,15 @@ export class WorkCommands {
     const fetchFirst = 'Fetch, then Close';
     const anyway = 'Close Anyway';
     const a = await vscode.window.showWarningMessage(
-      `Bottle ${s.agent} (${s.session}) has work that was not fetched: ${describeCount(work)}.`,
+      `Close bottle ${this.d.sessions.name(s.session)}? The agent's work in it is not brought home: ${describeCount(work)}.`,
       {
         modal: true,
-        detail: 'Closing removes the bottle and its workspace. Fetch Changes as Branch brings the work home as a branch of your repository.',
+        detail: closeDetail(s),
       },
       fetchFirst,
       anyway,
     );
+    this.d.log.info(`${this.d.sessions.name(s.session)} (${s.session}): asked before closing with ${describeCount(work)} not brought home: ${a ?? 'cancelled'}`);
     if (a === fetchFirst) {
       return (await this.fetchSession(s)) !== undefined;
     }
@@ -399,7 +402,7 @@ export class WorkCommands {
       return;
     }
     const msg = `Bottle ${s.agent} (${s.session}) was closed with work that was not fetched: ${describeCount(countOf(res.unfetched))}.`;
-    this.d.log.appendLine(msg);
+    this.d.log.info(msg);
     if (!asked) {
       void vscode.window.showWarningMessage(msg);
     }
@@ -413,7 +416,7 @@ export class WorkCommands {
       return await this.d.work.unfetched(s.session);
     } catch (err) {
       // The close goes on; its result says what was lost.
-      this.d.log.appendLine(`checking ${s.session} for unfetched work: ${errorMessage(err)}`);
+      this.d.log.info(`checking ${s.session} for unfetched work: ${errorMessage(err)}`);
       return undefined;
     }
   }

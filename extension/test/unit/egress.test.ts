@@ -14,15 +14,52 @@ describe('EgressWarnings', () => {
   it('warns at once, then holds refusals back for the interval and counts them into the next warning', () => {
     let now = 0;
     const w = new EgressWarnings(30_000, () => now);
-    assert.equal(w.warning(refused('s1', 'evil.test'), 'claude'), 'Bottle claude: connection to evil.test refused (default-deny)');
+    assert.deepEqual(w.warning(refused('s1', 'evil.test'), 'claude · proj'), {
+      message: "Bottle claude · proj: connection to evil.test refused: not on this bottle's allowlist",
+      entry: 'evil.test:443',
+    });
     now = 1000;
-    assert.equal(w.warning(refused('s1', 'evil.test'), 'claude'), undefined);
-    assert.equal(w.warning(refused('s1', 'other.test', 80), 'claude'), undefined);
+    assert.equal(w.warning(refused('s1', 'evil.test'), 'claude · proj'), undefined);
+    assert.equal(w.warning(refused('s1', 'other.test', 80), 'claude · proj'), undefined);
+    assert.equal(w.warning(refused('s1', 'other.test', 80), 'claude · proj'), undefined);
+    now = 31_000;
+    assert.deepEqual(w.warning(refused('s1', 'x.test', 8080), 'claude · proj'), {
+      message:
+        "Bottle claude · proj: connection to x.test:8080 refused: not on this bottle's allowlist; also refused since the last warning: evil.test, other.test:80",
+      entry: 'x.test:8080',
+    });
+  });
+
+  it('names five held-back hosts and counts the rest', () => {
+    let now = 0;
+    const w = new EgressWarnings(30_000, () => now);
+    assert.ok(w.warning(refused('s1', 'first.test'), 'sh'));
+    for (let i = 1; i <= 7; i++) {
+      assert.equal(w.warning(refused('s1', `h${i}.test`), 'sh'), undefined);
+    }
     now = 31_000;
     assert.equal(
-      w.warning(refused('s1', 'x.test', 8080), 'claude'),
-      'Bottle claude: connection to x.test:8080 refused (default-deny) (2 more refused since the last warning)',
+      w.warning(refused('s1', 'h1.test'), 'sh')?.message,
+      "Bottle sh: connection to h1.test refused: not on this bottle's allowlist; also refused since the last warning: h2.test, h3.test, h4.test, h5.test, h6.test and 1 more",
     );
+  });
+
+  it('says why in the user’s words, and offers an allowlist entry only for what one would let through', () => {
+    const w = new EgressWarnings(0, () => 0);
+    const cases: [string, string | undefined, RegExp][] = [
+      ['block:*.evil.test', undefined, /blocked by the blocklist entry \*\.evil\.test$/],
+      ['dlp:aws-key', undefined, /carried what looks like a secret \(aws-key\)$/],
+      ['dlp:secret:GITHUB_TOKEN', undefined, /carried the value of GITHUB_TOKEN, a secret$/],
+      ['ssrf-guard', undefined, /private or loopback address/],
+    ];
+    for (const [rule, reason, want] of cases) {
+      const p = refused('s1', 'h.test');
+      p.record.rule = rule;
+      p.record.reason = reason;
+      const got = w.warning(p, 'sh');
+      assert.match(got?.message ?? '', want, rule);
+      assert.equal(got?.entry, undefined, rule);
+    }
   });
 
   it('does not warn of a connection the user refused in the approval, nor count it', () => {
@@ -30,7 +67,7 @@ describe('EgressWarnings', () => {
     const denied = refused('s1', 'github.com');
     denied.record.reason = 'denied by the user';
     assert.equal(w.warning(denied, 'claude'), undefined);
-    assert.equal(w.warning(refused('s1', 'x.test'), 'claude'), 'Bottle claude: connection to x.test refused (default-deny)');
+    assert.equal(w.warning(refused('s1', 'x.test'), 'claude')?.message, "Bottle claude: connection to x.test refused: not on this bottle's allowlist");
   });
 
   it('rate-limits each session on its own', () => {
@@ -92,7 +129,7 @@ describe('egress text an agent chose', () => {
   };
 
   it('reaches the notification escaped, on one line', () => {
-    const msg = new EgressWarnings(30_000, () => 0).warning(p, 'claude');
+    const msg = new EgressWarnings(30_000, () => 0).warning(p, 'claude')?.message;
     assert.ok(msg?.startsWith('Bottle claude: connection to evil.test\\u{d}\\u{a}[egress s1]'), msg);
     assert.doesNotMatch(msg ?? '', unseen);
   });

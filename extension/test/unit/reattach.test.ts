@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { AttachResult, ExecInfo, ListResult, SessionInfo } from '../../src/protocol';
-import { Reattacher, reopenable, terminalName, type AttachSource, type TerminalOpener } from '../../src/reattach';
+import { execTitle } from '../../src/names';
+import { Reattacher, reopenable, type AttachSource, type TerminalOpener } from '../../src/reattach';
 import type { ExecSink } from '../../src/terminal';
 
 function exec(id: string, argv: string[], running = true, tty = true): ExecInfo {
@@ -48,7 +49,7 @@ class FakeOpener implements TerminalOpener {
     return this.shown.has(e);
   }
   reopen(s: SessionInfo, e: ExecInfo): ExecSink {
-    this.opened.push(`${terminalName(s, e)} (${e.exec})`);
+    this.opened.push(`${execTitle(s.agent, e)} (${e.exec})`);
     this.shown.add(e.exec);
     return { output: () => undefined, exit: () => undefined };
   }
@@ -71,7 +72,7 @@ describe('Reattacher', () => {
     const opener = new FakeOpener();
     const attached = await new Reattacher(client, opener, () => undefined).all();
     assert.deepEqual(attached, ['a', 'd']);
-    assert.deepEqual(opener.opened, ['Bottle: claude (a-1)', 'Bottle: claude shell (a-2)']);
+    assert.deepEqual(opener.opened, ['claude (a-1)', 'claude: shell (a-2)']);
     assert.deepEqual(client.claimed, ['a-1', 'a-2']);
     assert.deepEqual(client.released, ['a-3', 'a-4'], 'an ended exec and one without a pty get no terminal');
   });
@@ -99,21 +100,7 @@ describe('Reattacher', () => {
   });
 });
 
-describe('terminalName and reopenable', () => {
-  it('names a reopened terminal as the window that started it did', () => {
-    const s = session('a', 'ready');
-    const cases: [string[], string][] = [
-      [['claude', '--append-system-prompt', 'x'], 'Bottle: claude'],
-      [['bash', '-l'], 'Bottle: claude shell'],
-      [['sh', '-c', 'git status'], 'Bottle: git status'],
-      [['bash'], 'Bottle: claude'],
-      [[], 'Bottle: claude'],
-    ];
-    for (const [argv, want] of cases) {
-      assert.equal(terminalName(s, exec('e', argv)), want, argv.join(' '));
-    }
-  });
-
+describe('reopenable', () => {
   it('reopens running execs with a pty only', () => {
     const s = session('a', 'ready', [exec('1', ['a']), exec('2', ['b'], false), exec('3', ['c'], true, false)]);
     assert.deepEqual(

@@ -143,4 +143,53 @@ describe('Sessions', () => {
     assert.equal(sessions.attachedHere('a'), true);
     assert.equal(sessions.attachedHere('b'), false);
   });
+
+  it('names bottles by agent and folder, keeps the folder across a reload, and forgets it once the bottle is gone', async () => {
+    const src = new FakeSource();
+    src.state = 'running';
+    src.result = [session('aaaa0001'), session('bbbb0002')];
+    const kept = new Map<string, unknown>();
+    const store = {
+      get: <T>(k: string) => kept.get(k) as T | undefined,
+      update: (k: string, v: unknown) => {
+        kept.set(k, JSON.parse(JSON.stringify(v)));
+        return Promise.resolve();
+      },
+    };
+    const sessions = new Sessions(src, () => undefined, store);
+    await sessions.refresh();
+    const origin = { inWorkspace: true, bottle: 'plain', allow: [] };
+    sessions.remember('aaaa0001', { ...origin, cwd: '/src/proj' });
+    sessions.remember('bbbb0002', { ...origin, cwd: '/other/proj' });
+    assert.equal(sessions.name('aaaa0001'), 'sh · proj #aaaa');
+    assert.equal(sessions.name('bbbb0002'), 'sh · proj #bbbb');
+
+    // The window reloads: a new model over the same store, no server yet.
+    const after = new Sessions(src, () => undefined, store);
+    assert.equal(after.folder('aaaa0001'), '/src/proj');
+    await after.refresh();
+    assert.equal(after.name('aaaa0001'), 'sh · proj #aaaa');
+    src.result = [session('aaaa0001')];
+    await after.refresh();
+    assert.equal(after.name('aaaa0001'), 'sh · proj', 'no collision left: no id');
+    assert.equal(after.folder('bbbb0002'), undefined);
+    assert.deepEqual(Object.keys(kept.get('bottle.origins') as object), ['aaaa0001']);
+  });
+
+  it('clears exited processes from the view, never running ones', async () => {
+    const src = new FakeSource();
+    src.state = 'running';
+    const s = session('a');
+    const e = (exec: string, running: boolean) => ({ exec, argv: ['bash'], tty: true, running, sent: 0, acked: 0, output: 0 });
+    s.execs = [e('a-1', false), e('a-2', true), e('a-3', false)];
+    src.result = [s];
+    const sessions = new Sessions(src, () => undefined);
+    await sessions.refresh();
+    assert.equal(sessions.clearExited('a'), 2);
+    assert.deepEqual(
+      sessions.shownExecs(sessions.find('a')!).map((x) => x.exec),
+      ['a-2'],
+    );
+    assert.equal(sessions.clearExited('a'), 0);
+  });
 });

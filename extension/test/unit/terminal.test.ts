@@ -126,7 +126,7 @@ describe('ExecTerminal', () => {
     ]);
   });
 
-  it('shows the exit code when the exec ends and closes with it on the next key', () => {
+  it('shows the exit code when the exec ends and closes on the next key without a code, so that the editor does not report it again', () => {
     const { term, channel, written, closed } = setup();
     term.open(undefined);
     term.attach('e1', size);
@@ -135,8 +135,16 @@ describe('ExecTerminal', () => {
     assert.match(written.join(''), /bye\x1b.*\r\n.*exited with code 3/);
     assert.deepEqual(closed, []);
     term.handleInput('q');
-    assert.deepEqual(closed, [3]);
+    assert.deepEqual(closed, [undefined]);
     assert.deepEqual(channel.of('input'), [], 'the key is not sent to the ended exec');
+  });
+
+  it('says after the exit what the caller asks it to (how to run the agent again)', () => {
+    const { term, written } = setup({ afterExit: 'Bottle: Run Agent Again starts it anew' });
+    term.open(undefined);
+    term.attach('e1', size);
+    term.exit({ exec: 'e1', code: 56 });
+    assert.match(written.join(''), /\[process exited with code 56; press any key to close; Bottle: Run Agent Again starts it anew\]/);
   });
 
   it('stays open after the exit on reports the emulator sends by itself, and turns them off', () => {
@@ -151,7 +159,7 @@ describe('ExecTerminal', () => {
     }
     assert.deepEqual(closed, []);
     term.handleInput('\r');
-    assert.deepEqual(closed, [1]);
+    assert.deepEqual(closed, [undefined]);
   });
 
   it('delivers an exit that arrives before open after the held output', () => {
@@ -162,7 +170,7 @@ describe('ExecTerminal', () => {
     term.open(undefined);
     assert.match(written.join(''), /^done\x1b.*\r\n.*exited with code 0/);
     term.handleInput('\r');
-    assert.deepEqual(closed, [0]);
+    assert.deepEqual(closed, [undefined]);
   });
 
   it('flushes an incomplete character at exit as a replacement character', () => {
@@ -204,7 +212,7 @@ describe('ExecTerminal', () => {
     term.fail('Run bash failed: session not ready');
     assert.match(written.join(''), /Run bash failed: session not ready/);
     term.handleInput('x');
-    assert.deepEqual(closed, [1]);
+    assert.deepEqual(closed, [undefined]);
   });
 
   it('on a resync, resets the screen and starts decoding afresh', async () => {

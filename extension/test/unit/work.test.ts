@@ -8,6 +8,7 @@ import {
   describeCount,
   describeFetch,
   fingerprint,
+  closeDetail,
   gitPlanLine,
   isNoGit,
   sessionOfExec,
@@ -94,6 +95,13 @@ describe('work', () => {
   it('says in the preflight whether .git is copied in', () => {
     assert.match(gitPlanLine('/p/.git', '/home/node/workspace', true), /git: \/p\/\.git → \/home\/node\/workspace\/\.git/);
     assert.match(gitPlanLine('/p/.git', undefined, false), /bottle\.copyGit is off/);
+  });
+
+  it('says in the close question that the agent’s edits in the bottle go with it', () => {
+    const text = closeDetail({ session: 'ab12cd34' });
+    assert.match(text, /bottle ab12cd34/);
+    assert.match(text, /the agent's edits in the bottle go with them/);
+    assert.match(text, /Fetch Changes as Branch/);
   });
 
   it('finds the session of an exec in the list, else by its id', () => {
