@@ -11,6 +11,7 @@ import (
 
 	"github.com/bottle-dev/bottle/auditlog"
 	"github.com/bottle-dev/bottle/daemon"
+	"github.com/bottle-dev/bottle/manifest"
 	"github.com/bottle-dev/bottle/rpc"
 )
 
@@ -25,12 +26,16 @@ func runDaemon(ctx context.Context, args []string) int {
 	idle := fs.Duration("idle", daemon.DefaultIdle, "exit after this long with no connection and no bottle")
 	scrollback := fs.Int("scrollback", 0, "output bytes kept per exec for attach's replay (default 1 MiB)")
 	window := fs.Int("window", 0, "flow-control window per exec and connection in bytes (default 256 KiB)")
+	pool := fs.Int("pool", 1, "bottles kept made ahead of time per kind of start, for warm starts; 0: none (a bottle's pool: wins)")
 	fs.Parse(args)
 	if fs.NArg() > 0 {
 		return fail("daemon: unexpected argument %q", fs.Arg(0))
 	}
 	if *idle < 0 || *scrollback < 0 || *window < 0 {
 		return fail("daemon: --idle, --scrollback and --window must not be negative")
+	}
+	if *pool < 0 || *pool > manifest.MaxPool {
+		return fail("daemon: --pool must be 0 to %d", manifest.MaxPool)
 	}
 	// A client that vanished must not kill the daemon with SIGPIPE: the
 	// write fails and only that connection ends.
@@ -46,11 +51,14 @@ func runDaemon(ctx context.Context, args []string) int {
 	defer ln.Close()
 	// The lock is held, so no other daemon runs: the bottles whose server
 	// is gone, which openEngine removes, include a killed daemon's.
-	eng, err := openEngine(ctx)
+	eng, err := openEngine(ctx, *pool)
 	if err != nil {
 		return fail("daemon: %v", err)
 	}
 	defer eng.Close()
+	// On SIGTERM and at the idle end alike: the pool is no bottle, and
+	// outlives no daemon.
+	defer drainPool(eng)
 	srv := rpc.NewServer(eng, rpc.Options{Version: version, Window: *window, Scrollback: *scrollback, Logger: slog.Default(), AuditDir: auditlog.DefaultDir()})
 	slog.Info("daemon listening", "socket", *socket, "pid", os.Getpid(), "idle", *idle)
 	if err := daemon.Serve(ctx, ln, srv, *idle); err != nil {
