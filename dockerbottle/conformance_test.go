@@ -37,21 +37,40 @@ func TestConformance(t *testing.T) {
 // are left alone: another test process's end removes every one of them).
 func conformanceHarness(t *testing.T, e *dockerbottle.Engine, runtime string) backendtest.Harness {
 	t.Helper()
+	// A bottle taken from the warm pool keeps its pool id as the label of
+	// its resources; what the suite calls a session is mapped to it here.
+	var mu sync.Mutex
+	labels := map[string]string{}
 	return backendtest.Harness{
 		Backend: e,
 		Image:   baseImage,
 		Runtime: runtime,
 		Upstream: func(t *testing.T, b backend.Bottle, name string) string {
-			return startUpstream(t, e, b.Info().Session, name)
+			info := b.Info()
+			c, err := e.Client().ContainerInspect(context.Background(), info.Container)
+			if err != nil {
+				t.Fatalf("inspecting the agent container: %v", err)
+			}
+			label := c.Config.Labels[dockerbottle.LabelSession]
+			mu.Lock()
+			labels[info.Session] = label
+			mu.Unlock()
+			return startUpstream(t, e, label, name)
 		},
 		Leftovers: func(ctx context.Context, session string) ([]string, error) {
+			mu.Lock()
+			label, ok := labels[session]
+			mu.Unlock()
+			if !ok {
+				label = session
+			}
 			res, err := e.Resources(ctx)
 			if err != nil {
 				return nil, err
 			}
 			var left []string
 			for _, r := range res {
-				if r.Session == session {
+				if r.Session == session || r.Session == label {
 					left = append(left, fmt.Sprintf("%s %s", r.Kind, r.Name))
 				}
 			}
@@ -60,17 +79,17 @@ func conformanceHarness(t *testing.T, e *dockerbottle.Engine, runtime string) ba
 	}
 }
 
-// startUpstream runs netprobe (HTTP on :80 answering 200) on the session's
-// egress network under alias, where only the sidecar reaches it, and
+// startUpstream runs netprobe (HTTP on :80 answering 200) on the egress
+// network of the bottle whose resources carry label under alias, where only the sidecar reaches it, and
 // returns its address there: a container of the base image with the
 // binary copied in through the API before it starts. It carries the
-// session's label, so the bottle's Close removes it with the rest.
-func startUpstream(t *testing.T, e *dockerbottle.Engine, session, alias string) string {
+// bottle's label, so the bottle's Close removes it with the rest.
+func startUpstream(t *testing.T, e *dockerbottle.Engine, label, alias string) string {
 	t.Helper()
 	ctx := context.Background()
-	netName := "bottle-" + session + "-egress"
+	netName := "bottle-" + label + "-egress"
 	resp, err := e.Client().ContainerCreate(ctx,
-		&container.Config{Image: baseImage, Cmd: []string{"/netprobe", "serve"}, Labels: map[string]string{dockerbottle.LabelSession: session, labelTest: "1"}},
+		&container.Config{Image: baseImage, Cmd: []string{"/netprobe", "serve"}, Labels: map[string]string{dockerbottle.LabelSession: label, labelTest: "1"}},
 		&container.HostConfig{NetworkMode: container.NetworkMode(netName), Runtime: dockerbottle.RuntimeRunc},
 		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{netName: {Aliases: []string{alias}}}},
 		nil, "")
