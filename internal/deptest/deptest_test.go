@@ -26,14 +26,16 @@ var leaves = []string{"manifest", "egress", "dnsguard", "auditlog", "hostcopy", 
 // between it and the one it imports, but only cmd and the integration
 // tests see dockerbottle: session knows a bottle only through backend.
 var mayImport = map[string][]string{
-	"cmd":          append([]string{"termclient", "daemon", "rpc", "session", "backend", "dockerbottle"}, leaves...),
-	"integration":  append([]string{"termclient", "daemon", "rpc", "session", "backend", "dockerbottle"}, leaves...),
+	"cmd":          append([]string{"termclient", "daemon", "rpc", "session", "backend", "dockerbottle", "dockerhost"}, leaves...),
+	"integration":  append([]string{"termclient", "daemon", "rpc", "session", "backend", "dockerbottle", "dockerhost"}, leaves...),
 	"daemon":       nil,
 	"termclient":   append([]string{"rpc"}, leaves...),
 	"rpc":          append([]string{"session", "backend"}, leaves...),
 	"session":      append([]string{"backend"}, leaves...),
-	"dockerbottle": append([]string{"backend"}, leaves...),
-	"backend":      leaves,
+	"dockerbottle": append([]string{"backend", "dockerhost"}, leaves...),
+	// dockerhost reaches an engine; only what talks to one imports it.
+	"dockerhost": nil,
+	"backend":    leaves,
 	// Between leaves, egress is the lowest: manifest checks allow entries
 	// with the proxy's own parser, auditlog keeps the proxy's records.
 	"manifest": {"egress"},
@@ -43,7 +45,7 @@ var mayImport = map[string][]string{
 	"hostcopy": nil,
 	"gitwork":  nil,
 	// internal holds the tests' helpers: see testOnly.
-	"internal": append([]string{"backend"}, leaves...),
+	"internal": append([]string{"backend", "dockerhost"}, leaves...),
 }
 
 // testOnly is the folder of packages that only tests may import, from any
