@@ -24,12 +24,15 @@ func TestGCRemovesOnlyOrphans(t *testing.T) {
 	}
 	dead := live
 	dead.ID, dead.PID, dead.Start = "deadbeef0000", 1, "0" // pid 1 never started at tick 0 in our namespace
+	elsewhere := dead
+	elsewhere.Host = "another-machine"
 	unowned := map[string]string{dockerbottle.LabelSession: "gcunowned"}
 	made := map[string]string{}
 	for name, labels := range map[string]map[string]string{
-		"gcdead":    dead.Labels("gcdead", "test"),
-		"gclive":    live.Labels("gclive", "test"),
-		"gcunowned": unowned,
+		"gcdead":      dead.Labels("gcdead", "test"),
+		"gclive":      live.Labels("gclive", "test"),
+		"gcunowned":   unowned,
+		"gcelsewhere": elsewhere.Labels("gcelsewhere", "test"),
 	} {
 		resp, err := engine.Client().NetworkCreate(ctx, "bottle-test-"+name, network.CreateOptions{Labels: labels, Internal: true})
 		if err != nil {
@@ -51,8 +54,8 @@ func TestGCRemovesOnlyOrphans(t *testing.T) {
 		return out
 	}
 	got := sessions(listed)
-	if !slices.Contains(got, "gcdead") || !slices.Contains(got, "gcunowned") || slices.Contains(got, "gclive") {
-		t.Fatalf("dry run lists sessions %v, want gcdead and gcunowned but not gclive", got)
+	if !slices.Contains(got, "gcdead") || !slices.Contains(got, "gcunowned") || slices.Contains(got, "gclive") || slices.Contains(got, "gcelsewhere") {
+		t.Fatalf("dry run lists sessions %v, want gcdead and gcunowned but not gclive nor gcelsewhere (another machine's server on a shared engine)", got)
 	}
 	if _, err := engine.Client().NetworkInspect(ctx, made["gcdead"], network.InspectOptions{}); err != nil {
 		t.Fatalf("dry run removed something: %v", err)
@@ -61,7 +64,7 @@ func TestGCRemovesOnlyOrphans(t *testing.T) {
 	if _, err := engine.GC(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]bool{"gcdead": false, "gcunowned": false, "gclive": true} {
+	for name, want := range map[string]bool{"gcdead": false, "gcunowned": false, "gclive": true, "gcelsewhere": true} {
 		_, err := engine.Client().NetworkInspect(ctx, made[name], network.InspectOptions{})
 		if exists := err == nil; exists != want {
 			t.Errorf("after gc, network of %s exists = %v, want %v", name, exists, want)

@@ -19,6 +19,10 @@ const (
 	LabelOwnerPID   = "dev.bottle.owner.pid"
 	LabelOwnerStart = "dev.bottle.owner.start"
 	LabelOwnerBoot  = "dev.bottle.owner.boot"
+	// LabelOwnerHost is the machine the owner runs on: on an engine that
+	// several machines share, only the owner's own machine can tell
+	// whether its process still runs.
+	LabelOwnerHost = "dev.bottle.owner.host"
 	// LabelCache marks images kept across sessions as a build cache.
 	LabelCache = "dev.bottle.cache"
 	// LabelPool marks a bottle made ahead of time for warm starts: its
@@ -28,13 +32,15 @@ const (
 )
 
 // Owner identifies one server process: a random id, its pid, the kernel's
-// start time of that pid and the boot id. A pid alone is not enough: pids
-// are reused, and after a reboot every old pid is meaningless.
+// start time of that pid, the boot id and the machine. A pid alone is not
+// enough: pids are reused, and after a reboot every old pid is
+// meaningless.
 type Owner struct {
 	ID    string
 	PID   int
 	Start string
 	Boot  string
+	Host  string
 }
 
 // CurrentOwner is the identity of this process.
@@ -48,7 +54,7 @@ func CurrentOwner() (Owner, error) {
 	if err != nil {
 		return Owner{}, err
 	}
-	return Owner{ID: randomID(6), PID: pid, Start: start, Boot: boot}, nil
+	return Owner{ID: randomID(6), PID: pid, Start: start, Boot: boot, Host: machineID()}, nil
 }
 
 // Labels are the labels a resource of this owner carries.
@@ -61,6 +67,7 @@ func (o Owner) Labels(session, role string) map[string]string {
 		LabelOwnerPID:   strconv.Itoa(o.PID),
 		LabelOwnerStart: o.Start,
 		LabelOwnerBoot:  o.Boot,
+		LabelOwnerHost:  o.Host,
 	}
 	if key, ok := poolKeyOf(session); ok {
 		l[LabelPool] = key
@@ -70,14 +77,31 @@ func (o Owner) Labels(session, role string) map[string]string {
 
 // ownerAlive says whether the process that labelled a resource still runs;
 // o is this process, whose boot is the machine's current one. Resources
-// without owner labels have no owner to wait for.
+// without owner labels have no owner to wait for. A resource of another
+// machine's server counts as alive: its pid and boot mean nothing here,
+// and taking it for an orphan would remove that machine's live bottles.
 func (o Owner) ownerAlive(labels map[string]string) bool {
+	if host := labels[LabelOwnerHost]; host != "" && host != o.Host {
+		return true
+	}
 	pid, err := strconv.Atoi(labels[LabelOwnerPID])
 	if err != nil || labels[LabelOwnerBoot] == "" || labels[LabelOwnerBoot] != o.Boot {
 		return false
 	}
 	start, err := processStart(pid)
 	return err == nil && start == labels[LabelOwnerStart]
+}
+
+// machineID names this machine across reboots: systemd's machine id,
+// else D-Bus's, else the host name.
+func machineID() string {
+	for _, f := range []string{"/etc/machine-id", "/var/lib/dbus/machine-id"} {
+		if b, err := os.ReadFile(f); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			return strings.TrimSpace(string(b))
+		}
+	}
+	h, _ := os.Hostname()
+	return h
 }
 
 func bootID() (string, error) {
