@@ -263,7 +263,8 @@ type StartParams struct {
 	CopyGit bool `json:"copyGit,omitempty"`
 	// pin the agent container's name; a taken name is error -32104
 	ContainerName string `json:"containerName,omitempty"`
-	// added to the container's environment. It shows in the container's
+	// added to the bottle's environment: the container's, or every
+	// process's in a warm start. It may show in the container's
 	// configuration: **no secrets** (use bottle/exec's `env` for those)
 	Env map[string]string `json:"env,omitempty"`
 	// report progress as `$/progress` with this token

@@ -232,7 +232,7 @@ export interface StartParams {
   copyGit?: boolean;
   /** pin the agent container's name; a taken name is error -32104 */
   containerName?: string;
-  /** added to the container's environment. It shows in the container's configuration: **no secrets** (use bottle/exec's `env` for those) */
+  /** added to the bottle's environment: the container's, or every process's in a warm start. It may show in the container's configuration: **no secrets** (use bottle/exec's `env` for those) */
   env?: Record<string, string>;
   /** report progress as `$/progress` with this token */
   workDoneToken?: number | string;
