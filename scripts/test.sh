@@ -19,6 +19,11 @@ go vet ./...
 # server does at start) and one restarts the daemon; running them side by
 # side would make them judge each other's bottles.
 go test -p 1 -count=1 -timeout 25m "$@" ./...
+# A warm start owes what a cold one does: the bottle's lifecycle,
+# provisioning, egress and escape tests again, every start that may be
+# warm taken from the warm pool (the harness fails a start that was cold).
+BOTTLE_TEST_WARM=1 go test -p 1 -count=1 -timeout 15m "$@" \
+  -run 'TestLifecycleUnderEachRuntime|TestEscape|TestEgressOnlyThroughTheSidecar|TestProvisioningOwnersAndModes|TestSSHThroughTheProxy|TestDLPEndToEnd|TestConformance|TestWarm|TestPooled|TestPlanSaysWarm' ./dockerbottle
 
 # The VS Code extension: unit, integration against the real server, and
 # end to end in code-server driven through Chromium.
