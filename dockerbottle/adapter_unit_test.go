@@ -91,7 +91,7 @@ func TestUnitStartMakesEachThingAfterWhatItNeeds(t *testing.T) {
 			if rt == RuntimeRunsc {
 				inOrder(t, log, "step runtime", "Info", "step image")
 			}
-			for _, made := range []string{"ImageInspect test/agent:1", "ImageInspect bottle/egress-proxy:fake", "NetworkCreate bottle-s1-internal", "NetworkCreate bottle-s1-egress"} {
+			for _, made := range []string{"ImageInspect test/agent:1", "ImageInspect bottle/egress-proxy:fake", "NetworkCreate bottle-s1-internal", "NetworkCreate " + EgressNetwork} {
 				inOrder(t, log, "step image", made, "step networks", "step containers")
 			}
 			inOrder(t, log, "step containers", "ContainerCreate "+sidecar, "NetworkConnect "+sidecar, "step start",
@@ -124,7 +124,7 @@ func TestUnitStartMakesEachThingAfterWhatItNeeds(t *testing.T) {
 func TestUnitAFailedStartRemovesEverythingItMadeInReverse(t *testing.T) {
 	const sidecar = "bottle-" + fakeSession + "-egress-proxy"
 	failAt := []string{
-		"ImageInspect test/agent:1", "NetworkCreate bottle-s1-internal", "NetworkCreate bottle-s1-egress",
+		"ImageInspect test/agent:1", "NetworkCreate bottle-s1-internal", "NetworkCreate " + EgressNetwork,
 		"ContainerCreate " + sidecar, "NetworkConnect " + sidecar, "ContainerCreate bottle-sh", "ContainerCreate dns-guard",
 		"CopyToContainer bottle-sh", "ContainerStart bottle-sh", "ContainerAttach dns-guard", "ContainerStart dns-guard",
 		"ContainerAttach " + sidecar, "ContainerStart " + sidecar,

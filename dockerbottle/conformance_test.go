@@ -79,15 +79,15 @@ func conformanceHarness(t *testing.T, e *dockerbottle.Engine, runtime string) ba
 	}
 }
 
-// startUpstream runs netprobe (HTTP on :80 answering 200) on the egress
-// network of the bottle whose resources carry label under alias, where only the sidecar reaches it, and
+// startUpstream runs netprobe (HTTP on :80 answering 200) on the upstream
+// network (upstreamNetwork) of the bottle whose resources carry label under alias, where only the sidecar reaches it, and
 // returns its address there: a container of the base image with the
 // binary copied in through the API before it starts. It carries the
 // bottle's label, so the bottle's Close removes it with the rest.
 func startUpstream(t *testing.T, e *dockerbottle.Engine, label, alias string) string {
 	t.Helper()
 	ctx := context.Background()
-	netName := "bottle-" + label + "-egress"
+	netName := upstreamNetwork(t, label)
 	resp, err := e.Client().ContainerCreate(ctx,
 		&container.Config{Image: baseImage, Cmd: []string{"/netprobe", "serve"}, Labels: map[string]string{dockerbottle.LabelSession: label, labelTest: "1"}},
 		&container.HostConfig{NetworkMode: container.NetworkMode(netName), Runtime: dockerbottle.RuntimeRunc},

@@ -402,8 +402,10 @@ func (m *memEngine) left() []string {
 	for name := range m.containers {
 		out = append(out, "container "+name)
 	}
-	for name := range m.networks {
-		out = append(out, "network "+name)
+	for name, labels := range m.networks {
+		if labels[LabelShared] == "" { // shared by bottles, no start's to remove
+			out = append(out, "network "+name)
+		}
 	}
 	return out
 }
@@ -456,8 +458,8 @@ func (m *memEngine) serve(role string, c net.Conn, recs []egress.Record) {
 
 func matches(f filters.Args, labels map[string]string) bool {
 	for _, want := range f.Get("label") {
-		k, v, _ := strings.Cut(want, "=")
-		if labels[k] != v {
+		k, v, withValue := strings.Cut(want, "=")
+		if got, ok := labels[k]; !ok || withValue && got != v {
 			return false
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -67,7 +68,9 @@ func resource(kind, id, name string, labels map[string]string) Resource {
 
 // GC removes the resources of bottles whose server is gone (or that carry
 // no owner labels) and returns them; with dryRun it only lists them. A
-// live server's bottles, this one's included, are never touched.
+// live server's bottles, this one's included, are never touched. When no
+// bottle is left it also removes the shared egress network, which is no
+// bottle's and so not in the list, as the cached images are not.
 func (e *Engine) GC(ctx context.Context, dryRun bool) ([]Resource, error) {
 	all, err := e.Resources(ctx)
 	if err != nil {
@@ -100,6 +103,12 @@ func (e *Engine) GC(ctx context.Context, dryRun bool) ([]Resource, error) {
 		if orphaned[s] {
 			errs = append(errs, e.removeSession(ctx, s))
 		}
+	}
+	// The shared egress network goes once no bottle is left, live or
+	// starting: a sidecar only created holds no endpoint on it yet, so the
+	// engine alone would let it go under a start.
+	if !slices.ContainsFunc(all, func(r Resource) bool { return r.Kind == "container" && !orphaned[r.Session] }) {
+		errs = append(errs, e.removeSharedEgress(ctx))
 	}
 	return reaped, errors.Join(errs...)
 }

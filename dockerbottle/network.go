@@ -3,16 +3,19 @@ package dockerbottle
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"sync"
 
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 )
 
-// DefaultSubnetPool is carved into /28 networks, one pair per bottle. Docker's
+// DefaultSubnetPool is carved into /28 networks, one per bottle. Docker's
 // default pools hold about 30 bridge networks; a pool of our own leaves them
 // alone and lets us give the sidecar a fixed address, so the agent container
 // can be created before the sidecar runs.
@@ -104,4 +107,95 @@ func (e *Engine) createNetwork(ctx context.Context, name string, internal bool, 
 func isSubnetTaken(err error) bool {
 	s := err.Error()
 	return strings.Contains(s, "overlaps")
+}
+
+// EgressNetwork is the one egress network every bottle's sidecar joins:
+// a bottle makes one network of its own (the internal one) instead of
+// two, which is a network create, a removal and the engine's firewall
+// work for it fewer per bottle, and what ten starts at once queued on.
+// Inter-container traffic is off on its bridge, so a sidecar reaches the
+// outside and nothing on the network, other bottles' sidecars included.
+// It is a shared resource like the cached images: no bottle's teardown
+// removes it, and gc removes it only once no bottle is left.
+const EgressNetwork = "bottle-egress"
+
+// LabelShared marks a resource that bottles share rather than own; its
+// value says what it is.
+const LabelShared = "dev.bottle.shared"
+
+const sharedEgressValue = "egress"
+
+// sharedEgress returns the shared egress network, made when missing. Two
+// servers may make it at the same time: the engine's check of the name is
+// not atomic, so both may succeed. Every server then takes the network
+// with the lowest id, and the one that made another removes it.
+func (e *Engine) sharedEgress(ctx context.Context) (bottleNetwork, error) {
+	if n, err := e.findSharedEgress(ctx); err != nil || n.ID != "" {
+		return n, err
+	}
+	resp, err := e.cli.NetworkCreate(ctx, EgressNetwork, network.CreateOptions{
+		Driver: "bridge",
+		Labels: map[string]string{LabelShared: sharedEgressValue},
+		// The engine's own address pools give it a subnet: it holds every
+		// sidecar, more than a /28 of ours would.
+		Options: map[string]string{"com.docker.network.bridge.enable_icc": "false"},
+	})
+	if err != nil && !cerrdefs.IsConflict(err) && !strings.Contains(err.Error(), "already exists") {
+		return bottleNetwork{}, fmt.Errorf("creating the shared egress network %s: %w", EgressNetwork, engineErr(err))
+	}
+	n, ferr := e.findSharedEgress(ctx)
+	switch {
+	case ferr != nil:
+		return bottleNetwork{}, ferr
+	case n.ID == "":
+		return bottleNetwork{}, fmt.Errorf("creating the shared egress network %s: it is gone right after its creation (is a gc running?)", EgressNetwork)
+	}
+	if resp.ID != "" && resp.ID != n.ID {
+		// Nothing is attached to ours yet; another server's came first.
+		if err := e.removeNetwork(ctx, resp.ID, EgressNetwork); err != nil {
+			e.log.Warn("removing a second shared egress network", "id", resp.ID, "err", err)
+		}
+	}
+	return n, nil
+}
+
+// findSharedEgress is the shared egress network with the lowest id; no ID
+// when there is none.
+func (e *Engine) findSharedEgress(ctx context.Context) (bottleNetwork, error) {
+	ns, err := e.cli.NetworkList(ctx, network.ListOptions{Filters: sharedEgressFilter()})
+	if err != nil {
+		return bottleNetwork{}, fmt.Errorf("looking for the shared egress network: %w", engineErr(err))
+	}
+	var found bottleNetwork
+	for _, n := range ns {
+		if n.Name == EgressNetwork && (found.ID == "" || n.ID < found.ID) {
+			found = bottleNetwork{ID: n.ID, Name: n.Name}
+		}
+	}
+	return found, nil
+}
+
+func sharedEgressFilter() filters.Args {
+	return filters.NewArgs(filters.Arg("label", LabelShared+"="+sharedEgressValue))
+}
+
+// removeSharedEgress removes the shared egress network when nothing is
+// attached to it: the engine refuses while a container is.
+func (e *Engine) removeSharedEgress(ctx context.Context) error {
+	ns, err := e.cli.NetworkList(ctx, network.ListOptions{Filters: sharedEgressFilter()})
+	if err != nil {
+		return fmt.Errorf("looking for the shared egress network: %w", engineErr(err))
+	}
+	var errs []error
+	for _, n := range ns {
+		err := e.cli.NetworkRemove(ctx, n.ID)
+		switch {
+		case err == nil || cerrdefs.IsNotFound(err):
+		case strings.Contains(err.Error(), "active endpoints"):
+			e.log.Debug("the shared egress network is in use; kept", "id", n.ID)
+		default:
+			errs = append(errs, fmt.Errorf("removing the shared egress network: %w", engineErr(err)))
+		}
+	}
+	return errors.Join(errs...)
 }

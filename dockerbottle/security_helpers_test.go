@@ -111,12 +111,13 @@ func indent(s, prefix string) string {
 	return strings.Join(lines, "\n")
 }
 
-// startNetprobe runs the netprobe server on the bottle's egress network
-// under alias, labelled with the session so that teardown removes it.
+// startNetprobe runs the netprobe server on the bottle's upstream network
+// (upstreamNetwork) under alias, labelled with the session so that
+// teardown removes it.
 func startNetprobe(t testing.TB, session, alias string) (ip string) {
 	t.Helper()
 	img, _ := testNetprobe(t)
-	netName := "bottle-" + session + "-egress"
+	netName := upstreamNetwork(t, session)
 	id := createTestContainer(t, session, &container.Config{Image: img}, &container.HostConfig{NetworkMode: container.NetworkMode(netName)},
 		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{netName: {Aliases: []string{alias}}}})
 	if err := engine.Client().ContainerStart(context.Background(), id, container.StartOptions{}); err != nil {

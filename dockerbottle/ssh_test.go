@@ -132,13 +132,13 @@ git ls-remote origin main | cut -f1; git rev-parse HEAD`)
 	}
 }
 
-// startGitHost runs sshd from the git host image on the session's egress
-// network under alias, with a bare repository /srv/git/repo.git that the
+// startGitHost runs sshd from the git host image on the session's
+// upstream network (upstreamNetwork) under alias, with a bare repository /srv/git/repo.git that the
 // user git (shell git-shell) may read and write with userPub.
 func startGitHost(t *testing.T, session, alias string, hostKey []byte, userPub string) {
 	t.Helper()
 	ctx := context.Background()
-	netName := "bottle-" + session + "-egress"
+	netName := upstreamNetwork(t, session)
 	id := createTestContainer(t, session, &container.Config{
 		Image:      sshdImage,
 		Entrypoint: []string{"sh", "-c", "git init -q --bare -b main /srv/git/repo.git && chown -R git:git /srv/git && exec /usr/sbin/sshd -D -e -f /etc/ssh/sshd_bottle_config"},

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -158,7 +159,9 @@ func (s *start) chooseRuntime(ctx context.Context) (err error) {
 	return err
 }
 
-// prepare makes the images and both networks side by side.
+// prepare makes the images and the bottle's internal network side by
+// side, and finds the egress network that every sidecar shares (made by
+// the first start that needs it).
 func (s *start) prepare(ctx context.Context) error {
 	mk := making(ctx)
 	return parallel(
@@ -169,7 +172,7 @@ func (s *start) prepare(ctx context.Context) error {
 			return err
 		},
 		func() (err error) {
-			s.egress, err = s.e.createNetwork(mk, "bottle-"+s.session+"-egress", false, s.e.owner.Labels(s.session, "network-egress"))
+			s.egress, err = s.e.sharedEgress(mk)
 			return err
 		},
 	)
@@ -213,21 +216,51 @@ func (s *start) createContainers(ctx context.Context) error {
 			}
 			var err error
 			s.guardID, err = s.e.createDNSGuard(mk, s.session, s.bt.agentID, s.builtinImg) // see dnsguard.go
+			if isNoSuchImage(err) {
+				img, ierr := s.e.sidecarImage(mk)
+				if ierr != nil {
+					return ierr
+				}
+				s.guardID, err = s.e.createDNSGuard(mk, s.session, s.bt.agentID, img)
+			}
 			return err
 		},
 	)
 }
 
+// isNoSuchImage says whether a create failed for want of its image. The
+// built-in sidecar's image can go between prepare's look and the create:
+// a server running another bottle-rpc binary builds its own image and
+// prunes the others (seen with servers of two builds at once on one
+// engine). It is then made again and the create tried once more.
+func isNoSuchImage(err error) bool {
+	return cerrdefs.IsNotFound(err) && strings.Contains(err.Error(), "No such image")
+}
+
 func (s *start) createSidecar(ctx context.Context) error {
 	e := s.e
 	cfg, host, net := e.sidecarSpec(s.b, s.proxyImg, s.session, s.internal)
-	resp, err := e.cli.ContainerCreate(ctx, cfg, host, net, nil, "bottle-"+s.session+"-egress-proxy")
+	name := "bottle-" + s.session + "-egress-proxy"
+	resp, err := e.cli.ContainerCreate(ctx, cfg, host, net, nil, name)
+	if isNoSuchImage(err) && s.b.Sidecar == nil {
+		if cfg.Image, err = e.sidecarImage(ctx); err != nil {
+			return err
+		}
+		resp, err = e.cli.ContainerCreate(ctx, cfg, host, net, nil, name)
+	}
 	if err != nil {
 		return fmt.Errorf("creating the egress sidecar: %w", engineErr(err))
 	}
 	s.bt.sidecarID = resp.ID
-	if err := e.cli.NetworkConnect(ctx, s.egress.ID, resp.ID, nil); err != nil {
-		return fmt.Errorf("connecting the egress sidecar to its egress network: %w", engineErr(err))
+	err = e.cli.NetworkConnect(ctx, s.egress.ID, resp.ID, nil)
+	if cerrdefs.IsNotFound(err) {
+		// A gc removed the shared network since prepare found it.
+		if s.egress, err = e.sharedEgress(ctx); err == nil {
+			err = e.cli.NetworkConnect(ctx, s.egress.ID, resp.ID, nil)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("connecting the egress sidecar to the shared egress network: %w", engineErr(err))
 	}
 	return nil
 }

@@ -83,12 +83,13 @@ func buildUpstream(t *testing.T) {
 	})
 }
 
-// startUpstream runs netprobe on the session's egress network under names,
-// labelled with the session so that bottle/close removes it.
+// startUpstream runs netprobe on the session's upstream network
+// (upstreamNetwork) under names, labelled with the session so that
+// bottle/close removes it.
 func startUpstream(t *testing.T, session string, names ...string) {
 	t.Helper()
 	cli := dockerClient(t)
-	netName := "bottle-" + session + "-egress"
+	netName := upstreamNetwork(t, session)
 	ctx := context.Background()
 	resp, err := cli.ContainerCreate(ctx, &container.Config{Image: upstreamTag, Labels: map[string]string{dockerbottle.LabelSession: session}},
 		&container.HostConfig{NetworkMode: container.NetworkMode(netName)},

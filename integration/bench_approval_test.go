@@ -123,12 +123,13 @@ bottles:
 }
 
 // startFirstByteUpstream runs firstbyte serve from the base image, the
-// binary mounted read-only, on the session's egress network as ask.test and
-// base.test, labelled with the session so that bottle/close removes it.
+// binary mounted read-only, on the session's upstream network
+// (upstreamNetwork) as ask.test and base.test, labelled with the session so
+// that bottle/close removes it.
 func startFirstByteUpstream(b *testing.B, session, bin string) {
 	b.Helper()
 	cli := dockerClient(b)
-	netName := "bottle-" + session + "-egress"
+	netName := upstreamNetwork(b, session)
 	ctx := context.Background()
 	resp, err := cli.ContainerCreate(ctx,
 		&container.Config{Image: "bottle/base:bookworm", Entrypoint: []string{"/firstbyte", "serve"}, Labels: map[string]string{dockerbottle.LabelSession: session}},
