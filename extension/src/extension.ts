@@ -59,7 +59,9 @@ export function activate(context: vscode.ExtensionContext): void {
   });
   client = c;
   const sessions: Sessions = new Sessions(c, (line) => log.warn(line), context.workspaceState);
-  const terms = new Terminals(c, persistent, (session) => sessions.name(session), context.workspaceState, (line) => log.info(line));
+  const terms = new Terminals(c, persistent, (session, agent) => sessions.name(session, agent), context.workspaceState, (line) =>
+    log.info(line),
+  );
   terminals = terms;
   const reattach = new Reattacher(c, terms, (line) => log.warn(line));
   const approvals: Approvals = new Approvals({
@@ -118,6 +120,7 @@ export function activate(context: vscode.ExtensionContext): void {
     ...workCommands.register(),
     sessions.onDidChange(() => {
       void vscode.commands.executeCommand('setContext', 'bottle.hasBottles', sessions.live.length > 0);
+      terms.rename();
       egress.retain(sessions.live.map((s) => s.session));
     }),
     c.onDidLogMessage((m) => {

@@ -4,7 +4,7 @@
 
 import { Emitter, type Event } from 'vscode-jsonrpc';
 import { errorMessage, type BottleClient } from './client';
-import { bottleNames } from './names';
+import { baseName, bottleNames } from './names';
 
 /** The part of the client the model uses. */
 export type SessionSource = Pick<
@@ -91,15 +91,17 @@ export class Sessions {
   /**
    * The bottle's name as the user knows it: "claude · myrepo", with a
    * short id when another live bottle reads the same; the agent's for a
-   * bottle whose folder this window never knew.
+   * bottle whose folder this window never knew. agent: the session's
+   * agent when the list does not have it yet.
    */
-  name(session: string): string {
+  name(session: string, agent?: string): string {
     const known = this.names.get(session);
     if (known) {
       return known;
     }
-    const s = this.find(session);
-    return s ? s.agent : session;
+    // Not listed yet (a window reattaching before its first list).
+    const a = this.find(session)?.agent ?? agent;
+    return a ? baseName({ session, agent: a, folder: this.origins.get(session)?.cwd }) : session;
   }
 
   /** The host folder copied into the bottle, when this window (or one before a reload) started it. */

@@ -77,6 +77,9 @@ export class ExecTerminal implements ExecSink {
    * ended, and a code would make the editor say it again in a notification.
    */
   readonly onDidClose: Event<void> = this.closeEmitter.event;
+  private readonly nameEmitter = new Emitter<string>();
+  /** The terminal's new name: a second bottle of the same agent and folder makes the first one's longer. */
+  readonly onDidChangeName: Event<string> = this.nameEmitter.event;
   private markOpened: (d: Dimensions | undefined) => void = () => undefined;
   /** Settles when the editor opens the terminal, with its size if it gave one. */
   readonly opened = new Promise<Dimensions | undefined>((resolve) => {
@@ -187,6 +190,11 @@ export class ExecTerminal implements ExecSink {
     if (!this.options.keepOnClose) {
       this.kill();
     }
+  }
+
+  /** Gives the terminal a new name. */
+  rename(name: string): void {
+    this.nameEmitter.fire(name);
   }
 
   /** Ends the exec, now or once its id is known. */

@@ -34,6 +34,10 @@ interface Entry {
   terminal: vscode.Terminal;
   pty: ExecTerminal;
   session: string;
+  /** what it runs (undefined: the agent), for its name */
+  argv: readonly string[] | undefined;
+  /** its name now */
+  name: string;
   exec?: string;
   /** closing the terminal leaves the process running (persistent mode) */
   keep: boolean;
@@ -59,7 +63,7 @@ export class Terminals implements TerminalOpener, vscode.Disposable {
   constructor(
     private readonly client: BottleClient,
     private readonly persistent: () => boolean,
-    private readonly bottleName: (session: string) => string,
+    private readonly bottleName: (session: string, agent?: string) => string,
     private readonly panel?: PanelStore,
     private readonly log: (line: string) => void = () => undefined,
   ) {
@@ -89,7 +93,7 @@ export class Terminals implements TerminalOpener, vscode.Disposable {
     const keep = this.persistent();
     const pty = this.pty(keep, argv === undefined);
     const terminal = vscode.window.createTerminal({ name, pty, iconPath: new vscode.ThemeIcon('package'), isTransient: true });
-    const entry: Entry = { terminal, pty, session, keep };
+    const entry: Entry = { terminal, pty, session, keep, argv, name };
     this.entries.push(entry);
     terminal.show();
     const dims = (await Promise.race([pty.opened, delay(openWaitMs)])) ?? this.lastDims ?? { columns: 80, rows: 24 };
@@ -120,15 +124,26 @@ export class Terminals implements TerminalOpener, vscode.Disposable {
     const keep = this.persistent();
     const pty = this.pty(keep, isAgentExec(exec));
     pty.attach(exec.exec);
-    const terminal = vscode.window.createTerminal({
-      name: execTitle(this.bottleName(session.session), exec),
-      pty,
-      iconPath: new vscode.ThemeIcon('package'),
-      isTransient: true,
-    });
-    this.entries.push({ terminal, pty, session: session.session, exec: exec.exec, keep });
+    const name = execTitle(this.bottleName(session.session, session.agent), exec);
+    const terminal = vscode.window.createTerminal({ name, pty, iconPath: new vscode.ThemeIcon('package'), isTransient: true });
+    this.entries.push({ terminal, pty, session: session.session, exec: exec.exec, keep, argv: exec.argv, name });
     terminal.show(true);
     return pty;
+  }
+
+  /**
+   * Names each terminal after its bottle again: a bottle's name grows a
+   * short id when another of the same agent and folder starts, and loses
+   * it when that one closes.
+   */
+  rename(): void {
+    for (const e of this.entries) {
+      const name = terminalTitle(this.bottleName(e.session), e.argv);
+      if (name !== e.name) {
+        e.name = name;
+        e.pty.rename(name);
+      }
+    }
   }
 
   /** Brings exec's terminal forward; false when this window has none. */

