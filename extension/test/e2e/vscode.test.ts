@@ -10,7 +10,7 @@ import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import { bottleRpc, claudeManifestYaml, extensionRoot, leftovers, requireServer } from '../helpers/engine';
 
 const cache = process.env.BOTTLE_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'bottle');
@@ -20,7 +20,7 @@ const node24Bin = process.env.BOTTLE_NODE24_BIN ?? join(cache, 'node24', 'node_m
 const chromiumPath = process.env.BOTTLE_CHROMIUM ?? '/usr/bin/chromium';
 const screenshot = join(extensionRoot, 'screenshot.png');
 /** The project folder's name: bottles are named after it ("claude · project"). */
-const project = 'project';
+const projectName = 'project';
 const failures = join(extensionRoot, 'test-results');
 
 function vsix(): string {
@@ -86,12 +86,16 @@ const upstreamBody = 'hello from the upstream';
  * about other hosts, strict's refuses them.
  */
 function workspaceManifestYaml(): string {
+  // pool: 0: no bottle is made ahead of time. A bottle taken from the
+  // daemon's warm pool keeps its pool labels, and these tests find a
+  // bottle's resources on the engine by its session's label.
   return claudeManifestYaml()
+    .replace('    egress: {allow: [x.test], ask: false}\n', '    egress: {allow: [x.test], ask: false}\n    pool: 0\n')
     .replace('agents:\n', 'agents:\n  sh: {bottle: plain, command: [bash]}\n  strict: {bottle: strict, command: [bash]}\n')
     .replace(
       'bottles:\n',
-      `bottles:\n  plain: {image: "bottle/base:bookworm", runtime: runc, egress: {allow: [x.test], trusted: [${upstreamHost}]}}\n` +
-        `  strict: {image: "bottle/base:bookworm", runtime: runc, egress: {allow: [x.test], trusted: [${upstreamHost}], ask: false}}\n`,
+      `bottles:\n  plain: {image: "bottle/base:bookworm", runtime: runc, pool: 0, egress: {allow: [x.test], trusted: [${upstreamHost}]}}\n` +
+        `  strict: {image: "bottle/base:bookworm", runtime: runc, pool: 0, egress: {allow: [x.test], trusted: [${upstreamHost}], ask: false}}\n`,
     );
 }
 
@@ -112,6 +116,13 @@ function startUpstream(session: string): void {
     ],
     { stdio: 'ignore' },
   );
+}
+
+/** Waits until the engine holds nothing of sessions, and says what it still holds if it does not. */
+async function removed(what: string, list: string[], timeoutMs = 120_000): Promise<void> {
+  await until(what, () => leftovers(list).length === 0, timeoutMs).catch((err: unknown) => {
+    throw new Error(`${String(err)}; still there: ${leftovers(list).join(', ')}`);
+  });
 }
 
 /** What the extension wrote to its Bottle output channel. */
@@ -219,6 +230,23 @@ async function terminalShows(p: Page, text: string | RegExp): Promise<boolean> {
   return found;
 }
 
+/**
+ * A notification with text: its toast, else its entry in the
+ * notification center (a toast hides after a while).
+ */
+async function notification(p: Page, text: string): Promise<Locator | undefined> {
+  const toast = p.locator('.notification-toast', { hasText: text }).first();
+  if (await toast.count()) {
+    return toast;
+  }
+  const center = p.locator('.notifications-center .monaco-list-row', { hasText: text }).first();
+  if (!(await center.count())) {
+    await palette(p, 'Notifications: Show Notifications');
+    await p.waitForTimeout(300);
+  }
+  return (await center.count()) ? center : undefined;
+}
+
 /** The names on the terminal tabs (the settings keep the tab list shown). */
 async function terminalTabs(p: Page): Promise<string[]> {
   return (await p.locator('.terminal-tabs-entry').allInnerTexts()).map((t) => t.trim()).filter(Boolean);
@@ -317,6 +345,11 @@ describe('the extension in VS Code (code-server)', () => {
     await p.locator('.statusbar-item', { hasText: /\d+ bottles?/ }).waitFor({ state: 'detached', timeout: 120_000 });
   }
 
+  /** How often the window's bottle-rpc stopped, in every window so far. */
+  function serverStops(): number {
+    return bottleLog(join(dir, 'user-data', 'logs')).split('bottle-rpc exited').length - 1;
+  }
+
   /** How often the extension closed the host shell the editor opened in an emptied panel, in every window so far. */
   function shellsClosed(): number {
     return bottleLog(join(dir, 'user-data', 'logs')).split('closed the host shell').length - 1;
@@ -326,6 +359,7 @@ describe('the extension in VS Code (code-server)', () => {
   async function failedAt(name: string): Promise<void> {
     failed = true;
     if (page) {
+      console.error(`notifications at the failure of "${name}":\n${(await page.locator('.notification-toast, .notifications-center .monaco-list-row').allInnerTexts().catch(() => [])).join('\n')}`);
       mkdirSync(failures, { recursive: true });
       await page.screenshot({ path: join(failures, `e2e-${name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}.png`) }).catch(() => undefined);
     }
@@ -490,27 +524,32 @@ describe('the extension in VS Code (code-server)', () => {
       // Its tries to reach Anthropic are refused, in the user's words, the
       // bottle named; Allow is offered but not taken (nothing leaves this
       // machine), and Show Allowlist shows where the list is.
-      const refusal = p.locator('.notification-toast', { hasText: `Bottle claude · ${project} (${session}): connection to` }).first();
-      await untilProgress('a refusal', async () => (await refusal.count()) > 0, screenText(p), 120_000, 300_000);
+      const refusal = await untilProgress(
+        'a refusal',
+        () => notification(p, `Bottle claude · ${projectName} (${session}): connection to`),
+        screenText(p),
+        120_000,
+        300_000,
+      );
       assert.match(await refusal.innerText(), /refused: not on this bottle's allowlist/);
       await refusal.getByRole('button', { name: 'Allow for This Bottle' }).waitFor({ timeout: 5000 });
       await refusal.getByRole('button', { name: 'Show Allowlist' }).click();
       await p.locator('.monaco-list-row.selected', { hasText: 'Egress allowlist' }).waitFor({ timeout: 30_000 });
-      await p.locator('.monaco-list-row', { hasText: `claude · ${project}` }).waitFor({ timeout: 30_000 });
+      await p.locator('.monaco-list-row', { hasText: `claude · ${projectName}` }).waitFor({ timeout: 30_000 });
       // Offline, Claude Code greets and says it cannot reach its service.
       // Its first run on a new engine is slow: wait while the screen moves.
       await untilProgress('the Claude Code welcome', () => terminalShows(p, 'Welcome to Claude Code v'), screenText(p), 120_000, 600_000);
       await untilProgress('Claude Code offline', () => terminalShows(p, 'Unable to connect to Anthropic services'), screenText(p), 120_000, 300_000);
       await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ timeout: 30_000 });
       assert.deepEqual(sessionsOf(pids), [session], 'one bottle on the engine');
-      assert.ok((await terminalTabs(p)).some((n) => n.includes(`claude · ${project}`)), `a terminal named claude · ${project}: ${(await terminalTabs(p)).join(', ')}`);
+      assert.ok((await terminalTabs(p)).some((n) => n.includes(`claude · ${projectName}`)), `a terminal named claude · ${projectName}: ${(await terminalTabs(p)).join(', ')}`);
 
       // The view's title does not repeat itself.
       assert.doesNotMatch(await p.locator('.part.sidebar .title-label').first().innerText(), /Bottle: Bottles/i);
 
       await palette(p, 'Bottle: Close Bottle');
       await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ state: 'detached', timeout: 120_000 });
-      await until('the bottle to be removed', () => leftovers([session]).length === 0, 60_000);
+      await removed('the bottle to be removed', [session]);
       assert.equal(serverPids(extensionsDir).length, 2, 'the daemon and the window’s forwarder stay for the next bottle');
     } catch (err) {
       await failedAt(t.name);
@@ -531,7 +570,7 @@ describe('the extension in VS Code (code-server)', () => {
       await p.keyboard.type(`curl -sS --max-time 60 http://${upstreamHost}:${upstreamPort}/`);
       await p.keyboard.press('Enter');
 
-      const toast = p.locator('.notification-toast', { hasText: `sh · ${project} (bottle ${session}) wants to reach ${upstreamHost}:${upstreamPort}` });
+      const toast = p.locator('.notification-toast', { hasText: `sh · ${projectName} (bottle ${session}) wants to reach ${upstreamHost}:${upstreamPort}` });
       await toast.waitFor({ timeout: 30_000 });
       for (const button of ['Allow Once', 'Allow for This Bottle', 'Always Allow', 'Deny']) {
         await toast.getByRole('button', { name: button, exact: true }).waitFor({ timeout: 5000 });
@@ -551,7 +590,7 @@ describe('the extension in VS Code (code-server)', () => {
 
       await palette(p, 'Bottle: Close Bottle');
       await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ state: 'detached', timeout: 120_000 });
-      await until('the bottle and its upstream to be removed', () => leftovers([session]).length === 0, 60_000);
+      await removed('the bottle and its upstream to be removed', [session]);
     } catch (err) {
       await failedAt(t.name);
       throw err;
@@ -568,8 +607,8 @@ describe('the extension in VS Code (code-server)', () => {
       await palette(p, 'Terminal: Move Terminal into Editor Area');
       const second = await startBottle('strict');
       await p.locator('.statusbar-item', { hasText: '2 bottles' }).waitFor({ timeout: 30_000 });
-      const firstName = `strict · ${project} #${first.slice(0, 4)}`;
-      const secondName = `strict · ${project} #${second.slice(0, 4)}`;
+      const firstName = `strict · ${projectName} #${first.slice(0, 4)}`;
+      const secondName = `strict · ${projectName} #${second.slice(0, 4)}`;
       assert.notEqual(firstName, secondName);
       await until('a terminal named after each bottle', async () => {
         const names = [...(await terminalTabs(p)), ...(await p.locator('.tab').allInnerTexts())].join('\n');
@@ -589,11 +628,12 @@ describe('the extension in VS Code (code-server)', () => {
       await palette(p, 'Terminal: Focus Terminal');
       await p.keyboard.type(`curl -sS --max-time 20 http://${upstreamHost}:${upstreamPort}/; echo CURL-$((40+1))`);
       await p.keyboard.press('Enter');
-      const refusal = p.locator('.notification-toast', {
-        hasText: `Bottle ${secondName} (${second}): connection to ${upstreamHost}:${upstreamPort} refused: not on this bottle's allowlist`,
-      });
-      await refusal.waitFor({ timeout: 60_000 });
       await p.locator('.terminal-wrapper .xterm-rows', { hasText: 'CURL-41' }).first().waitFor({ timeout: 60_000 });
+      const refusal = await until(
+        'the refusal',
+        () => notification(p, `Bottle ${secondName} (${second}): connection to ${upstreamHost}:${upstreamPort} refused: not on this bottle's allowlist`),
+        60_000,
+      );
       await refusal.getByRole('button', { name: 'Allow for This Bottle' }).click();
       await p.locator('.notification-toast', { hasText: `${upstreamHost}:${upstreamPort} is allowed` }).waitFor({ timeout: 30_000 });
       await palette(p, 'Terminal: Focus Terminal');
@@ -621,7 +661,7 @@ describe('the extension in VS Code (code-server)', () => {
       await p.locator('.terminal-wrapper .xterm-rows', { hasText: /workspace\$/ }).first().waitFor({ timeout: 60_000 });
 
       await closeAll((detail) => assert.match(detail, /Close 2 bottles\?[\s\S]*agents’ edits in the bottles/));
-      await until('both bottles to be removed', () => leftovers([first, second]).length === 0, 60_000);
+      await removed('both bottles to be removed', [first, second]);
     } catch (err) {
       await failedAt(t.name);
       throw err;
@@ -662,7 +702,7 @@ describe('the extension in VS Code (code-server)', () => {
         'the bottle’s terminal alone in the panel',
         async () => {
           const tabs = await terminalTabs(p);
-          return tabs.length === 1 && tabs[0]!.includes(`sh · ${project}`);
+          return tabs.length === 1 && tabs[0]!.includes(`sh · ${projectName}`);
         },
         30_000,
       ).catch(async (err: unknown) => {
@@ -685,7 +725,7 @@ describe('the extension in VS Code (code-server)', () => {
 
       await palette(p, 'Bottle: Close Bottle');
       await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ state: 'detached', timeout: 120_000 });
-      await until('the bottle to be removed', () => leftovers([session]).length === 0, 60_000);
+      await removed('the bottle to be removed', [session]);
       await back.waitFor({ state: 'detached', timeout: 30_000 });
     } catch (err) {
       await failedAt(t.name);
@@ -697,9 +737,10 @@ describe('the extension in VS Code (code-server)', () => {
     const p = page!;
     const settingsBefore = readFileSync(userSettings, 'utf8');
     try {
+      const stops = serverStops();
       writeFileSync(userSettings, JSON.stringify({ ...(JSON.parse(settingsBefore) as object), 'bottle.persistentSessions': false }));
-      // The window's next server is its own (serve, no daemon).
-      await p.waitForTimeout(2000);
+      // The setting stops the forwarder; the window's next server is its own (serve, no daemon).
+      await until('the extension to stop its forwarder for the new setting', () => serverStops() > stops, 120_000);
       const session = await startBottle('sh');
       await p.locator('.terminal-wrapper .xterm-rows', { hasText: /workspace\$/ }).first().waitFor({ timeout: 60_000 });
 
@@ -707,7 +748,7 @@ describe('the extension in VS Code (code-server)', () => {
       await Promise.all([p.waitForEvent('load', { timeout: 60_000 }), palette(p, 'Developer: Reload Window')]);
       await p.locator('.monaco-workbench .part.statusbar').waitFor({ timeout: 60_000 });
       // The window's server went with the window, and its bottle with it.
-      await until('the bottle of the window before to be removed', () => leftovers([session]).length === 0, 120_000);
+      await removed('the bottle of the window before to be removed', [session]);
       // The editor fills the emptied panel with a host shell; the
       // extension closes it, and no terminal is left.
       await until('the host shell in the bottle terminal’s place to be closed', () => shellsClosed() > closedBefore, 60_000);
@@ -720,8 +761,10 @@ describe('the extension in VS Code (code-server)', () => {
       await failedAt(t.name);
       throw err;
     } finally {
+      const stops = serverStops();
       writeFileSync(userSettings, settingsBefore);
-      await p.waitForTimeout(2000);
+      // Back to the daemon for the next test; the window's own server stops (if it runs).
+      await until('the extension to apply the setting again', () => serverStops() > stops, 20_000).catch(() => undefined);
     }
   });
 
@@ -769,7 +812,7 @@ describe('the extension in VS Code (code-server)', () => {
       const question = p.locator('.monaco-dialog-box');
       await question.waitFor({ timeout: 60_000 });
       const asked = await question.innerText();
-      assert.match(asked, new RegExp(`Close bottle sh · ${project}\\? The agent's work in it is not brought home: 1 commit, 1 file`));
+      assert.match(asked, new RegExp(`Close bottle sh · ${projectName}\\? The agent's work in it is not brought home: 1 commit, 1 file`));
       assert.match(asked, /the agent's edits in the bottle go with them/);
       await question.getByRole('button', { name: 'Cancel' }).click();
       await question.waitFor({ state: 'detached', timeout: 10_000 });
@@ -791,7 +834,7 @@ describe('the extension in VS Code (code-server)', () => {
       // All of it was fetched: Close asks nothing.
       await palette(p, 'Bottle: Close Bottle');
       await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ state: 'detached', timeout: 120_000 });
-      await until('the bottle to be removed', () => leftovers([session]).length === 0, 60_000);
+      await removed('the bottle to be removed', [session]);
     } catch (err) {
       await failedAt(t.name);
       throw err;

@@ -139,6 +139,14 @@ describe('ExecTerminal', () => {
     assert.deepEqual(channel.of('input'), [], 'the key is not sent to the ended exec');
   });
 
+  it('tells the editor its new name', () => {
+    const { term } = setup();
+    const names: string[] = [];
+    term.onDidChangeName((n) => names.push(n));
+    term.rename('claude · p #1a2b');
+    assert.deepEqual(names, ['claude · p #1a2b']);
+  });
+
   it('says after the exit what the caller asks it to (how to run the agent again)', () => {
     const { term, written } = setup({ afterExit: 'Bottle: Run Agent Again starts it anew' });
     term.open(undefined);
