@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -104,11 +103,6 @@ func (e *Engine) GC(ctx context.Context, dryRun bool) ([]Resource, error) {
 			errs = append(errs, e.removeSession(ctx, s))
 		}
 	}
-	// The shared egress network goes once no bottle is left, live or
-	// starting: a sidecar only created holds no endpoint on it yet, so the
-	// engine alone would let it go under a start.
-	if !slices.ContainsFunc(all, func(r Resource) bool { return r.Kind == "container" && !orphaned[r.Session] }) {
-		errs = append(errs, e.removeSharedEgress(ctx))
-	}
+	errs = append(errs, e.removeSharedEgress(ctx))
 	return reaped, errors.Join(errs...)
 }

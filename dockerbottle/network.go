@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 )
@@ -179,9 +180,20 @@ func sharedEgressFilter() filters.Args {
 	return filters.NewArgs(filters.Arg("label", LabelShared+"="+sharedEgressValue))
 }
 
-// removeSharedEgress removes the shared egress network when nothing is
-// attached to it: the engine refuses while a container is.
+// removeSharedEgress removes the shared egress network once no bottle is
+// left, live or starting, of any server. The engine alone refuses only
+// while a running container is attached: a sidecar that is only created
+// holds no endpoint yet, and its start would fail. So bottles are looked
+// for first, right before the removal (gc's own list is older by the
+// orphans' removal).
 func (e *Engine) removeSharedEgress(ctx context.Context) error {
+	cs, err := e.cli.ContainerList(ctx, container.ListOptions{All: true, Limit: 1, Filters: filters.NewArgs(filters.Arg("label", LabelSession))})
+	if err != nil {
+		return fmt.Errorf("looking for bottles before removing the shared egress network: %w", engineErr(err))
+	}
+	if len(cs) > 0 {
+		return nil
+	}
 	ns, err := e.cli.NetworkList(ctx, network.ListOptions{Filters: sharedEgressFilter()})
 	if err != nil {
 		return fmt.Errorf("looking for the shared egress network: %w", engineErr(err))
