@@ -120,7 +120,12 @@ func inUse() { time.Sleep(time.Second) }
 // after another.
 func seedSequence(ctx context.Context, runtime, prompt string, i int) (start, stop time.Duration, err error) {
 	id := fmt.Sprintf("bottle-seed-%d-%d", os.Getpid(), i)
-	label := "--label=dev.bottle.session=" + id
+	// The owner's labels too: a server that starts meanwhile reaps what
+	// carries a session and no live owner.
+	var labels []string
+	for k, v := range engine.Owner().Labels(id, "seed") {
+		labels = append(labels, "--label="+k+"="+v)
+	}
 	docker := func(args ...string) error {
 		out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
 		if err != nil {
@@ -130,11 +135,11 @@ func seedSequence(ctx context.Context, runtime, prompt string, i int) (start, st
 	}
 	t0 := time.Now()
 	steps := [][]string{
-		{"network", "create", "--internal", label, id + "-int"},
-		{"network", "create", label, id + "-egress"},
-		{"run", "-d", "--name", id + "-proxy", label, "--network", id + "-int", baseImage, "sleep", "infinity"},
+		append([]string{"network", "create", "--internal", id + "-int"}, labels...),
+		append([]string{"network", "create", id + "-egress"}, labels...),
+		append(append([]string{"run", "-d", "--name", id + "-proxy"}, labels...), "--network", id+"-int", baseImage, "sleep", "infinity"),
 		{"network", "connect", id + "-egress", id + "-proxy"},
-		{"run", "-d", "--name", id + "-agent", label, "--runtime", runtime, "--network", id + "-int", "--user", "node", baseImage, "sleep", "infinity"},
+		append(append([]string{"run", "-d", "--name", id + "-agent"}, labels...), "--runtime", runtime, "--network", id+"-int", "--user", "node", baseImage, "sleep", "infinity"),
 		{"cp", prompt, id + "-agent:/home/node/.claude-bottle-prompt.txt"},
 		{"exec", "-u", "root", id + "-agent", "chown", "node:node", "/home/node/.claude-bottle-prompt.txt"},
 		{"exec", "-u", "root", id + "-agent", "chmod", "600", "/home/node/.claude-bottle-prompt.txt"},
