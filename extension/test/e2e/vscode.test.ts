@@ -204,30 +204,14 @@ function screenText(p: Page): () => Promise<string> {
     (await p.locator('.terminal-wrapper .xterm-rows, .statusbar-item, .notification-toast').allInnerTexts()).join('\n');
 }
 
-/**
- * Whether a terminal shows text, looking back through the visible
- * terminal's scrollback too: the DOM holds only the rows in view, and an
- * agent's first screen may have scrolled out of it.
- */
+/** Whether a terminal shows text in the rows in view (the DOM holds no others). */
 async function terminalShows(p: Page, text: string | RegExp): Promise<boolean> {
-  const rows = p.locator('.terminal-wrapper .xterm-rows', { hasText: text });
-  if (await rows.count()) {
-    return true;
-  }
-  const screen = p.locator('.terminal-wrapper .xterm-screen:visible').first();
-  const box = await screen.boundingBox().catch(() => null);
-  if (!box) {
-    return false;
-  }
-  await p.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
-  let found = false;
-  for (let i = 0; i < 8 && !found; i++) {
-    await p.mouse.wheel(0, -600);
-    await p.waitForTimeout(100);
-    found = (await rows.count()) > 0;
-  }
-  await p.mouse.wheel(0, 100_000);
-  return found;
+  return (await p.locator('.terminal-wrapper .xterm-rows', { hasText: text }).count()) > 0;
+}
+
+/** Puts the keyboard in the panel's terminal (Focus Terminal may pick one in the editor area). */
+async function focusPanelTerminal(p: Page): Promise<void> {
+  await p.locator('.part.panel .terminal-wrapper .xterm-screen').first().click();
 }
 
 /**
@@ -343,6 +327,22 @@ describe('the extension in VS Code (code-server)', () => {
     detail?.(await dialog.innerText());
     await dialog.getByRole('button', { name: 'Close All' }).click();
     await p.locator('.statusbar-item', { hasText: /\d+ bottles?/ }).waitFor({ state: 'detached', timeout: 120_000 });
+  }
+
+  /** Flips a boolean setting in the Settings editor and closes it. */
+  async function toggleSetting(id: string, title: string): Promise<void> {
+    const p = page!;
+    await palette(p, 'Preferences: Open Settings (UI)');
+    const editor = p.locator('.settings-editor');
+    await editor.waitFor({ timeout: 30_000 });
+    await editor.locator('.settings-header .suggest-input-container').first().click();
+    await p.keyboard.press('Control+A');
+    await p.keyboard.type(id);
+    const item = editor.locator('.setting-item-contents', { hasText: title }).first();
+    await item.waitFor({ timeout: 30_000 });
+    await item.locator('.setting-value-checkbox').first().click();
+    await p.waitForTimeout(1000);
+    await palette(p, 'View: Close All Editors');
   }
 
   /** How often the window's bottle-rpc stopped, in every window so far. */
@@ -521,6 +521,12 @@ describe('the extension in VS Code (code-server)', () => {
         assert.match(preflight, /Egress allowed to: x\.test/);
         assert.match(preflight, /workspace:\s+\S*project\s+→ \/home\/node\/workspace/, 'each path on a line of its own');
       });
+      // Tall from the start, the terminal keeps the agent's whole first
+      // screen in view (the DOM holds only the rows in view, and an agent
+      // that exited redraws nothing). No wheel: a key, wheel arrows too,
+      // closes an ended terminal.
+      await until('the agent’s terminal', async () => (await terminalTabs(p)).some((n) => n.includes(`claude · ${projectName}`)), 60_000);
+      await palette(p, 'View: Toggle Maximized Panel');
       // Its tries to reach Anthropic are refused, in the user's words, the
       // bottle named; Allow is offered but not taken (nothing leaves this
       // machine), and Show Allowlist shows where the list is.
@@ -534,8 +540,8 @@ describe('the extension in VS Code (code-server)', () => {
       assert.match(await refusal.innerText(), /refused: not on this bottle's allowlist/);
       await refusal.getByRole('button', { name: 'Allow for This Bottle' }).waitFor({ timeout: 5000 });
       await refusal.getByRole('button', { name: 'Show Allowlist' }).click();
-      await p.locator('.monaco-list-row.selected', { hasText: 'Egress allowlist' }).waitFor({ timeout: 30_000 });
-      await p.locator('.monaco-list-row', { hasText: `claude · ${projectName}` }).waitFor({ timeout: 30_000 });
+      await p.locator('.part.sidebar .monaco-list-row.selected', { hasText: 'Egress allowlist' }).waitFor({ timeout: 30_000 });
+      await p.locator('.part.sidebar .monaco-list-row', { hasText: `claude · ${projectName}` }).waitFor({ timeout: 30_000 });
       // Offline, Claude Code greets and says it cannot reach its service.
       // Its first run on a new engine is slow: wait while the screen moves.
       await untilProgress('the Claude Code welcome', () => terminalShows(p, 'Welcome to Claude Code v'), screenText(p), 120_000, 600_000);
@@ -544,6 +550,7 @@ describe('the extension in VS Code (code-server)', () => {
       assert.deepEqual(sessionsOf(pids), [session], 'one bottle on the engine');
       assert.ok((await terminalTabs(p)).some((n) => n.includes(`claude · ${projectName}`)), `a terminal named claude · ${projectName}: ${(await terminalTabs(p)).join(', ')}`);
 
+      await palette(p, 'View: Toggle Maximized Panel');
       // The view's title does not repeat itself.
       assert.doesNotMatch(await p.locator('.part.sidebar .title-label').first().innerText(), /Bottle: Bottles/i);
 
@@ -580,12 +587,12 @@ describe('the extension in VS Code (code-server)', () => {
 
       // The Bottles view lists the new entry under the bottle's allowlist.
       await palette(p, 'Focus on Bottles View');
-      const allowlist = p.locator('.monaco-list-row', { hasText: 'Egress allowlist' });
+      const allowlist = p.locator('.part.sidebar .monaco-list-row', { hasText: 'Egress allowlist' });
       await allowlist.waitFor({ timeout: 30_000 });
       if ((await allowlist.getAttribute('aria-expanded')) !== 'true') {
         await allowlist.click();
       }
-      await p.locator('.monaco-list-row', { hasText: `${upstreamHost}:${upstreamPort}` }).waitFor({ timeout: 30_000 });
+      await p.locator('.part.sidebar .monaco-list-row', { hasText: `${upstreamHost}:${upstreamPort}` }).waitFor({ timeout: 30_000 });
       assert.equal(readFileSync(manifestFile, 'utf8'), manifestBefore, 'only Always Allow writes bottle.yaml');
 
       await palette(p, 'Bottle: Close Bottle');
@@ -615,9 +622,9 @@ describe('the extension in VS Code (code-server)', () => {
         return names.includes(firstName) && names.includes(secondName);
       }, 30_000);
       await palette(p, 'Focus on Bottles View');
-      await p.locator('.monaco-list-row', { hasText: firstName }).waitFor({ timeout: 30_000 });
-      await p.locator('.monaco-list-row', { hasText: secondName }).waitFor({ timeout: 30_000 });
-      await p.locator('.monaco-list-row', { hasText: 'host folder' }).first().waitFor({ timeout: 30_000 });
+      await p.locator('.part.sidebar .monaco-list-row', { hasText: firstName }).waitFor({ timeout: 30_000 });
+      await p.locator('.part.sidebar .monaco-list-row', { hasText: secondName }).waitFor({ timeout: 30_000 });
+      await p.locator('.part.sidebar .monaco-list-row', { hasText: 'host folder' }).first().waitFor({ timeout: 30_000 });
       await p.mouse.move(900, 450); // no hover tooltip in the picture
       await p.waitForTimeout(1000);
       await p.screenshot({ path: screenshot });
@@ -625,7 +632,7 @@ describe('the extension in VS Code (code-server)', () => {
       // The second bottle refuses upstream.test and does not ask: the
       // refusal names the host and the bottle, and its Allow lets it in.
       startUpstream(second);
-      await palette(p, 'Terminal: Focus Terminal');
+      await focusPanelTerminal(p);
       await p.keyboard.type(`curl -sS --max-time 20 http://${upstreamHost}:${upstreamPort}/; echo CURL-$((40+1))`);
       await p.keyboard.press('Enter');
       await p.locator('.terminal-wrapper .xterm-rows', { hasText: 'CURL-41' }).first().waitFor({ timeout: 60_000 });
@@ -635,8 +642,8 @@ describe('the extension in VS Code (code-server)', () => {
         60_000,
       );
       await refusal.getByRole('button', { name: 'Allow for This Bottle' }).click();
-      await p.locator('.notification-toast', { hasText: `${upstreamHost}:${upstreamPort} is allowed` }).waitFor({ timeout: 30_000 });
-      await palette(p, 'Terminal: Focus Terminal');
+      await until('the allow to be confirmed', () => notification(p, `${upstreamHost}:${upstreamPort} is allowed`), 30_000);
+      await focusPanelTerminal(p);
       await p.keyboard.type(`curl -sS --max-time 20 http://${upstreamHost}:${upstreamPort}/`);
       await p.keyboard.press('Enter');
       await p.locator('.terminal-wrapper .xterm-rows', { hasText: upstreamBody }).first().waitFor({ timeout: 30_000 });
@@ -738,9 +745,12 @@ describe('the extension in VS Code (code-server)', () => {
     const settingsBefore = readFileSync(userSettings, 'utf8');
     try {
       const stops = serverStops();
-      writeFileSync(userSettings, JSON.stringify({ ...(JSON.parse(settingsBefore) as object), 'bottle.persistentSessions': false }));
+      // Through the Settings editor, as a user does: the editor reads an
+      // edited settings.json only when its file watcher gets to it.
+      await toggleSetting('bottle.persistentSessions', 'Persistent Sessions');
+      assert.match(readFileSync(userSettings, 'utf8'), /"bottle\.persistentSessions": false/);
       // The setting stops the forwarder; the window's next server is its own (serve, no daemon).
-      await until('the extension to stop its forwarder for the new setting', () => serverStops() > stops, 120_000);
+      await until('the extension to stop its forwarder for the new setting', () => serverStops() > stops, 60_000);
       const session = await startBottle('sh');
       await p.locator('.terminal-wrapper .xterm-rows', { hasText: /workspace\$/ }).first().waitFor({ timeout: 60_000 });
 
@@ -761,8 +771,16 @@ describe('the extension in VS Code (code-server)', () => {
       await failedAt(t.name);
       throw err;
     } finally {
+      for (let i = 0; i < 3; i++) {
+        await p.keyboard.press('Escape').catch(() => undefined);
+      }
       const stops = serverStops();
-      writeFileSync(userSettings, settingsBefore);
+      if (readFileSync(userSettings, 'utf8').includes('"bottle.persistentSessions": false')) {
+        await toggleSetting('bottle.persistentSessions', 'Persistent Sessions').catch((err: unknown) => {
+          console.error(`turning bottle.persistentSessions on again: ${String(err)}`);
+          writeFileSync(userSettings, settingsBefore);
+        });
+      }
       // Back to the daemon for the next test; the window's own server stops (if it runs).
       await until('the extension to apply the setting again', () => serverStops() > stops, 20_000).catch(() => undefined);
     }
@@ -804,7 +822,7 @@ describe('the extension in VS Code (code-server)', () => {
       await p.locator('.monaco-editor .view-lines', { hasText: 'made by the agent' }).first().waitFor({ timeout: 30_000 });
       // The Bottles view counts it.
       await palette(p, 'Focus on Bottles View');
-      await p.locator('.monaco-list-row', { hasText: '1 commit, 1 file' }).waitFor({ timeout: 30_000 });
+      await p.locator('.part.sidebar .monaco-list-row', { hasText: '1 commit, 1 file' }).waitFor({ timeout: 30_000 });
 
       // Close Bottle asks first: the work is not brought home, and the
       // agent's edits go with the bottle.
