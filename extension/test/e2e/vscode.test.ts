@@ -527,6 +527,16 @@ describe('the extension in VS Code (code-server)', () => {
       // closes an ended terminal.
       await until('the agent’s terminal', async () => (await terminalTabs(p)).some((n) => n.includes(`claude · ${projectName}`)), 60_000);
       await palette(p, 'View: Toggle Maximized Panel');
+      // Offline, Claude Code greets and says it cannot reach its service.
+      // Its first run on a new engine is slow: wait while the screen moves.
+      await untilProgress('the Claude Code welcome', () => terminalShows(p, 'Welcome to Claude Code v'), screenText(p), 120_000, 600_000);
+      await untilProgress('Claude Code offline', () => terminalShows(p, 'Unable to connect to Anthropic services'), screenText(p), 120_000, 300_000);
+      await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ timeout: 30_000 });
+      assert.deepEqual(sessionsOf(pids), [session], 'one bottle on the engine');
+      assert.ok((await terminalTabs(p)).some((n) => n.includes(`claude · ${projectName}`)), `a terminal named claude · ${projectName}: ${(await terminalTabs(p)).join(', ')}`);
+
+      await palette(p, 'View: Toggle Maximized Panel');
+      // Keys now go to the palette, not to the ended terminal (any key closes it).
       // Its tries to reach Anthropic are refused, in the user's words, the
       // bottle named; Allow is offered but not taken (nothing leaves this
       // machine), and Show Allowlist shows where the list is.
@@ -542,15 +552,6 @@ describe('the extension in VS Code (code-server)', () => {
       await refusal.getByRole('button', { name: 'Show Allowlist' }).click();
       await p.locator('.part.sidebar .monaco-list-row.selected', { hasText: 'Egress allowlist' }).waitFor({ timeout: 30_000 });
       await p.locator('.part.sidebar .monaco-list-row', { hasText: `claude · ${projectName}` }).waitFor({ timeout: 30_000 });
-      // Offline, Claude Code greets and says it cannot reach its service.
-      // Its first run on a new engine is slow: wait while the screen moves.
-      await untilProgress('the Claude Code welcome', () => terminalShows(p, 'Welcome to Claude Code v'), screenText(p), 120_000, 600_000);
-      await untilProgress('Claude Code offline', () => terminalShows(p, 'Unable to connect to Anthropic services'), screenText(p), 120_000, 300_000);
-      await p.locator('.statusbar-item', { hasText: '1 bottle' }).waitFor({ timeout: 30_000 });
-      assert.deepEqual(sessionsOf(pids), [session], 'one bottle on the engine');
-      assert.ok((await terminalTabs(p)).some((n) => n.includes(`claude · ${projectName}`)), `a terminal named claude · ${projectName}: ${(await terminalTabs(p)).join(', ')}`);
-
-      await palette(p, 'View: Toggle Maximized Panel');
       // The view's title does not repeat itself.
       assert.doesNotMatch(await p.locator('.part.sidebar .title-label').first().innerText(), /Bottle: Bottles/i);
 
