@@ -30,7 +30,7 @@ trusted: [upstream.test, secure.test]
 `, nil)
 			bt := startBottle(t, backend.StartSpec{Manifest: m, Agent: "sh", OnEgress: audit.add})
 			session := bt.Info().Session
-			internalNet, egressNet := "bottle-"+session+"-internal", "bottle-"+session+"-egress"
+			internalNet, egressNet := "bottle-"+bottleLabel(session)+"-internal", "bottle-"+bottleLabel(session)+"-egress"
 			upstreamIP := startNetprobe(t, session, "upstream.test")
 			startNetprobe(t, session, "secure.test")
 			startNetprobe(t, session, "denied.test")
@@ -119,7 +119,7 @@ trusted: [upstream.test, secure.test]
 				if !up {
 					t.Fatal("control: the other bottle's listener never came up")
 				}
-				otherIP := inspect(t, other.Info().ContainerID).NetworkSettings.Networks["bottle-"+other.Info().Session+"-internal"].IPAddress
+				otherIP := inspect(t, other.Info().ContainerID).NetworkSettings.Networks["bottle-"+bottleLabel(other.Info().Session)+"-internal"].IPAddress
 				otherSidecar := sidecarOf(t, other.Info().Session)
 				mustFail(t, bt, probe, "tcp", net.JoinHostPort(otherIP, "8080"))
 				mustFail(t, bt, probe, "tcp", net.JoinHostPort(otherSidecar.InternalIP, strconv.Itoa(3128)))

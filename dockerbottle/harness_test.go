@@ -181,6 +181,18 @@ func simpleManifest(t testing.TB, runtime string, allow ...string) *manifest.Man
 // provisioning, egress and escape tests run on bottles made ahead of time.
 var warmTests = os.Getenv("BOTTLE_TEST_WARM") == "1"
 
+// bottleLabels maps a warm bottle's session to the session label its
+// resources carry: its pool id, given before the start named it.
+var bottleLabels sync.Map
+
+// bottleLabel is the session label of the bottle started as session.
+func bottleLabel(session string) string {
+	if l, ok := bottleLabels.Load(session); ok {
+		return l.(string)
+	}
+	return session
+}
+
 // startBottle starts a bottle and closes it when the test ends.
 func startBottle(t testing.TB, spec backend.StartSpec) *dockerbottle.Bottle {
 	t.Helper()
@@ -199,6 +211,14 @@ func startBottle(t testing.TB, spec backend.StartSpec) *dockerbottle.Bottle {
 	if warm && !bt.Info().Warm {
 		bt.Close(context.Background())
 		t.Fatal("BOTTLE_TEST_WARM: the start was cold with a bottle of its kind ready")
+	}
+	if bt.Info().Warm {
+		c, err := engine.Client().ContainerInspect(ctx, bt.Info().ContainerID)
+		if err != nil {
+			bt.Close(context.Background())
+			t.Fatalf("inspecting the warm bottle's agent: %v", err)
+		}
+		bottleLabels.Store(bt.Info().Session, c.Config.Labels[dockerbottle.LabelSession])
 	}
 	t.Cleanup(func() {
 		if err := bt.Close(context.Background()); err != nil {

@@ -137,7 +137,7 @@ func createTestContainer(t testing.TB, session string, cfg *container.Config, ho
 	if cfg.Labels == nil {
 		cfg.Labels = map[string]string{}
 	}
-	cfg.Labels[dockerbottle.LabelSession] = session
+	cfg.Labels[dockerbottle.LabelSession] = bottleLabel(session)
 	cfg.Labels[labelTest] = "1"
 	resp, err := engine.Client().ContainerCreate(context.Background(), cfg, host, net, nil, "")
 	if err != nil {
@@ -186,6 +186,7 @@ type sidecarInfo struct {
 
 func sidecarOf(t testing.TB, session string) sidecarInfo {
 	t.Helper()
+	session = bottleLabel(session)
 	name := "bottle-" + session + "-egress-proxy"
 	c, err := engine.Client().ContainerInspect(context.Background(), name)
 	if err != nil {

@@ -89,7 +89,7 @@ git ls-remote origin main | cut -f1; git rev-parse HEAD`)
 
 			t.Run("a host not on the allowlist", func(t *testing.T) {
 				// Control: other.test serves SSH on the egress network.
-				if out, code := runNetprobe(t, session, []string{"bottle-" + session + "-egress"}, "tcp", "other.test:22"); code != 0 {
+				if out, code := runNetprobe(t, session, []string{"bottle-" + bottleLabel(session) + "-egress"}, "tcp", "other.test:22"); code != 0 {
 					t.Fatalf("control: other.test does not listen: %s", out)
 				}
 				out := mustFail(t, bt, "git", "ls-remote", "other.test:/srv/git/repo.git")

@@ -24,6 +24,7 @@ import (
 // removes it after its containers. Calling it again is a no-op.
 func upstreamNetwork(t testing.TB, label string) string {
 	t.Helper()
+	label = bottleLabel(label)
 	ctx := context.Background()
 	cli := engine.Client()
 	name := "bottle-" + label + "-egress"
