@@ -107,7 +107,7 @@ func (e *Engine) Plan(ctx context.Context, spec backend.StartSpec) (*backend.Pla
 		Runtime:      runtime,
 		RuntimeLabel: RuntimeLabel(runtime),
 		Image:        img,
-		Networks:     []string{"internal (agent and sidecar, no route out)", "egress (sidecar only)"},
+		Networks:     []string{"internal (agent and sidecar, no route out)", "bottle-egress (shared by every bottle's sidecar, no agent on it, sidecars cannot reach each other)"},
 		Allow:        slices.Clone(b.Egress.Allow),
 		Command:      agentArgv(agent),
 		CopyIn:       items,

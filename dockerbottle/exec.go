@@ -136,9 +136,13 @@ func (p *process) Argv() []string { return p.argv }
 // group when it leads one (a TTY exec does), and its tree of children
 // either way (an exec without a TTY shares a group with others).
 func (p *process) Kill(ctx context.Context) error {
+	// The tree is stopped from the top down before anything is killed: a
+	// shell that saw its children die first would exit 0 on its own, and
+	// a stopped process can start no more.
 	script := `pid=$(cat "$0" 2>/dev/null) || exit 0
-tree() { for c in $(pgrep -P "$1" 2>/dev/null); do tree "$c"; done; kill -KILL "$1" 2>/dev/null; }
-kill -KILL -- "-$pid" 2>/dev/null; tree "$pid"; rm -f "$0"`
+all=
+stop() { kill -STOP "$1" 2>/dev/null; all="$all $1"; for c in $(pgrep -P "$1" 2>/dev/null); do stop "$c"; done; }
+stop "$pid"; kill -KILL -- "-$pid" 2>/dev/null; kill -KILL $all 2>/dev/null; rm -f "$0"`
 	e := p.bottle.engine
 	x, err := e.cli.ContainerExecCreate(ctx, p.bottle.agentID, container.ExecOptions{User: agentUser, Cmd: []string{"/bin/sh", "-c", script, p.pidFile}})
 	if err != nil {
