@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -54,6 +55,19 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(workDir)
+	// Every test process of this package on the machine holds this lock
+	// shared while it runs; the last to end removes the test images, which
+	// all of them use by the same tags.
+	imagesLock, err := os.OpenFile(filepath.Join(os.TempDir(), "bottle-dockerbottle-test-images.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer imagesLock.Close()
+	if err := syscall.Flock(int(imagesLock.Fd()), syscall.LOCK_SH); err != nil {
+		fmt.Fprintln(os.Stderr, "locking the test images:", err)
+		return 1
+	}
 	code := m.Run()
 	if engine == nil {
 		return code // no live test ran, or none reached the engine
@@ -64,7 +78,9 @@ func runTests(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	removeTestImages(ctx)
+	if syscall.Flock(int(imagesLock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+		removeTestImages(ctx)
+	}
 	if left := leftovers(ctx); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: the tests left resources on the engine:\n%s", strings.Join(left, "\n"))
 		return 1
