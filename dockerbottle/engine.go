@@ -45,6 +45,10 @@ type Engine struct {
 	getenv func(string) string
 	pool   *subnetPool
 
+	// egressMu makes this server look for and make the shared egress
+	// network one start at a time.
+	egressMu sync.Mutex
+
 	proxyBinary string
 	proxyMu     sync.Mutex
 	proxyImage  string

@@ -130,7 +130,14 @@ const sharedEgressValue = "egress"
 // servers may make it at the same time: the engine's check of the name is
 // not atomic, so both may succeed. Every server then takes the network
 // with the lowest id, and the one that made another removes it.
+//
+// A container's start finds its networks by name, and a name that two
+// networks carry is an error ("ambiguous"), so this server's own starts
+// look for it and make it one at a time (the engine's own check of a
+// duplicate name, which the client asks for, is not atomic).
 func (e *Engine) sharedEgress(ctx context.Context) (bottleNetwork, error) {
+	e.egressMu.Lock()
+	defer e.egressMu.Unlock()
 	if n, err := e.findSharedEgress(ctx); err != nil || n.ID != "" {
 		return n, err
 	}
