@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
@@ -138,6 +141,14 @@ const sharedEgressValue = "egress"
 func (e *Engine) sharedEgress(ctx context.Context) (bottleNetwork, error) {
 	e.egressMu.Lock()
 	defer e.egressMu.Unlock()
+	// Servers on this machine (an editor's, the daemon, the tests') take
+	// turns through a lock file as well.
+	if f, err := os.OpenFile(filepath.Join(os.TempDir(), "bottle-egress-network.lock"), os.O_CREATE|os.O_RDWR, 0o666); err == nil {
+		defer f.Close()
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX) == nil {
+			defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		}
+	}
 	if n, err := e.findSharedEgress(ctx); err != nil || n.ID != "" {
 		return n, err
 	}

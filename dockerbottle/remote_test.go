@@ -1,8 +1,6 @@
 package dockerbottle_test
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
@@ -218,27 +216,8 @@ AllowStreamLocalForwarding yes
 UsePAM no
 LogLevel VERBOSE
 `
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		mode int64
-		data string
-	}{
-		{"etc/ssh/sshd_engine_config", 0o644, config},
-		{"etc/ssh/engine_host_ed25519_key", 0o600, string(hostKey)},
-		{"etc/ssh/authorized_keys/", 0o755, ""},
-		{"etc/ssh/authorized_keys/root", 0o644, userPub + "\n"},
-	} {
-		h := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), Typeflag: tar.TypeReg}
-		if strings.HasSuffix(f.name, "/") {
-			h.Typeflag, h.Size = tar.TypeDir, 0
-		}
-		tw.WriteHeader(h)
-		tw.Write([]byte(f.data))
-	}
-	tw.Close()
-	if err := cli.CopyToContainer(ctx, resp.ID, "/", &buf, container.CopyToContainerOptions{}); err != nil {
+	buf := sshdFiles("engine", config, hostKey, "root", userPub)
+	if err := cli.CopyToContainer(ctx, resp.ID, "/", buf, container.CopyToContainerOptions{}); err != nil {
 		t.Fatalf("configuring the SSH server: %v", err)
 	}
 	if err := cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {

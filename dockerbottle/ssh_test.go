@@ -155,27 +155,8 @@ AllowUsers git
 UsePAM no
 LogLevel VERBOSE
 `
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		mode int64
-		data string
-	}{
-		{"etc/ssh/sshd_bottle_config", 0o644, sshdConfig},
-		{"etc/ssh/bottle_host_ed25519_key", 0o600, string(hostKey)},
-		{"etc/ssh/authorized_keys/", 0o755, ""},
-		{"etc/ssh/authorized_keys/git", 0o644, userPub + "\n"},
-	} {
-		h := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), Typeflag: tar.TypeReg}
-		if strings.HasSuffix(f.name, "/") {
-			h.Typeflag, h.Size = tar.TypeDir, 0
-		}
-		tw.WriteHeader(h)
-		tw.Write([]byte(f.data))
-	}
-	tw.Close()
-	if err := engine.Client().CopyToContainer(ctx, id, "/", &buf, container.CopyToContainerOptions{}); err != nil {
+	buf := sshdFiles("bottle", sshdConfig, hostKey, "git", userPub)
+	if err := engine.Client().CopyToContainer(ctx, id, "/", buf, container.CopyToContainerOptions{}); err != nil {
 		t.Fatalf("configuring %s: %v", alias, err)
 	}
 	if err := engine.Client().ContainerStart(ctx, id, container.StartOptions{}); err != nil {
@@ -231,4 +212,31 @@ func newSSHKey(t *testing.T, comment string) (private []byte, public string) {
 func sshString(b *bytes.Buffer, s []byte) {
 	binary.Write(b, binary.BigEndian, uint32(len(s)))
 	b.Write(s)
+}
+
+// sshdFiles is a tar of an SSH server's config (etc/ssh/sshd_NAME_config),
+// host key (etc/ssh/NAME_host_ed25519_key) and one user's authorized key
+// (etc/ssh/authorized_keys/USER), to copy into its container at /.
+func sshdFiles(name, config string, hostKey []byte, user, userPub string) *bytes.Buffer {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct {
+		name string
+		mode int64
+		data string
+	}{
+		{"etc/ssh/sshd_" + name + "_config", 0o644, config},
+		{"etc/ssh/" + name + "_host_ed25519_key", 0o600, string(hostKey)},
+		{"etc/ssh/authorized_keys/", 0o755, ""},
+		{"etc/ssh/authorized_keys/" + user, 0o644, userPub + "\n"},
+	} {
+		h := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), Typeflag: tar.TypeReg}
+		if strings.HasSuffix(f.name, "/") {
+			h.Typeflag, h.Size = tar.TypeDir, 0
+		}
+		tw.WriteHeader(h)
+		tw.Write([]byte(f.data))
+	}
+	tw.Close()
+	return &buf
 }
