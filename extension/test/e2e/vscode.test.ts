@@ -106,6 +106,13 @@ function workspaceManifestYaml(): string {
  */
 function startUpstream(session: string): void {
   const reply = `HTTP/1.0 200 OK\\r\\nContent-Length: ${upstreamBody.length + 1}\\r\\n\\r\\n${upstreamBody}\\n`;
+  // Sidecars share one egress network on which no container reaches
+  // another: the upstream lives on a network of the test's own that the
+  // bottle's sidecar joins, labelled with the session so the close removes it.
+  const net = `bottle-${session}-egress`;
+  execFileSync('docker', ['network', 'create', '--label', `dev.bottle.session=${session}`, '--label', 'dev.bottle.test=1', net], { stdio: 'ignore' });
+  const sidecar = execFileSync('docker', ['ps', '-q', '--filter', `label=dev.bottle.session=${session}`, '--filter', 'label=dev.bottle.role=sidecar'], { encoding: 'utf8' }).trim();
+  execFileSync('docker', ['network', 'connect', net, sidecar], { stdio: 'ignore' });
   execFileSync(
     'docker',
     [
