@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
@@ -143,11 +144,8 @@ func (e *Engine) sharedEgress(ctx context.Context) (bottleNetwork, error) {
 	defer e.egressMu.Unlock()
 	// Servers on this machine (an editor's, the daemon, the tests') take
 	// turns through a lock file as well.
-	if f, err := os.OpenFile(filepath.Join(os.TempDir(), "bottle-egress-network.lock"), os.O_CREATE|os.O_RDWR, 0o666); err == nil {
-		defer f.Close()
-		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX) == nil {
-			defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		}
+	if unlock := machineLock(ctx, "bottle-egress-network"); unlock != nil {
+		defer unlock()
 	}
 	if n, err := e.findSharedEgress(ctx); err != nil || n.ID != "" {
 		return n, err
@@ -176,6 +174,55 @@ func (e *Engine) sharedEgress(ctx context.Context) (bottleNetwork, error) {
 		}
 	}
 	return n, nil
+}
+
+// machineLockWait bounds the wait for a machine lock: past it a start
+// goes on without one, as when the lock file cannot be had at all.
+const machineLockWait = 10 * time.Second
+
+// machineLock takes an exclusive flock on a lock file of this user's in
+// the temporary folder, shared by this user's servers on the machine, and
+// returns its release; nil when there is none to be had. The lock only
+// narrows a race that the caller survives anyway, so it is never a reason
+// to fail or to hang: the file is this user's own and no one else's to
+// open (mode 0600, a link or another's file is not used), and the wait
+// ends with ctx or after machineLockWait. A blocked flock cannot be
+// cancelled, so it polls.
+func machineLock(ctx context.Context, name string) func() {
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("%s-%d.lock", name, os.Geteuid()))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil
+	}
+	var st syscall.Stat_t
+	if syscall.Fstat(int(f.Fd()), &st) != nil || int(st.Uid) != os.Geteuid() || st.Mode&0o077 != 0 {
+		f.Close()
+		return nil
+	}
+	deadline := time.NewTimer(machineLockWait)
+	defer deadline.Stop()
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() {
+				syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+				f.Close()
+			}
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil
+		case <-deadline.C:
+			f.Close()
+			return nil
+		case <-time.After(wait):
+		}
+	}
 }
 
 // findSharedEgress is the shared egress network with the lowest id; no ID
