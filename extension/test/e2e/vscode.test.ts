@@ -151,6 +151,11 @@ function bottleLog(logs: string): string {
   return found.join('\n') || '(none)';
 }
 
+/** The last n lines of text. */
+function tail(text: string, n: number): string {
+  return text.split('\n').slice(-n).join('\n');
+}
+
 async function until<T>(
   what: string,
   f: () => T | undefined | false | Promise<T | undefined | false>,
@@ -374,6 +379,10 @@ describe('the extension in VS Code (code-server)', () => {
     failed = true;
     if (page) {
       console.error(`notifications at the failure of "${name}":\n${(await page.locator('.notification-toast, .notifications-center .monaco-list-row').allInnerTexts().catch(() => [])).join('\n')}`);
+      console.error(`terminals at the failure:\n${(await page.locator('.terminal-wrapper .xterm-rows').allInnerTexts().catch(() => [])).join('\n----\n')}`);
+      console.error(`the end of the Bottle output channel:\n${tail(bottleLog(join(dir, 'user-data', 'logs')), 60)}`);
+      const daemonLog = join(dir, 'state', 'bottle', 'daemon.log');
+      console.error(`the end of the daemon's log:\n${existsSync(daemonLog) ? tail(readFileSync(daemonLog, 'utf8'), 60) : '(none)'}`);
       mkdirSync(failures, { recursive: true });
       await page.screenshot({ path: join(failures, `e2e-${name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}.png`) }).catch(() => undefined);
     }
