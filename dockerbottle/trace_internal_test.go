@@ -61,78 +61,67 @@ func (t *tracedAPI) reset() {
 	t.t0, t.events = time.Now(), nil
 }
 
-func (t *tracedAPI) NetworkCreate(ctx context.Context, name string, opts network.CreateOptions) (network.CreateResponse, error) {
+// traced times call, one op on who, and returns what it returned.
+func traced[R any](t *tracedAPI, op, who string, call func() (R, error)) (R, error) {
 	t0 := time.Now()
-	r, err := t.engineAPI.NetworkCreate(ctx, name, opts)
-	t.record("NetworkCreate", name, t0)
+	r, err := call()
+	t.record(op, who, t0)
 	return r, err
+}
+
+// tracedErr is traced for the calls that return only an error.
+func tracedErr(t *tracedAPI, op, who string, call func() error) error {
+	_, err := traced(t, op, who, func() (struct{}, error) { return struct{}{}, call() })
+	return err
+}
+
+func (t *tracedAPI) NetworkCreate(ctx context.Context, name string, opts network.CreateOptions) (network.CreateResponse, error) {
+	return traced(t, "NetworkCreate", name, func() (network.CreateResponse, error) { return t.engineAPI.NetworkCreate(ctx, name, opts) })
 }
 
 func (t *tracedAPI) NetworkConnect(ctx context.Context, net, id string, cfg *network.EndpointSettings) error {
-	t0 := time.Now()
-	err := t.engineAPI.NetworkConnect(ctx, net, id, cfg)
-	t.record("NetworkConnect", t.who(id), t0)
-	return err
+	return tracedErr(t, "NetworkConnect", t.who(id), func() error { return t.engineAPI.NetworkConnect(ctx, net, id, cfg) })
 }
 
 func (t *tracedAPI) NetworkList(ctx context.Context, opts network.ListOptions) ([]network.Summary, error) {
-	t0 := time.Now()
-	r, err := t.engineAPI.NetworkList(ctx, opts)
-	t.record("NetworkList", "", t0)
-	return r, err
+	return traced(t, "NetworkList", "", func() ([]network.Summary, error) { return t.engineAPI.NetworkList(ctx, opts) })
 }
 
 func (t *tracedAPI) NetworkRemove(ctx context.Context, id string) error {
-	t0 := time.Now()
-	err := t.engineAPI.NetworkRemove(ctx, id)
-	t.record("NetworkRemove", fmt.Sprintf("%.12s", id), t0)
-	return err
+	return tracedErr(t, "NetworkRemove", fmt.Sprintf("%.12s", id), func() error { return t.engineAPI.NetworkRemove(ctx, id) })
 }
 
+// ContainerCreate also names the new container, for the calls on it that
+// follow.
 func (t *tracedAPI) ContainerCreate(ctx context.Context, cfg *container.Config, host *container.HostConfig, net *network.NetworkingConfig, p *ocispec.Platform, name string) (container.CreateResponse, error) {
-	t0 := time.Now()
-	r, err := t.engineAPI.ContainerCreate(ctx, cfg, host, net, p, name)
 	who := cfg.Labels[LabelRole] + "/" + host.Runtime
+	r, err := traced(t, "ContainerCreate", who, func() (container.CreateResponse, error) {
+		return t.engineAPI.ContainerCreate(ctx, cfg, host, net, p, name)
+	})
 	t.mu.Lock()
 	t.names[r.ID] = who
 	t.mu.Unlock()
-	t.record("ContainerCreate", who, t0)
 	return r, err
 }
 
 func (t *tracedAPI) ContainerStart(ctx context.Context, id string, opts container.StartOptions) error {
-	t0 := time.Now()
-	err := t.engineAPI.ContainerStart(ctx, id, opts)
-	t.record("ContainerStart", t.who(id), t0)
-	return err
+	return tracedErr(t, "ContainerStart", t.who(id), func() error { return t.engineAPI.ContainerStart(ctx, id, opts) })
 }
 
 func (t *tracedAPI) ContainerAttach(ctx context.Context, id string, opts container.AttachOptions) (types.HijackedResponse, error) {
-	t0 := time.Now()
-	r, err := t.engineAPI.ContainerAttach(ctx, id, opts)
-	t.record("ContainerAttach", t.who(id), t0)
-	return r, err
+	return traced(t, "ContainerAttach", t.who(id), func() (types.HijackedResponse, error) { return t.engineAPI.ContainerAttach(ctx, id, opts) })
 }
 
 func (t *tracedAPI) ContainerRemove(ctx context.Context, id string, opts container.RemoveOptions) error {
-	t0 := time.Now()
-	err := t.engineAPI.ContainerRemove(ctx, id, opts)
-	t.record("ContainerRemove", t.who(id), t0)
-	return err
+	return tracedErr(t, "ContainerRemove", t.who(id), func() error { return t.engineAPI.ContainerRemove(ctx, id, opts) })
 }
 
 func (t *tracedAPI) ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error) {
-	t0 := time.Now()
-	r, err := t.engineAPI.ContainerList(ctx, opts)
-	t.record("ContainerList", "", t0)
-	return r, err
+	return traced(t, "ContainerList", "", func() ([]container.Summary, error) { return t.engineAPI.ContainerList(ctx, opts) })
 }
 
 func (t *tracedAPI) CopyToContainer(ctx context.Context, id, dir string, content io.Reader, opts container.CopyToContainerOptions) error {
-	t0 := time.Now()
-	err := t.engineAPI.CopyToContainer(ctx, id, dir, content, opts)
-	t.record("CopyToContainer", t.who(id), t0)
-	return err
+	return tracedErr(t, "CopyToContainer", t.who(id), func() error { return t.engineAPI.CopyToContainer(ctx, id, dir, content, opts) })
 }
 
 // BenchmarkColdStartTrace prints the engine calls of one cold start and
