@@ -49,6 +49,8 @@ type Engine struct {
 	// network one start at a time.
 	egressMu sync.Mutex
 
+	names namesInFlight
+
 	proxyBinary string
 	proxyMu     sync.Mutex
 	proxyImage  string

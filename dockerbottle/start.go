@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -310,28 +309,18 @@ func (s *start) createAgent(ctx context.Context) error {
 	net := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
 		internal.Name: {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: hostAddr(internal.Subnet, 3).String()}},
 	}}
-	base, pinned := s.spec.ContainerName, s.spec.ContainerName != ""
-	if !pinned {
-		base = "bottle-" + s.agent.Name
-	}
-	for i := 1; i <= 99; i++ {
-		name := base
-		if i > 1 {
-			name = base + "-" + strconv.Itoa(i)
-		}
+	name, err := s.e.names.nameAgent(ctx, s.spec.ContainerName, s.agent.Name, func(ctx context.Context, name string) error {
 		resp, err := s.e.cli.ContainerCreate(ctx, cfg, host, net, nil, name)
 		if err == nil {
-			s.bt.agentID, s.agentName = resp.ID, name
-			return nil
+			s.bt.agentID = resp.ID
 		}
-		if !cerrdefs.IsConflict(err) {
-			return fmt.Errorf("creating the agent container %s: %w", name, engineErr(err))
-		}
-		if pinned {
-			return fmt.Errorf("%w: a container named %s already exists; choose another containerName or remove that container", backend.ErrNameTaken, name)
-		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("creating the agent container: %w", err)
 	}
-	return fmt.Errorf("%w: %s and %s-2 to %s-99 are all taken; remove some or pin a containerName", backend.ErrNameTaken, base, base, base)
+	s.agentName = name
+	return nil
 }
 
 // boot provisions the agent and starts it, its DNS guard and the sidecar.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -273,8 +272,13 @@ func (e *Engine) provisionWarm(ctx context.Context, spec backend.StartSpec, agen
 		},
 		func() error { return bt.configure(mk, pb, spec.OnEgress) },
 		func() (err error) {
-			name, err = e.renameAgent(mk, bt.agentID, spec.ContainerName, agent.Name)
-			return err
+			name, err = e.names.nameAgent(mk, spec.ContainerName, agent.Name, func(ctx context.Context, name string) error {
+				return e.cli.ContainerRename(ctx, bt.agentID, name)
+			})
+			if err != nil {
+				return fmt.Errorf("renaming the pooled agent container: %w", err)
+			}
+			return nil
 		},
 	)
 	if err != nil {
@@ -347,32 +351,6 @@ func (bt *Bottle) configure(ctx context.Context, pb *pooledBottle, onEgress func
 	case <-timer.C:
 		return fmt.Errorf("the pooled egress proxy did not take its config within %s", configureTimeout)
 	}
-}
-
-// renameAgent gives a pooled agent container the name a cold start would
-// give it: the pinned name or ErrNameTaken, else bottle-AGENT, -2, ...
-func (e *Engine) renameAgent(ctx context.Context, id, pinned, agent string) (string, error) {
-	base := pinned
-	if base == "" {
-		base = "bottle-" + agent
-	}
-	for i := 1; i <= 99; i++ {
-		name := base
-		if i > 1 {
-			name = base + "-" + strconv.Itoa(i)
-		}
-		err := e.cli.ContainerRename(ctx, id, name)
-		if err == nil {
-			return name, nil
-		}
-		if !cerrdefs.IsConflict(err) {
-			return "", fmt.Errorf("renaming the agent container to %s: %w", name, engineErr(err))
-		}
-		if pinned != "" {
-			return "", fmt.Errorf("%w: a container named %s already exists; choose another containerName or remove that container", backend.ErrNameTaken, name)
-		}
-	}
-	return "", fmt.Errorf("%w: %s and %s-2 to %s-99 are all taken; remove some or pin a containerName", backend.ErrNameTaken, base, base, base)
 }
 
 // onlyForward passes on the steps after the last one passed on: a warm
