@@ -106,6 +106,20 @@ function workspaceManifestYaml(): string {
  */
 function startUpstream(session: string): void {
   const reply = `HTTP/1.0 200 OK\\r\\nContent-Length: ${upstreamBody.length + 1}\\r\\n\\r\\n${upstreamBody}\\n`;
+  // One connection at a time: the reply goes out only once the request
+  // line has come in. A server that answers on connect races the proxy's
+  // HTTP client, which takes bytes before its request as a broken
+  // connection (seen under load: "readLoopPeekFailLocked").
+  const server = [
+    "trap '' PIPE",
+    'while :; do',
+    `  coproc NC { nc -l -p ${upstreamPort} -q 1; }`,
+    '  IFS= read -r line <&"${NC[0]}"',
+    `  printf '${reply}' >&"\${NC[1]}"`,
+    '  eval "exec ${NC[1]}>&-"',
+    '  wait "$NC_PID"',
+    'done',
+  ].join('\n');
   // Sidecars share one egress network on which no container reaches
   // another: the upstream lives on a network of the test's own that the
   // bottle's sidecar joins, labelled with the session so the close removes it.
@@ -119,7 +133,7 @@ function startUpstream(session: string): void {
       ...['run', '-d', '--name', `bottle-e2e-upstream-${session}`],
       ...['--label', `dev.bottle.session=${session}`, '--label', 'dev.bottle.test=1'],
       ...['--network', `bottle-${session}-egress`, '--network-alias', upstreamHost],
-      ...['bottle/base:bookworm', 'sh', '-c', `while :; do printf '${reply}' | nc -l -p ${upstreamPort} -q 1; done`],
+      ...['bottle/base:bookworm', 'bash', '-c', server],
     ],
     { stdio: 'ignore' },
   );
@@ -266,7 +280,11 @@ async function palette(page: Page, title: string, timeoutMs = 120_000): Promise<
       await row.click();
       return;
     } catch (err) {
-      await page.keyboard.press('Escape');
+      // Only to the palette: a key that reaches an ended agent's
+      // terminal closes it.
+      if (await input.isVisible()) {
+        await page.keyboard.press('Escape');
+      }
       if (Date.now() > deadline) {
         throw err;
       }
