@@ -46,11 +46,19 @@ export interface ExecTerminalOptions {
 const encoder = new TextEncoder();
 
 /**
- * Input the terminal emulator sends by itself, not the user: focus in/out,
- * mouse events, cursor position and device attribute reports. The agent may
- * have turned these on and not off.
+ * One reply the terminal emulator sends by itself, not the user: focus
+ * in/out, mouse events, cursor position, status, device attributes, mode
+ * (DECRPM), keyboard protocol flags and window reports, and any OSC or DCS
+ * string (colour, version and setting queries). The agent may have turned
+ * reports on and not off, and a reply to a query it wrote just before its
+ * exit can come in after the exit is shown: an emulator busy drawing
+ * answers late. No key sends one of these: keys end in A-D, H, F, P-S or ~.
  */
-const terminalReport = /^\x1b\[(?:I|O|<[\d;]*[Mm]|M[\s\S]{3}|\d+;\d+R|[?>][\d;]*c)$/;
+const reply = String.raw`\x1b\[(?:I|O|<[\d;]*[Mm]|M[\s\S]{3}|\d+;\d+R|\d*n|\?[\d;]*n|[?>][\d;]*c|\??[\d;]*\$y|\?\d*u|[\d;]*t)` +
+  String.raw`|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1bP[\s\S]*?\x1b\\`;
+
+/** Input made only of replies: see reply. Several may come in one piece. */
+const terminalReport = new RegExp(`^(?:${reply})+$`);
 
 /** RIS, a full reset: what the screen showed is gone, scrollback too. */
 const fullReset = '\x1bc';

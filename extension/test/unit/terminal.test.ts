@@ -162,12 +162,31 @@ describe('ExecTerminal', () => {
     term.output('e1', bytes('\x1b[?1004h\x1b[?1000h')); // focus and mouse reports on
     term.exit({ exec: 'e1', code: 1 });
     assert.match(written.join(''), /\x1b\[\?1004l/, 'focus reports turned off');
-    for (const report of ['\x1b[O', '\x1b[I', '\x1b[<0;12;5M', '\x1b[M !!', '\x1b[12;40R', '\x1b[?1;2c']) {
+    const reports = [
+      ...['\x1b[O', '\x1b[I', '\x1b[<0;12;5M', '\x1b[M !!', '\x1b[12;40R', '\x1b[?1;2c'],
+      // late replies to queries the agent wrote before its exit: mode
+      // (synchronized output), keyboard flags, status, window size, colour
+      // (OSC, ended by BEL or ST), version (DCS), and two in one piece
+      ...['\x1b[?2026;2$y', '\x1b[?0u', '\x1b[0n', '\x1b[8;24;80t', '\x1b]11;rgb:ffff/ffff/ffff\x07', '\x1b]10;rgb:0000/0000/0000\x1b\\'],
+      ...['\x1bP>|xterm.js(5.5.0)\x1b\\', '\x1b[?2026;2$y\x1b[?0u'],
+    ];
+    for (const report of reports) {
       term.handleInput(report);
     }
     assert.deepEqual(closed, []);
     term.handleInput('\r');
     assert.deepEqual(closed, [undefined]);
+  });
+
+  it('closes after the exit on any key, escape sequences of keys too', () => {
+    for (const key of ['q', '\r', '\x1b', '\x1b[A', '\x1b[1;5C', '\x1b[15~', '\x1bOP', '\x1bP', '\x1b[?2026;2$yq']) {
+      const { term, closed } = setup();
+      term.open(undefined);
+      term.attach('e1', size);
+      term.exit({ exec: 'e1', code: 0 });
+      term.handleInput(key);
+      assert.deepEqual(closed, [undefined], `key ${JSON.stringify(key)}`);
+    }
   });
 
   it('delivers an exit that arrives before open after the held output', () => {
