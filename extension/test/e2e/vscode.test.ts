@@ -272,10 +272,10 @@ async function palette(page: Page, title: string, timeoutMs = 120_000): Promise<
   for (;;) {
     await page.keyboard.press('Control+Shift+P');
     const input = page.locator('.quick-input-widget input');
-    await input.waitFor({ state: 'visible' });
-    await input.fill(`>${title}`);
     const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
     try {
+      await input.waitFor({ state: 'visible' });
+      await input.fill(`>${title}`);
       await row.waitFor({ timeout: 5000 });
       await row.click();
       return;
